@@ -1,0 +1,109 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+
+#include "base/common.h"
+
+/*
+ * The service's records as held in memory. Strings are owned by the record (malloc'd) and freed by
+ * the matching *_done(); JSON-valued members (labels, spec, conditions, status) hold canonical JSON
+ * text (compact, sorted keys) so that they can be stored and spliced into responses without
+ * re-encoding.
+ */
+
+enum cm_phase {
+        CM_PHASE_PENDING,
+        CM_PHASE_PROVISIONING,
+        CM_PHASE_READY,
+        CM_PHASE_UPDATING,
+        CM_PHASE_DELETING,
+        CM_PHASE_FAILED,
+        _CM_PHASE_MAX,
+};
+
+enum cm_op_type {
+        CM_OP_CREATE,
+        CM_OP_UPDATE,
+        CM_OP_DELETE,
+        _CM_OP_TYPE_MAX,
+};
+
+enum cm_op_state {
+        CM_OP_PENDING,
+        CM_OP_RUNNING,
+        CM_OP_SUCCEEDED,
+        CM_OP_FAILED,
+        CM_OP_CANCELLED,
+        _CM_OP_STATE_MAX,
+};
+
+const char *cm_phase_to_string(enum cm_phase p);
+int cm_phase_from_string(const char *s, enum cm_phase *ret);
+const char *cm_op_type_to_string(enum cm_op_type t);
+int cm_op_type_from_string(const char *s, enum cm_op_type *ret);
+const char *cm_op_state_to_string(enum cm_op_state s);
+int cm_op_state_from_string(const char *s, enum cm_op_state *ret);
+static inline bool cm_op_state_terminal(enum cm_op_state s) {
+        return s == CM_OP_SUCCEEDED || s == CM_OP_FAILED || s == CM_OP_CANCELLED;
+}
+
+struct cm_environment {
+        char *name;
+        char *labels_json; /* JSON object */
+        uint64_t created_usec;
+};
+
+struct cm_cluster {
+        char *id; /* "cl_" + random; stable across renames of nothing: names are immutable */
+        char *env;
+        char *name;
+        char *engine; /* copy of spec.engine */
+        char *labels_json; /* JSON object */
+        char *spec_json;   /* JSON object, validated */
+        int64_t generation;       /* +1 on every spec change */
+        int64_t resource_version; /* +1 on every write (spec or status) */
+        enum cm_phase phase;
+        char *conditions_json;     /* JSON array of {type,status,reason,message,lastTransitionTime} */
+        char *status_json;         /* JSON object reported by the engine (endpoint, version, nodes) */
+        int64_t observed_generation;
+        uint64_t created_usec;
+        uint64_t updated_usec;
+};
+
+struct cm_operation {
+        char *id; /* "op_" + random */
+        int64_t seq;
+        char *env;
+        char *cluster_id;
+        char *cluster_name;
+        enum cm_op_type type;
+        enum cm_op_state state;
+        int64_t generation; /* the cluster generation this operation converges to */
+        unsigned attempts;
+        unsigned max_attempts;
+        char *error;        /* last error message (already redacted); NULL when none */
+        char *lease_owner;  /* NULL unless running */
+        uint64_t lease_expires_usec;
+        uint64_t next_run_usec;
+        bool cancel_requested;
+        char *requested_by; /* principal name */
+        uint64_t created_usec;
+        uint64_t started_usec;  /* 0 until first claimed */
+        uint64_t finished_usec; /* 0 until terminal */
+};
+
+struct cm_apikey {
+        char *id;
+        char *name;
+        char *hash; /* hex SHA-256 of the token; the token itself is never stored */
+        char *role; /* "admin" for the bootstrap key; RBAC refines this later */
+        uint64_t created_usec;
+        uint64_t expires_usec; /* 0 = never */
+};
+
+void cm_environment_done(struct cm_environment *e);
+void cm_cluster_done(struct cm_cluster *c);
+void cm_operation_done(struct cm_operation *o);
+void cm_apikey_done(struct cm_apikey *k);
+void cm_environment_array_free(struct cm_environment *a, size_t n);
+void cm_cluster_array_free(struct cm_cluster *a, size_t n);
+void cm_operation_array_free(struct cm_operation *a, size_t n);

@@ -1,0 +1,169 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+
+#include "api/model.h"
+#include "base/common.h"
+#include "base/strbuf.h"
+
+/*
+ * The metadata store: environments, clusters, operations and their logs, API keys, idempotency
+ * records. A backend is a const vtable (struct cm_store_ops) registered by URL scheme; the concrete
+ * store embeds struct cm_store first. Callers use the cm_store_* wrappers below.
+ *
+ * Contracts every backend keeps (tests/unit/test_store_conformance.c checks them):
+ * - Every function is safe to call from any thread at the same time (backends keep one connection
+ *   per thread or a pool).
+ * - Out-parameters are written only on success; records returned are owned by the caller
+ *   (cm_*_done / cm_*_array_free).
+ * - Errors are negative errno: -ENOENT no such record, -EEXIST name taken, -ESTALE expected
+ *   resource version does not match, -EBUSY another operation of the cluster is not finished
+ *   (ret_conflict_op names it), -EAGAIN nothing to claim, -ESRCH lease lost, -ENOTEMPTY environment
+ *   still has clusters, -EIO/-ENOMEM for backend failures.
+ * - Every mutation of a cluster together with the operation that carries it is one transaction: a
+ *   crash leaves both or neither.
+ * - At most one unfinished (pending or running) operation per cluster, enforced by the backend.
+ * - Times are wall-clock microseconds since the epoch, passed in by the caller (tests control them).
+ */
+
+struct cm_store;
+
+struct cm_op_stats {
+        /* count of operations by [type][state] */
+        uint64_t count[_CM_OP_TYPE_MAX][_CM_OP_STATE_MAX];
+        /* pending operations whose next run time has come (the queue depth) */
+        uint64_t queue_depth;
+};
+
+/* What a worker writes when an operation reaches an end (or retries). */
+struct cm_op_outcome {
+        enum cm_op_state state;      /* SUCCEEDED, FAILED, CANCELLED, or PENDING for a retry */
+        const char *error;           /* NULL on success; already redacted */
+        uint64_t next_run_usec;      /* for a retry */
+        /* cluster status written in the same transaction */
+        enum cm_phase phase;
+        const char *conditions_json; /* NULL: leave as is */
+        const char *status_json;     /* NULL: leave as is */
+        bool set_observed_generation; /* observed_generation := operation generation */
+        bool delete_cluster;          /* the cluster record is removed (delete succeeded) */
+};
+
+/* The result of an idempotency lookup. */
+enum cm_idem_state {
+        CM_IDEM_NEW,      /* placeholder inserted: handle the request, then idem_finish/idem_abort */
+        CM_IDEM_DONE,     /* a stored response: return it again */
+        CM_IDEM_BUSY,     /* the first request with this key is still being handled */
+        CM_IDEM_MISMATCH, /* the key was used with another request */
+};
+
+struct cm_store_ops {
+        const char *name;   /* "sqlite" */
+        const char *scheme; /* URL scheme handled: "sqlite" for sqlite:///path or a plain path */
+
+        int (*open)(const char *url, struct cm_store **ret);
+        void (*close)(struct cm_store *s);
+        /* Applies the compiled-in migrations not yet applied; idempotent; safe with replicas. */
+        int (*migrate)(struct cm_store *s);
+        /* 0 when reachable and fully migrated. */
+        int (*ping)(struct cm_store *s);
+
+        int (*env_create)(struct cm_store *s, const struct cm_environment *e);
+        int (*env_get)(struct cm_store *s, const char *name, struct cm_environment *ret);
+        /* Environments ordered by name, names > after (NULL: from the start), at most limit. */
+        int (*env_list)(struct cm_store *s, const char *after, unsigned limit, struct cm_environment **ret,
+                        size_t *ret_n);
+        /* -ENOTEMPTY when clusters (not deleted) remain in it. */
+        int (*env_delete)(struct cm_store *s, const char *name);
+
+        int (*apikey_create)(struct cm_store *s, const struct cm_apikey *k);
+        int (*apikey_get_by_hash)(struct cm_store *s, const char *hash, struct cm_apikey *ret);
+        int (*apikey_count)(struct cm_store *s, uint64_t *ret);
+
+        int (*cluster_get)(struct cm_store *s, const char *env, const char *name, struct cm_cluster *ret);
+        int (*cluster_get_by_id)(struct cm_store *s, const char *id, struct cm_cluster *ret);
+        /* Clusters of env ordered by name, names > after, at most limit. */
+        int (*cluster_list)(struct cm_store *s, const char *env, const char *after, unsigned limit,
+                            struct cm_cluster **ret, size_t *ret_n);
+        int (*cluster_count)(struct cm_store *s, const char *env, uint64_t *ret);
+        /*
+         * Inserts the cluster (generation 1, resource_version 1) and its create operation in one
+         * transaction. -EEXIST when the name is taken in env, -ENOENT when env does not exist.
+         */
+        int (*cluster_create)(struct cm_store *s, const struct cm_cluster *c, const struct cm_operation *op);
+        /*
+         * Replaces spec and labels (generation+1, resource_version+1), sets the phase, and inserts op
+         * (whose generation is set to the new generation) in one transaction. expected_rv < 0 skips
+         * the check. On -EBUSY, ret_conflict_op (if not NULL) receives the unfinished operation's id.
+         * On success ret (if not NULL) receives the updated cluster.
+         */
+        int (*cluster_update)(struct cm_store *s, const char *env, const char *name, int64_t expected_rv,
+                              const char *spec_json, const char *labels_json, enum cm_phase phase,
+                              const struct cm_operation *op, struct cm_cluster *ret, char **ret_conflict_op);
+        /* Writes observed status (phase, conditions, status), resource_version+1. */
+        int (*cluster_set_status)(struct cm_store *s, const char *cluster_id, enum cm_phase phase,
+                                  const char *conditions_json, const char *status_json);
+
+        int (*op_get)(struct cm_store *s, const char *id, struct cm_operation *ret);
+        /* Operations of one cluster, newest first, seq < before (0: from the newest), at most limit. */
+        int (*op_list)(struct cm_store *s, const char *env, const char *cluster_name, int64_t before,
+                       unsigned limit, struct cm_operation **ret, size_t *ret_n);
+        /*
+         * Claims the oldest runnable operation: pending with next_run <= now, or running with an
+         * expired lease (taken over). Sets state running, lease owner/expiry, attempts+1, started
+         * (first time). -EAGAIN when none.
+         */
+        int (*op_claim)(struct cm_store *s, const char *owner, uint64_t now, uint64_t lease_usec,
+                        struct cm_operation *ret);
+        /* Extends the lease; -ESRCH when owner no longer holds it. Reports cancel requests. */
+        int (*op_heartbeat)(struct cm_store *s, const char *id, const char *owner, uint64_t lease_until,
+                            bool *ret_cancel_requested);
+        /*
+         * Ends (or re-queues, state PENDING) an operation held by owner and writes the cluster's status
+         * in one transaction. -ESRCH when owner no longer holds the lease (nothing is written).
+         */
+        int (*op_finish)(struct cm_store *s, const char *id, const char *owner, uint64_t now,
+                         const struct cm_op_outcome *o);
+        /* Gives a lease back (shutdown): state pending, runnable at once, attempts-1. */
+        int (*op_release)(struct cm_store *s, const char *id, const char *owner);
+        /*
+         * Cancels: a pending operation becomes cancelled at once (ret_state CANCELLED); a running
+         * one gets cancel_requested (ret_state RUNNING); a finished one gives -EALREADY.
+         */
+        int (*op_cancel)(struct cm_store *s, const char *id, uint64_t now, enum cm_op_state *ret_state);
+        int (*op_stats)(struct cm_store *s, uint64_t now, struct cm_op_stats *ret);
+
+        /* Appends one chunk (a line or several) to the operation's log. */
+        int (*op_log_append)(struct cm_store *s, const char *op_id, uint64_t now, const char *text, size_t n);
+        /*
+         * Appends the log chunks with sequence > after to out (up to out's cap; stops before a chunk
+         * that does not fit) and sets *ret_last to the last sequence appended (after when none).
+         */
+        int (*op_log_read)(struct cm_store *s, const char *op_id, int64_t after, struct strbuf *out,
+                           int64_t *ret_last);
+
+        /*
+         * Idempotency records, scoped to principal and key. begin inserts a placeholder tied to
+         * request_hash (CM_IDEM_NEW), or reports a stored response (ret_status/ret_body, CM_IDEM_DONE),
+         * one in progress or one for another request.
+         */
+        int (*idem_begin)(struct cm_store *s, const char *principal, const char *key, const char *request_hash,
+                          uint64_t now, enum cm_idem_state *ret_state, int *ret_status, char **ret_body);
+        int (*idem_finish)(struct cm_store *s, const char *principal, const char *key, int status,
+                           const char *body);
+        int (*idem_abort)(struct cm_store *s, const char *principal, const char *key);
+        /* Removes records created before `before`. */
+        int (*idem_expire)(struct cm_store *s, uint64_t before);
+};
+
+struct cm_store {
+        const struct cm_store_ops *ops;
+};
+
+/* Opens the store for url: "sqlite:///abs/path.db", "sqlite:rel/path.db" or a plain file path. */
+int cm_store_open(const char *url, struct cm_store **ret);
+struct cm_store *cm_store_close(struct cm_store *s);
+DEFINE_TRIVIAL_CLEANUP_FUNC(struct cm_store *, cm_store_close);
+
+extern const struct cm_store_ops cm_store_sqlite_ops;
+
+/* Calls a backend function: STORE_CALL(s, cluster_get, env, name, &c). */
+#define STORE_CALL(s, fn, ...) ((s)->ops->fn((s), __VA_ARGS__))

@@ -1,0 +1,154 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "base/common.h"
+
+#include <setjmp.h>
+#include <cmocka.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include "base/fileio.h"
+#include "base/parse.h"
+#include "base/secret.h"
+#include "base/strbuf.h"
+#include "base/util.h"
+
+static void test_strbuf_cap(void **state) {
+        _cleanup_strbuf_ struct strbuf sb = STRBUF_INIT(8);
+
+        assert_int_equal(strbuf_adds(&sb, "1234"), 0);
+        assert_int_equal(strbuf_adds(&sb, "5678"), 0);
+        assert_int_equal(strbuf_addch(&sb, '9'), -ENOBUFS);
+        assert_int_equal(sb.len, 8);
+        assert_string_equal(sb.buf, "12345678");
+        assert_int_equal(strbuf_addf(&sb, "%d", 1), -ENOBUFS);
+        assert_string_equal(sb.buf, "12345678");
+}
+
+static void test_strbuf_secret_grow(void **state) {
+        struct strbuf sb;
+
+        strbuf_init_secret(&sb, 1 << 20);
+        for (int i = 0; i < 1000; i++)
+                assert_int_equal(strbuf_addf(&sb, "secret-%d;", i), 0);
+        assert_true(strstr(sb.buf, "secret-999;") != NULL);
+        strbuf_release(&sb);
+        assert_null(sb.buf);
+}
+
+static void test_json_string_escape(void **state) {
+        static const struct {
+                const char *in;
+                const char *out;
+        } cases[] = {
+                { "plain", "\"plain\"" },
+                { "q\"b\\", "\"q\\\"b\\\\\"" },
+                { "nl\n\t\r", "\"nl\\n\\t\\r\"" },
+                { "\x01", "\"\\u0001\"" },
+                { "caf\xc3\xa9", "\"caf\xc3\xa9\"" },
+                { "bad\xff", "\"bad\xEF\xBF\xBD\"" },
+                { "over\xc0\xaf", "\"over\xEF\xBF\xBD\xEF\xBF\xBD\"" },
+                { "surrogate\xed\xa0\x80", "\"surrogate\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD\"" },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                _cleanup_strbuf_ struct strbuf sb = STRBUF_INIT(1024);
+                assert_int_equal(strbuf_add_json_string(&sb, cases[i].in), 0);
+                assert_string_equal(sb.buf, cases[i].out);
+        }
+}
+
+static void test_parse_numbers(void **state) {
+        uint64_t u;
+        int i;
+        unsigned v;
+
+        assert_int_equal(safe_atou64("123", &u), 0);
+        assert_int_equal(u, 123);
+        assert_int_equal(safe_atou64("-1", &u), -EINVAL);
+        assert_int_equal(safe_atou64(" 1", &u), -EINVAL);
+        assert_int_equal(safe_atou64("1x", &u), -EINVAL);
+        assert_int_equal(safe_atou64("", &u), -EINVAL);
+        assert_int_equal(safe_atou64("99999999999999999999999", &u), -ERANGE);
+        assert_int_equal(safe_atoi("-42", &i), 0);
+        assert_int_equal(i, -42);
+        assert_int_equal(safe_atoi("4294967296", &i), -ERANGE);
+        assert_int_equal(safe_atou("4294967296", &v), -ERANGE);
+}
+
+static void test_dns_label(void **state) {
+        assert_true(cm_dns_label_valid("prod-east"));
+        assert_true(cm_dns_label_valid("a"));
+        assert_true(cm_dns_label_valid("0abc9"));
+        assert_false(cm_dns_label_valid(""));
+        assert_false(cm_dns_label_valid("-a"));
+        assert_false(cm_dns_label_valid("a-"));
+        assert_false(cm_dns_label_valid("Upper"));
+        assert_false(cm_dns_label_valid("a.b"));
+        assert_false(cm_dns_label_valid("a_b"));
+        assert_true(cm_dns_label_valid("abcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghij123"));
+        assert_false(cm_dns_label_valid("abcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghij1234"));
+}
+
+static void test_time_roundtrip(void **state) {
+        char buf[40];
+        uint64_t t;
+
+        cm_format_rfc3339(UINT64_C(1767323045678000), buf, sizeof(buf));
+        assert_string_equal(buf, "2026-01-02T03:04:05.678Z");
+        assert_int_equal(cm_parse_rfc3339(buf, &t), 0);
+        assert_int_equal(t, UINT64_C(1767323045678000));
+        assert_int_equal(cm_parse_rfc3339("2026-01-02T03:04:05", &t), -EINVAL);
+        assert_int_equal(cm_parse_rfc3339("garbage", &t), -EINVAL);
+}
+
+static void test_random_ids(void **state) {
+        char a[64], b[64];
+
+        assert_int_equal(cm_random_id("op_", a, sizeof(a)), 0);
+        assert_int_equal(cm_random_id("op_", b, sizeof(b)), 0);
+        assert_int_equal(strlen(a), 29);
+        assert_string_not_equal(a, b);
+        assert_int_equal(cm_random_id("op_", a, 10), -ENOBUFS);
+        assert_int_equal(cm_random_token("cmk_", a, sizeof(a)), 0);
+        assert_int_equal(strlen(a), 47);
+}
+
+static void test_atomic_write(void **state) {
+        char dir[] = "/tmp/cm-test-XXXXXX", path[256];
+        _cleanup_free_ char *data = NULL;
+        struct stat st;
+        size_t n;
+
+        assert_non_null(mkdtemp(dir));
+        assert_true(cm_snprintf(path, sizeof(path), "%s/a/b/file", dir) > 0);
+        assert_int_equal(cm_snprintf(path, 4, "%s", "toolong"), -ENOBUFS);
+        assert_true(cm_snprintf(path, sizeof(path), "%s/a/b", dir) > 0);
+        assert_int_equal(cm_mkdir_p(path, 0700), 0);
+        assert_true(cm_snprintf(path, sizeof(path), "%s/a/b/file", dir) > 0);
+        assert_int_equal(cm_write_file_atomic(path, "hello", 5, 0600), 0);
+        assert_int_equal(cm_write_file_atomic(path, "world!", 6, 0600), 0);
+        assert_int_equal(stat(path, &st), 0);
+        assert_int_equal(st.st_mode & 0777, 0600);
+        assert_int_equal(cm_read_file(path, 100, false, &data, &n), 0);
+        assert_int_equal(n, 6);
+        assert_string_equal(data, "world!");
+        free(TAKE_PTR(data));
+        assert_int_equal(cm_read_file(path, 3, true, &data, &n), -EFBIG);
+        assert_null(data);
+        assert_int_equal(cm_read_file("/nonexistent/x", 3, false, &data, &n), -ENOENT);
+}
+
+static void test_memeq_const(void **state) {
+        assert_true(cm_memeq_const("abc", "abc", 3));
+        assert_false(cm_memeq_const("abc", "abd", 3));
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_strbuf_cap),      cmocka_unit_test(test_strbuf_secret_grow),
+                cmocka_unit_test(test_json_string_escape), cmocka_unit_test(test_parse_numbers),
+                cmocka_unit_test(test_dns_label),       cmocka_unit_test(test_time_roundtrip),
+                cmocka_unit_test(test_random_ids),      cmocka_unit_test(test_atomic_write),
+                cmocka_unit_test(test_memeq_const),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
