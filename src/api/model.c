@@ -16,9 +16,8 @@ static const char *const op_type_names[_CM_OP_TYPE_MAX] = {
 };
 
 static const char *const op_state_names[_CM_OP_STATE_MAX] = {
-        [CM_OP_PENDING] = "pending",     [CM_OP_RUNNING] = "running",
-        [CM_OP_SUCCEEDED] = "succeeded", [CM_OP_FAILED] = "failed",
-        [CM_OP_CANCELLED] = "cancelled",
+        [CM_OP_PENDING] = "pending", [CM_OP_RUNNING] = "running",     [CM_OP_SUCCEEDED] = "succeeded",
+        [CM_OP_FAILED] = "failed",   [CM_OP_CANCELLED] = "cancelled",
 };
 
 static int lookup(const char *const *names, size_t n, const char *s) {

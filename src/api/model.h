@@ -58,12 +58,12 @@ struct cm_cluster {
         char *name;
         char *engine; /* copy of spec.engine */
         char *labels_json; /* JSON object */
-        char *spec_json;   /* JSON object, validated */
-        int64_t generation;       /* +1 on every spec change */
+        char *spec_json; /* JSON object, validated */
+        int64_t generation; /* +1 on every spec change */
         int64_t resource_version; /* +1 on every write (spec or status) */
         enum cm_phase phase;
-        char *conditions_json;     /* JSON array of {type,status,reason,message,lastTransitionTime} */
-        char *status_json;         /* JSON object reported by the engine (endpoint, version, nodes) */
+        char *conditions_json; /* JSON array of {type,status,reason,message,lastTransitionTime} */
+        char *status_json; /* JSON object reported by the engine (endpoint, version, nodes) */
         int64_t observed_generation;
         uint64_t created_usec;
         uint64_t updated_usec;
@@ -80,14 +80,14 @@ struct cm_operation {
         int64_t generation; /* the cluster generation this operation converges to */
         unsigned attempts;
         unsigned max_attempts;
-        char *error;        /* last error message (already redacted); NULL when none */
-        char *lease_owner;  /* NULL unless running */
+        char *error; /* last error message (already redacted); NULL when none */
+        char *lease_owner; /* NULL unless running */
         uint64_t lease_expires_usec;
         uint64_t next_run_usec;
         bool cancel_requested;
         char *requested_by; /* principal name */
         uint64_t created_usec;
-        uint64_t started_usec;  /* 0 until first claimed */
+        uint64_t started_usec; /* 0 until first claimed */
         uint64_t finished_usec; /* 0 until terminal */
 };
 

@@ -7,6 +7,8 @@
  */
 
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdarg.h>

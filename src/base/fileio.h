@@ -7,7 +7,8 @@
  * Reads a whole file of at most max bytes into a new NUL-terminated buffer. With secure set, the
  * buffer is wiped on every path where it is not handed over (key files); -EFBIG past max.
  */
-_warn_unused_result_ int cm_read_file(const char *path, size_t max, bool secure, char **ret, size_t *ret_len);
+_warn_unused_result_ int cm_read_file(const char *path, size_t max, bool secure, char **ret,
+                                      size_t *ret_len);
 
 /*
  * Durable replacement of path: temp file in the same directory (O_EXCL), write, fsync, fchmod(mode),

@@ -20,11 +20,11 @@
 #define USEC_PER_MSEC UINT64_C(1000)
 
 /* Takes ownership of *p: returns it and leaves NULL behind, so a cleanup attribute frees nothing. */
-#define TAKE_PTR(p)                                                                                \
-        ({                                                                                         \
-                __typeof__(p) _tp_ = (p);                                                          \
-                (p) = NULL;                                                                        \
-                _tp_;                                                                              \
+#define TAKE_PTR(p)                                                                                         \
+        ({                                                                                                  \
+                __typeof__(p) _tp_ = (p);                                                                   \
+                (p) = NULL;                                                                                 \
+                _tp_;                                                                                       \
         })
 
 /* Allocates n elements of type t, zeroed; NULL when the size overflows or memory runs out. */
@@ -41,10 +41,10 @@ static inline void *mfree(void *p) {
 }
 
 /* Declares a cleanup helper `namep` calling `name` on a non-NULL pointer. */
-#define DEFINE_TRIVIAL_CLEANUP_FUNC(type, func)                                                    \
-        static inline void func##p(type *p) {                                                      \
-                if (*p)                                                                            \
-                        func(*p);                                                          \
+#define DEFINE_TRIVIAL_CLEANUP_FUNC(type, func)                                                             \
+        static inline void func##p(type *p) {                                                               \
+                if (*p)                                                                                     \
+                        func(*p);                                                                           \
         }
 
 static inline int negative_errno(void) {
@@ -55,3 +55,6 @@ static inline int negative_errno(void) {
 #define strneq(a, b, n) (strncmp((a), (b), (n)) == 0)
 #define isempty(s) (!(s) || !(s)[0])
 #define strna(s) ((s) ?: "n/a")
+
+/* For libraries whose APIs are not const-correct (jansson's iterators): drops const knowingly. */
+#define CM_UNCONST(type, p) ((type) (uintptr_t) (p))

@@ -1,4 +1,1935 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "base/common.h"
+
+#include <pthread.h>
+#include <sqlite3.h>
+
+#include "base/log.h"
+#include "base/strbuf.h"
+#include "base/util.h"
+#include "store/sqlite_migrations.h"
 #include "store/store.h"
-const struct cm_store_ops cm_store_sqlite_ops = { .name = "sqlite", .scheme = "sqlite" };
+
+/*
+ * The SQLite backend. docs/internals/store.md describes the schema, the transactions and the
+ * threading; the short version:
+ * - one connection per thread (a pthread key on the store), opened lazily, each with its own cache
+ *   of prepared statements; close() finalizes every connection still open;
+ * - reads run on the calling thread's connection, in autocommit mode;
+ * - writes are functions run inside BEGIN IMMEDIATE transactions. Writers of one store object form a
+ *   queue and one of them (the leader) runs a batch of queued writes in one transaction, each inside
+ *   its own savepoint, and commits once: synchronous=FULL costs one fsync per commit, and group
+ *   commit shares it among the writers that arrived meanwhile. A caller returns only after the
+ *   commit that carries its write, so every accepted write is durable.
+ */
+
+#define SQLITE_BUSY_TIMEOUT_MSEC 5000
+/* Whole-transaction attempts when the database stays locked longer than the busy timeout. */
+#define SQLITE_TX_ATTEMPTS 3
+/* Writes sharing one transaction (and one fsync) at most. */
+#define SQLITE_BATCH_MAX 64
+
+#define CLUSTER_COLUMNS                                                                                     \
+        "id, env, name, engine, labels, spec, generation, resource_version, phase, conditions, "            \
+        "status, observed_generation, created, updated"
+#define OP_COLUMNS                                                                                          \
+        "seq, id, env, cluster_id, cluster_name, type, state, generation, attempts, max_attempts, "         \
+        "error, lease_owner, lease_expires, next_run, cancel_requested, requested_by, created, "            \
+        "started, finished"
+
+enum stmt_id {
+        STMT_BEGIN,
+        STMT_COMMIT,
+        STMT_ROLLBACK,
+        STMT_SAVEPOINT,
+        STMT_ROLLBACK_TO,
+        STMT_RELEASE,
+        STMT_MIGRATION_GET,
+        STMT_MIGRATION_PUT,
+        STMT_PING_TABLE,
+        STMT_PING_VERSIONS,
+        STMT_ENV_INSERT,
+        STMT_ENV_GET,
+        STMT_ENV_LIST,
+        STMT_ENV_HAS_CLUSTERS,
+        STMT_ENV_DELETE,
+        STMT_APIKEY_INSERT,
+        STMT_APIKEY_GET_BY_HASH,
+        STMT_APIKEY_COUNT,
+        STMT_CLUSTER_GET,
+        STMT_CLUSTER_GET_BY_ID,
+        STMT_CLUSTER_LIST,
+        STMT_CLUSTER_COUNT,
+        STMT_CLUSTER_INSERT,
+        STMT_CLUSTER_LOOKUP,
+        STMT_CLUSTER_UPDATE_SPEC,
+        STMT_CLUSTER_STATUS,
+        STMT_CLUSTER_DELETE,
+        STMT_OP_INSERT,
+        STMT_OP_UNFINISHED,
+        STMT_OP_GET,
+        STMT_OP_LIST,
+        STMT_OP_CLAIM,
+        STMT_OP_HEARTBEAT,
+        STMT_OP_FINISH,
+        STMT_OP_RELEASE,
+        STMT_OP_STATE,
+        STMT_OP_CANCEL_PENDING,
+        STMT_OP_CANCEL_RUNNING,
+        STMT_OP_STATS,
+        STMT_OP_QUEUE_DEPTH,
+        STMT_OP_EXISTS,
+        STMT_LOG_APPEND,
+        STMT_LOG_READ,
+        STMT_IDEM_GET,
+        STMT_IDEM_INSERT,
+        STMT_IDEM_FINISH,
+        STMT_IDEM_ABORT,
+        STMT_IDEM_EXPIRE,
+        _STMT_MAX,
+};
+
+static const char *const stmt_sql[_STMT_MAX] = {
+        [STMT_BEGIN] = "BEGIN IMMEDIATE",
+        [STMT_COMMIT] = "COMMIT",
+        [STMT_ROLLBACK] = "ROLLBACK",
+        [STMT_SAVEPOINT] = "SAVEPOINT cm_write",
+        [STMT_ROLLBACK_TO] = "ROLLBACK TO cm_write",
+        [STMT_RELEASE] = "RELEASE cm_write",
+
+        [STMT_MIGRATION_GET] = "SELECT 1 FROM schema_migrations WHERE version = ?1",
+        [STMT_MIGRATION_PUT] = "INSERT INTO schema_migrations (version, applied) VALUES (?1, ?2)",
+        [STMT_PING_TABLE] =
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'",
+        [STMT_PING_VERSIONS] = "SELECT count(*) FROM schema_migrations WHERE version BETWEEN 1 AND ?1",
+
+        [STMT_ENV_INSERT] =
+                "INSERT INTO environments (name, labels, created) VALUES (?1, coalesce(?2, '{}'), ?3)",
+        [STMT_ENV_GET] = "SELECT name, labels, created FROM environments WHERE name = ?1",
+        [STMT_ENV_LIST] =
+                "SELECT name, labels, created FROM environments WHERE name > ?1 ORDER BY name LIMIT ?2",
+        [STMT_ENV_HAS_CLUSTERS] = "SELECT 1 FROM clusters WHERE env = ?1 LIMIT 1",
+        [STMT_ENV_DELETE] = "DELETE FROM environments WHERE name = ?1",
+
+        [STMT_APIKEY_INSERT] = "INSERT INTO apikeys (id, name, hash, role, created, expires) "
+                               "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        [STMT_APIKEY_GET_BY_HASH] =
+                "SELECT id, name, hash, role, created, expires FROM apikeys WHERE hash = ?1",
+        [STMT_APIKEY_COUNT] = "SELECT count(*) FROM apikeys",
+
+        [STMT_CLUSTER_GET] = "SELECT " CLUSTER_COLUMNS " FROM clusters WHERE env = ?1 AND name = ?2",
+        [STMT_CLUSTER_GET_BY_ID] = "SELECT " CLUSTER_COLUMNS " FROM clusters WHERE id = ?1",
+        [STMT_CLUSTER_LIST] = "SELECT " CLUSTER_COLUMNS " FROM clusters WHERE env = ?1 AND name > ?2 "
+                              "ORDER BY name LIMIT ?3",
+        [STMT_CLUSTER_COUNT] = "SELECT count(*) FROM clusters WHERE env = ?1",
+        [STMT_CLUSTER_INSERT] = "INSERT INTO clusters (" CLUSTER_COLUMNS ") VALUES (?1, ?2, ?3, ?4, "
+                                "coalesce(?5, '{}'), ?6, 1, 1, ?7, coalesce(?8, '[]'), coalesce(?9, '{}'), "
+                                "0, ?10, ?11)",
+        [STMT_CLUSTER_LOOKUP] = "SELECT id, resource_version FROM clusters WHERE env = ?1 AND name = ?2",
+        [STMT_CLUSTER_UPDATE_SPEC] =
+                "UPDATE clusters SET spec = coalesce(?2, spec), labels = coalesce(?3, labels), "
+                "generation = generation + (?2 IS NOT NULL), "
+                "resource_version = resource_version + 1, phase = ?4, updated = ?5 "
+                "WHERE id = ?1 RETURNING " CLUSTER_COLUMNS,
+        [STMT_CLUSTER_STATUS] = "UPDATE clusters SET phase = ?2, conditions = coalesce(?3, conditions), "
+                                "status = coalesce(?4, status), observed_generation = "
+                                "CASE WHEN ?5 THEN ?6 ELSE observed_generation END, "
+                                "resource_version = resource_version + 1 WHERE id = ?1",
+        [STMT_CLUSTER_DELETE] = "DELETE FROM clusters WHERE id = ?1",
+
+        [STMT_OP_INSERT] =
+                "INSERT INTO operations (id, env, cluster_id, cluster_name, type, state, generation, "
+                "attempts, max_attempts, next_run, requested_by, created) "
+                "VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, 0, ?7, ?8, ?9, ?10)",
+        [STMT_OP_UNFINISHED] =
+                "SELECT id FROM operations WHERE cluster_id = ?1 AND state IN ('pending', 'running')",
+        [STMT_OP_GET] = "SELECT " OP_COLUMNS " FROM operations WHERE id = ?1",
+        [STMT_OP_LIST] =
+                "SELECT " OP_COLUMNS " FROM operations WHERE env = ?1 AND cluster_name = ?2 AND seq < ?3 "
+                "ORDER BY seq DESC LIMIT ?4",
+        /*
+         * The oldest runnable operation: the earliest of the first pending one by next_run and the
+         * first expired lease by lease_expires, each found through its partial index (two index
+         * seeks, whatever the queue length). Ties go to the older seq.
+         */
+        [STMT_OP_CLAIM] =
+                "UPDATE operations SET state = 'running', lease_owner = ?1, lease_expires = ?3, "
+                "attempts = attempts + 1, started = CASE WHEN started = 0 THEN ?2 ELSE started END "
+                "WHERE seq = (SELECT seq FROM ("
+                "SELECT * FROM (SELECT seq, next_run AS t FROM operations "
+                "WHERE state = 'pending' AND next_run <= ?2 ORDER BY next_run, seq LIMIT 1) "
+                "UNION ALL "
+                "SELECT * FROM (SELECT seq, lease_expires AS t FROM operations "
+                "WHERE state = 'running' AND lease_expires < ?2 ORDER BY lease_expires, seq LIMIT 1)"
+                ") ORDER BY t, seq LIMIT 1) "
+                "RETURNING " OP_COLUMNS,
+        [STMT_OP_HEARTBEAT] =
+                "UPDATE operations SET lease_expires = ?3 "
+                "WHERE id = ?1 AND lease_owner = ?2 AND state = 'running' RETURNING cancel_requested",
+        [STMT_OP_FINISH] = "UPDATE operations SET state = ?3, error = ?4, "
+                           "next_run = CASE WHEN ?3 = 'pending' THEN ?5 ELSE next_run END, "
+                           "finished = CASE WHEN ?3 = 'pending' THEN 0 ELSE ?6 END, "
+                           "lease_owner = NULL, lease_expires = 0 "
+                           "WHERE id = ?1 AND lease_owner = ?2 AND state = 'running' "
+                           "RETURNING cluster_id, generation",
+        /* next_run is kept: it was due when the operation was claimed, so it is due now. */
+        [STMT_OP_RELEASE] =
+                "UPDATE operations SET state = 'pending', lease_owner = NULL, lease_expires = 0, "
+                "attempts = max(attempts - 1, 0) "
+                "WHERE id = ?1 AND lease_owner = ?2 AND state = 'running'",
+        [STMT_OP_STATE] = "SELECT state FROM operations WHERE id = ?1",
+        [STMT_OP_CANCEL_PENDING] = "UPDATE operations SET state = 'cancelled', finished = ?2 "
+                                   "WHERE id = ?1 AND state = 'pending'",
+        [STMT_OP_CANCEL_RUNNING] =
+                "UPDATE operations SET cancel_requested = 1 WHERE id = ?1 AND state = 'running'",
+        [STMT_OP_STATS] = "SELECT type, state, count(*) FROM operations GROUP BY type, state",
+        [STMT_OP_QUEUE_DEPTH] = "SELECT count(*) FROM operations WHERE state = 'pending' AND next_run <= ?1",
+        [STMT_OP_EXISTS] = "SELECT 1 FROM operations WHERE id = ?1",
+
+        [STMT_LOG_APPEND] = "INSERT INTO op_log (op_id, seq, ts, text) "
+                            "SELECT ?1, coalesce(max(seq), 0) + 1, ?2, ?3 FROM op_log WHERE op_id = ?1",
+        [STMT_LOG_READ] = "SELECT seq, text FROM op_log WHERE op_id = ?1 AND seq > ?2 ORDER BY seq",
+
+        [STMT_IDEM_GET] =
+                "SELECT request_hash, status, body FROM idempotency WHERE principal = ?1 AND key = ?2",
+        [STMT_IDEM_INSERT] = "INSERT INTO idempotency (principal, key, request_hash, status, body, created) "
+                             "VALUES (?1, ?2, ?3, 0, NULL, ?4)",
+        [STMT_IDEM_FINISH] = "UPDATE idempotency SET status = ?3, body = ?4 "
+                             "WHERE principal = ?1 AND key = ?2 AND status = 0",
+        [STMT_IDEM_ABORT] = "DELETE FROM idempotency WHERE principal = ?1 AND key = ?2 AND status = 0",
+        [STMT_IDEM_EXPIRE] = "DELETE FROM idempotency WHERE created < ?1",
+};
+
+struct sqlite_store;
+
+/* One thread's connection; used by that thread only (and by close() once no thread uses it). */
+struct sqlite_conn {
+        struct sqlite_store *store;
+        sqlite3 *db;
+        struct sqlite_conn *prev, *next;
+        sqlite3_stmt *stmts[_STMT_MAX];
+};
+
+/* A write queued for group commit; lives on the writer's stack until done is set. */
+typedef int (*write_fn)(struct sqlite_conn *c, void *userdata);
+struct write_req {
+        write_fn fn;
+        void *userdata;
+        int result;
+        bool done;
+        struct write_req *next;
+};
+
+struct sqlite_store {
+        struct cm_store base;
+        char *path;
+        pthread_key_t key;
+        bool key_created;
+        bool lock_created;
+        bool cond_created;
+        /* Guards conns, the write queue and leader. */
+        pthread_mutex_t lock;
+        pthread_cond_t written;
+        struct sqlite_conn *conns;
+        struct write_req *queue;
+        struct write_req **queue_tail;
+        bool leader;
+};
+
+static struct sqlite_store *to_sqlite(struct cm_store *s) {
+        return (struct sqlite_store *) s;
+}
+
+/*
+ * The one place SQLite result codes become negative errno. Also logs the SQLite message at debug
+ * level (it never contains bound values, so no secrets).
+ */
+static int sql_errno(sqlite3 *db, int rc, const char *what) {
+        int r, e;
+
+        switch (rc & 0xff) {
+        case SQLITE_BUSY:
+        case SQLITE_LOCKED:
+                r = -ETIMEDOUT; /* locked longer than the busy timeout */
+                break;
+        case SQLITE_NOMEM:
+                r = -ENOMEM;
+                break;
+        case SQLITE_READONLY:
+                r = -EROFS;
+                break;
+        case SQLITE_FULL:
+                r = -ENOSPC;
+                break;
+        case SQLITE_CANTOPEN:
+                e = db ? sqlite3_system_errno(db) : 0;
+                r = e > 0 ? -e : -ENOENT;
+                break;
+        case SQLITE_CORRUPT:
+        case SQLITE_NOTADB:
+                r = -EBADMSG;
+                break;
+        case SQLITE_PERM:
+        case SQLITE_AUTH:
+                r = -EACCES;
+                break;
+        case SQLITE_TOOBIG:
+                r = -E2BIG;
+                break;
+        case SQLITE_MISMATCH:
+        case SQLITE_RANGE:
+                r = -EINVAL;
+                break;
+        case SQLITE_CONSTRAINT:
+                if (rc == SQLITE_CONSTRAINT_UNIQUE || rc == SQLITE_CONSTRAINT_PRIMARYKEY)
+                        r = -EEXIST;
+                else if (rc == SQLITE_CONSTRAINT_FOREIGNKEY)
+                        r = -ENOENT;
+                else
+                        r = -EINVAL; /* NOT NULL, CHECK */
+                break;
+        case SQLITE_IOERR:
+                e = db ? sqlite3_system_errno(db) : 0;
+                r = e > 0 ? -e : -EIO;
+                break;
+        default:
+                r = -EIO;
+                break;
+        }
+        return log_debug_errno(r, "sqlite: %s: %s (%d): %m", what,
+                               db ? sqlite3_errmsg(db) : sqlite3_errstr(rc), rc);
+}
+
+static int conn_fail(struct sqlite_conn *c, int rc, const char *what) {
+        return sql_errno(c->db, rc, what);
+}
+
+/* Parameters bound in order (?1, ?2, ...): BT(text or NULL), BN(text, length), BI(integer). */
+struct bindv {
+        enum { BIND_TEXT, BIND_TEXTN, BIND_INT } type;
+        const char *s;
+        size_t n;
+        int64_t i;
+};
+#define BT(x) ((struct bindv){ .type = BIND_TEXT, .s = (x) })
+#define BN(x, len) ((struct bindv){ .type = BIND_TEXTN, .s = (x), .n = (len) })
+#define BI(x) ((struct bindv){ .type = BIND_INT, .i = (int64_t) (x) })
+#define BINDS(...) (const struct bindv[]){ __VA_ARGS__ }, ELEMENTSOF(((const struct bindv[]){ __VA_ARGS__ }))
+
+static void stmt_resetp(sqlite3_stmt **st) {
+        if (*st) {
+                (void) sqlite3_reset(*st);
+                (void) sqlite3_clear_bindings(*st);
+        }
+}
+/* Resets the (cached) statement when leaving the scope: ends its read and drops the bindings. */
+#define _cleanup_stmt_ _cleanup_(stmt_resetp)
+
+static int conn_stmt(struct sqlite_conn *c, enum stmt_id id, const struct bindv *v, size_t n,
+                     sqlite3_stmt **ret) {
+        sqlite3_stmt *st = c->stmts[id];
+        int rc = SQLITE_OK;
+
+        if (!st) {
+                rc = sqlite3_prepare_v3(c->db, stmt_sql[id], -1, SQLITE_PREPARE_PERSISTENT, &st, NULL);
+                if (rc != SQLITE_OK) {
+                        int r = conn_fail(c, rc, "prepare");
+                        /* Unknown table or column: the schema is not (fully) migrated. */
+                        return rc == SQLITE_ERROR ? -EPROTO : r;
+                }
+                c->stmts[id] = st;
+        }
+
+        for (size_t i = 0; i < n && rc == SQLITE_OK; i++) {
+                int idx = (int) i + 1;
+                switch (v[i].type) {
+                case BIND_TEXT:
+                        rc = v[i].s ? sqlite3_bind_text(st, idx, v[i].s, -1, SQLITE_STATIC)
+                                    : sqlite3_bind_null(st, idx);
+                        break;
+                case BIND_TEXTN:
+                        rc = sqlite3_bind_text64(st, idx, v[i].s, v[i].n, SQLITE_STATIC, SQLITE_UTF8);
+                        break;
+                case BIND_INT:
+                        rc = sqlite3_bind_int64(st, idx, v[i].i);
+                        break;
+                }
+        }
+        if (rc != SQLITE_OK) {
+                (void) sqlite3_clear_bindings(st);
+                return conn_fail(c, rc, "bind");
+        }
+        *ret = st;
+        return 0;
+}
+
+/* One step: 1 for a row, 0 when done, negative errno on failure. */
+static int stmt_step(struct sqlite_conn *c, sqlite3_stmt *st) {
+        int rc = sqlite3_step(st);
+
+        if (rc == SQLITE_ROW)
+                return 1;
+        if (rc == SQLITE_DONE)
+                return 0;
+        return conn_fail(c, rc, sqlite3_sql(st));
+}
+
+/* Steps to the end (RETURNING statements finish their work); returns 0 or negative errno. */
+static int stmt_drain(struct sqlite_conn *c, sqlite3_stmt *st) {
+        int r;
+
+        while ((r = stmt_step(c, st)) > 0)
+                ;
+        return r;
+}
+
+/* Runs a statement that returns no rows; returns the number of rows changed. */
+static int conn_run(struct sqlite_conn *c, enum stmt_id id, const struct bindv *v, size_t n) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        int r;
+
+        r = conn_stmt(c, id, v, n, &st);
+        if (r < 0)
+                return r;
+        r = stmt_drain(c, st);
+        if (r < 0)
+                return r;
+        return sqlite3_changes(c->db);
+}
+
+/* Runs a query returning one integer (count(*) and the like). */
+static int conn_query_int(struct sqlite_conn *c, enum stmt_id id, const struct bindv *v, size_t n,
+                          int64_t *ret) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        int r;
+
+        r = conn_stmt(c, id, v, n, &st);
+        if (r < 0)
+                return r;
+        r = stmt_step(c, st);
+        if (r < 0)
+                return r;
+        if (r == 0)
+                return -ENOENT;
+        *ret = sqlite3_column_int64(st, 0);
+        return 0;
+}
+
+/* Column i as a new string; NULL for SQL NULL. */
+static int col_strdup(sqlite3_stmt *st, int i, char **ret) {
+        const unsigned char *t;
+        char *p;
+        int n;
+
+        if (sqlite3_column_type(st, i) == SQLITE_NULL) {
+                *ret = NULL;
+                return 0;
+        }
+        t = sqlite3_column_text(st, i);
+        if (!t)
+                return -ENOMEM;
+        n = sqlite3_column_bytes(st, i);
+        p = malloc((size_t) n + 1);
+        if (!p)
+                return -ENOMEM;
+        memcpy(p, t, (size_t) n);
+        p[n] = 0;
+        *ret = p;
+        return 0;
+}
+
+static int col_strdup_many(sqlite3_stmt *st, const int *cols, char **const *dst, size_t n) {
+        for (size_t i = 0; i < n; i++) {
+                int r = col_strdup(st, cols[i], dst[i]);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+static uint64_t col_u64(sqlite3_stmt *st, int i) {
+        int64_t v = sqlite3_column_int64(st, i);
+        return v > 0 ? (uint64_t) v : 0;
+}
+
+static int row_env(sqlite3_stmt *st, struct cm_environment *ret) {
+        _cleanup_(cm_environment_done) struct cm_environment e = {};
+        int r;
+
+        r = col_strdup_many(st, (const int[]){ 0, 1 }, (char **const[]){ &e.name, &e.labels_json }, 2);
+        if (r < 0)
+                return r;
+        e.created_usec = col_u64(st, 2);
+        *ret = e;
+        e = (struct cm_environment){};
+        return 0;
+}
+
+static int row_apikey(sqlite3_stmt *st, struct cm_apikey *ret) {
+        _cleanup_(cm_apikey_done) struct cm_apikey k = {};
+        int r;
+
+        r = col_strdup_many(st, (const int[]){ 0, 1, 2, 3 },
+                            (char **const[]){ &k.id, &k.name, &k.hash, &k.role }, 4);
+        if (r < 0)
+                return r;
+        k.created_usec = col_u64(st, 4);
+        k.expires_usec = col_u64(st, 5);
+        *ret = k;
+        k = (struct cm_apikey){};
+        return 0;
+}
+
+/* Reads CLUSTER_COLUMNS. */
+static int row_cluster(sqlite3_stmt *st, struct cm_cluster *ret) {
+        _cleanup_(cm_cluster_done) struct cm_cluster c = {};
+        int r;
+
+        r = col_strdup_many(st, (const int[]){ 0, 1, 2, 3, 4, 5, 9, 10 },
+                            (char **const[]){ &c.id, &c.env, &c.name, &c.engine, &c.labels_json,
+                                              &c.spec_json, &c.conditions_json, &c.status_json },
+                            8);
+        if (r < 0)
+                return r;
+        c.generation = sqlite3_column_int64(st, 6);
+        c.resource_version = sqlite3_column_int64(st, 7);
+        if (cm_phase_from_string((const char *) sqlite3_column_text(st, 8), &c.phase) < 0)
+                return log_debug_errno(-EBADMSG, "sqlite: cluster '%s' has an unknown phase: %m",
+                                       strna(c.id));
+        c.observed_generation = sqlite3_column_int64(st, 11);
+        c.created_usec = col_u64(st, 12);
+        c.updated_usec = col_u64(st, 13);
+        *ret = c;
+        c = (struct cm_cluster){};
+        return 0;
+}
+
+/* Reads OP_COLUMNS. */
+static int row_op(sqlite3_stmt *st, struct cm_operation *ret) {
+        _cleanup_(cm_operation_done) struct cm_operation o = {};
+        int r;
+
+        r = col_strdup_many(st, (const int[]){ 1, 2, 3, 4, 10, 11, 15 },
+                            (char **const[]){ &o.id, &o.env, &o.cluster_id, &o.cluster_name, &o.error,
+                                              &o.lease_owner, &o.requested_by },
+                            7);
+        if (r < 0)
+                return r;
+        o.seq = sqlite3_column_int64(st, 0);
+        if (cm_op_type_from_string((const char *) sqlite3_column_text(st, 5), &o.type) < 0 ||
+            cm_op_state_from_string((const char *) sqlite3_column_text(st, 6), &o.state) < 0)
+                return log_debug_errno(-EBADMSG, "sqlite: operation '%s' has an unknown type or state: %m",
+                                       strna(o.id));
+        o.generation = sqlite3_column_int64(st, 7);
+        o.attempts = (unsigned) MIN(col_u64(st, 8), (uint64_t) UINT_MAX);
+        o.max_attempts = (unsigned) MIN(col_u64(st, 9), (uint64_t) UINT_MAX);
+        o.lease_expires_usec = col_u64(st, 12);
+        o.next_run_usec = col_u64(st, 13);
+        o.cancel_requested = sqlite3_column_int64(st, 14) != 0;
+        o.created_usec = col_u64(st, 16);
+        o.started_usec = col_u64(st, 17);
+        o.finished_usec = col_u64(st, 18);
+        *ret = o;
+        o = (struct cm_operation){};
+        return 0;
+}
+
+static int row_env_v(sqlite3_stmt *st, void *elem) {
+        return row_env(st, elem);
+}
+static void env_done_v(void *elem) {
+        cm_environment_done(elem);
+}
+static int row_cluster_v(sqlite3_stmt *st, void *elem) {
+        return row_cluster(st, elem);
+}
+static void cluster_done_v(void *elem) {
+        cm_cluster_done(elem);
+}
+static int row_op_v(sqlite3_stmt *st, void *elem) {
+        return row_op(st, elem);
+}
+static void op_done_v(void *elem) {
+        cm_operation_done(elem);
+}
+
+/* Reads every row of st into a new array of records of the given size (NULL when there are none). */
+static int collect_rows(struct sqlite_conn *c, sqlite3_stmt *st, size_t size,
+                        int (*row)(sqlite3_stmt *, void *), void (*done)(void *), void **ret,
+                        size_t *ret_n) {
+        char *a = NULL;
+        size_t n = 0, alloc = 0;
+        int r;
+
+        for (;;) {
+                r = stmt_step(c, st);
+                if (r <= 0)
+                        break;
+                if (n == alloc) {
+                        size_t na = alloc ? alloc * 2 : 16;
+                        char *p = reallocarray(a, na, size);
+                        if (!p) {
+                                r = -ENOMEM;
+                                break;
+                        }
+                        a = p;
+                        alloc = na;
+                }
+                memset(a + n * size, 0, size);
+                r = row(st, a + n * size);
+                if (r < 0)
+                        break;
+                n++;
+        }
+        if (r < 0) {
+                for (size_t i = 0; i < n; i++)
+                        done(a + i * size);
+                free(a);
+                return r;
+        }
+        *ret = a;
+        *ret_n = n;
+        return 0;
+}
+
+static void conn_free(struct sqlite_conn *c) {
+        if (!c)
+                return;
+        for (size_t i = 0; i < _STMT_MAX; i++)
+                (void) sqlite3_finalize(c->stmts[i]);
+        (void) sqlite3_close_v2(c->db);
+        free(c);
+}
+DEFINE_TRIVIAL_CLEANUP_FUNC(struct sqlite_conn *, conn_free);
+
+/* Thread exit: the thread's connection goes away with it. */
+static void conn_thread_exit(void *p) {
+        struct sqlite_conn *c = p;
+        struct sqlite_store *s = c->store;
+
+        pthread_mutex_lock(&s->lock);
+        if (c->prev)
+                c->prev->next = c->next;
+        else
+                s->conns = c->next;
+        if (c->next)
+                c->next->prev = c->prev;
+        pthread_mutex_unlock(&s->lock);
+        conn_free(c);
+}
+
+static int conn_exec(struct sqlite_conn *c, const char *sql, const char *what) {
+        int rc = sqlite3_exec(c->db, sql, NULL, NULL, NULL);
+        return rc == SQLITE_OK ? 0 : conn_fail(c, rc, what);
+}
+
+static int conn_set_wal(struct sqlite_conn *c) {
+        sqlite3_stmt *st = NULL;
+        const char *mode;
+        int rc, r = 0;
+
+        rc = sqlite3_prepare_v2(c->db, "PRAGMA journal_mode = WAL", -1, &st, NULL);
+        if (rc != SQLITE_OK)
+                return conn_fail(c, rc, "journal_mode");
+        rc = sqlite3_step(st);
+        if (rc != SQLITE_ROW)
+                r = conn_fail(c, rc, "journal_mode");
+        else {
+                mode = (const char *) sqlite3_column_text(st, 0);
+                if (!mode || strcasecmp(mode, "wal") != 0)
+                        r = log_debug_errno(-EOPNOTSUPP, "sqlite: '%s' cannot use WAL mode: %m",
+                                            c->store->path);
+        }
+        (void) sqlite3_finalize(st);
+        return r;
+}
+
+static int conn_open(struct sqlite_store *s, struct sqlite_conn **ret) {
+        _cleanup_(conn_freep) struct sqlite_conn *c = NULL;
+        int rc, r;
+
+        c = new0(struct sqlite_conn, 1);
+        if (!c)
+                return -ENOMEM;
+        c->store = s;
+
+        rc = sqlite3_open_v2(s->path, &c->db,
+                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+        if (rc != SQLITE_OK) {
+                if (!c->db)
+                        return -ENOMEM;
+                return log_debug_errno(conn_fail(c, rc, "open"), "sqlite: cannot open '%s': %m", s->path);
+        }
+        (void) sqlite3_extended_result_codes(c->db, 1);
+        (void) sqlite3_busy_timeout(c->db, SQLITE_BUSY_TIMEOUT_MSEC);
+        (void) sqlite3_db_config(c->db, SQLITE_DBCONFIG_DEFENSIVE, 1, NULL);
+        (void) sqlite3_db_config(c->db, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, NULL);
+
+        /* WAL: readers never block the writer; FULL: a commit is on disk before it returns. */
+        r = conn_set_wal(c);
+        if (r < 0)
+                return r;
+        r = conn_exec(c, "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;", "pragma");
+        if (r < 0)
+                return r;
+
+        *ret = TAKE_PTR(c);
+        return 0;
+}
+
+/* The calling thread's connection, opened on first use. */
+static int store_conn(struct sqlite_store *s, struct sqlite_conn **ret) {
+        struct sqlite_conn *c;
+        int r;
+
+        c = pthread_getspecific(s->key);
+        if (_likely_(c)) {
+                *ret = c;
+                return 0;
+        }
+
+        r = conn_open(s, &c);
+        if (r < 0)
+                return r;
+        r = pthread_setspecific(s->key, c);
+        if (r != 0) {
+                conn_free(c);
+                return -r;
+        }
+        pthread_mutex_lock(&s->lock);
+        c->next = s->conns;
+        if (s->conns)
+                s->conns->prev = c;
+        s->conns = c;
+        pthread_mutex_unlock(&s->lock);
+        *ret = c;
+        return 0;
+}
+
+static void conn_rollback(struct sqlite_conn *c) {
+        if (!sqlite3_get_autocommit(c->db))
+                (void) conn_run(c, STMT_ROLLBACK, NULL, 0);
+}
+
+/*
+ * One attempt at a batch: BEGIN IMMEDIATE, each write in its own savepoint (a failed write is rolled
+ * back alone; a single write needs none), COMMIT. Returns 0 when every request's result is final, or
+ * a negative errno that applies to the whole batch (nothing was committed).
+ */
+static int batch_attempt(struct sqlite_conn *c, struct write_req *head) {
+        bool single = !head->next;
+        int r;
+
+        r = conn_run(c, STMT_BEGIN, NULL, 0);
+        if (r < 0)
+                return r;
+
+        for (struct write_req *w = head; w; w = w->next) {
+                if (!single) {
+                        r = conn_run(c, STMT_SAVEPOINT, NULL, 0);
+                        if (r < 0)
+                                goto fail;
+                }
+                w->result = w->fn(c, w->userdata);
+                if (w->result >= 0) {
+                        if (!single) {
+                                r = conn_run(c, STMT_RELEASE, NULL, 0);
+                                if (r < 0)
+                                        goto fail;
+                        }
+                        continue;
+                }
+                /* Locked out, or SQLite rolled the whole transaction back (I/O error, disk full). */
+                if (w->result == -ETIMEDOUT || sqlite3_get_autocommit(c->db)) {
+                        r = w->result;
+                        goto fail;
+                }
+                if (single) {
+                        conn_rollback(c);
+                        return 0;
+                }
+                r = conn_run(c, STMT_ROLLBACK_TO, NULL, 0);
+                if (r >= 0)
+                        r = conn_run(c, STMT_RELEASE, NULL, 0);
+                if (r < 0)
+                        goto fail;
+        }
+
+        r = conn_run(c, STMT_COMMIT, NULL, 0);
+        if (r < 0)
+                goto fail;
+        return 0;
+
+fail:
+        conn_rollback(c);
+        return r;
+}
+
+static void batch_run(struct sqlite_conn *c, struct write_req *head) {
+        int r;
+
+        for (unsigned attempt = 1;; attempt++) {
+                r = batch_attempt(c, head);
+                if (r >= 0)
+                        return;
+                if (r != -ETIMEDOUT || attempt >= SQLITE_TX_ATTEMPTS)
+                        break;
+                log_debug("sqlite: database locked, retrying the transaction (attempt %u)", attempt + 1);
+        }
+        for (struct write_req *w = head; w; w = w->next)
+                w->result = r;
+}
+
+/*
+ * Runs fn(connection, userdata) in a write transaction and returns its result once that transaction
+ * is committed (or rolled back: fn's changes are undone when it fails). fn may run more than once
+ * (the transaction is retried when the database stays locked), on another thread's connection, so it
+ * must reset its outputs first and touch nothing but the database and its userdata.
+ */
+static int store_write(struct sqlite_store *s, write_fn fn, void *userdata) {
+        struct write_req req = { .fn = fn, .userdata = userdata };
+        struct sqlite_conn *c;
+        int r;
+
+        r = store_conn(s, &c);
+        if (r < 0)
+                return r;
+
+        pthread_mutex_lock(&s->lock);
+        *s->queue_tail = &req;
+        s->queue_tail = &req.next;
+        while (!req.done) {
+                struct write_req *head, *last;
+                size_t n = 1;
+
+                if (s->leader) {
+                        pthread_cond_wait(&s->written, &s->lock);
+                        continue;
+                }
+
+                /* Lead: take up to SQLITE_BATCH_MAX queued writes (ours among them or not). */
+                s->leader = true;
+                head = last = s->queue;
+                while (last->next && n < SQLITE_BATCH_MAX) {
+                        last = last->next;
+                        n++;
+                }
+                s->queue = last->next;
+                if (!s->queue)
+                        s->queue_tail = &s->queue;
+                last->next = NULL;
+                pthread_mutex_unlock(&s->lock);
+
+                batch_run(c, head);
+
+                pthread_mutex_lock(&s->lock);
+                for (struct write_req *w = head, *next; w; w = next) {
+                        next = w->next;
+                        w->done = true;
+                }
+                s->leader = false;
+                pthread_cond_broadcast(&s->written);
+        }
+        pthread_mutex_unlock(&s->lock);
+        return req.result;
+}
+
+static void sqlite_store_free(struct sqlite_store *s) {
+        struct sqlite_conn *c;
+
+        if (!s)
+                return;
+        if (s->key_created)
+                (void) pthread_key_delete(s->key);
+        if (s->lock_created)
+                pthread_mutex_lock(&s->lock);
+        c = TAKE_PTR(s->conns);
+        if (s->lock_created)
+                pthread_mutex_unlock(&s->lock);
+        while (c) {
+                struct sqlite_conn *next = c->next;
+                conn_free(c);
+                c = next;
+        }
+        if (s->cond_created)
+                (void) pthread_cond_destroy(&s->written);
+        if (s->lock_created)
+                (void) pthread_mutex_destroy(&s->lock);
+        free(s->path);
+        free(s);
+}
+DEFINE_TRIVIAL_CLEANUP_FUNC(struct sqlite_store *, sqlite_store_free);
+
+/* "sqlite:///abs/path.db" → "/abs/path.db", "sqlite:rel/path.db" → "rel/path.db", else the path. */
+static int parse_url(const char *url, char **ret) {
+        const char *p = url;
+        char *d;
+
+        if (strneq(p, "sqlite:", 7)) {
+                p += 7;
+                if (strneq(p, "//", 2)) {
+                        p += 2;
+                        if (p[0] != '/')
+                                return -EINVAL; /* sqlite://host/... */
+                }
+        }
+        /* ":memory:" and friends would give every thread its own database. */
+        if (isempty(p) || p[0] == ':')
+                return -EINVAL;
+        d = strdup(p);
+        if (!d)
+                return -ENOMEM;
+        *ret = d;
+        return 0;
+}
+
+static int sqlite_open(const char *url, struct cm_store **ret) {
+        _cleanup_(sqlite_store_freep) struct sqlite_store *s = NULL;
+        struct sqlite_conn *c;
+        int r;
+
+        if (!url || !ret)
+                return -EINVAL;
+        if (sqlite3_threadsafe() == 0)
+                return log_debug_errno(-EOPNOTSUPP, "sqlite: library built without thread support: %m");
+
+        s = new0(struct sqlite_store, 1);
+        if (!s)
+                return -ENOMEM;
+        s->base.ops = &cm_store_sqlite_ops;
+        s->queue_tail = &s->queue;
+        r = parse_url(url, &s->path);
+        if (r < 0)
+                return log_debug_errno(r, "sqlite: invalid database URL: %m");
+        r = pthread_mutex_init(&s->lock, NULL);
+        if (r != 0)
+                return -r;
+        s->lock_created = true;
+        r = pthread_cond_init(&s->written, NULL);
+        if (r != 0)
+                return -r;
+        s->cond_created = true;
+        r = pthread_key_create(&s->key, conn_thread_exit);
+        if (r != 0)
+                return -r;
+        s->key_created = true;
+
+        /* Open the first connection now, so that a bad path fails here and not at first use. */
+        r = store_conn(s, &c);
+        if (r < 0)
+                return r;
+
+        *ret = &TAKE_PTR(s)->base;
+        return 0;
+}
+
+static void sqlite_close(struct cm_store *base) {
+        sqlite_store_free(to_sqlite(base));
+}
+
+struct migrate_ctx {
+        const struct sqlite_migration *m;
+        bool applied;
+};
+
+static int migrate_tx(struct sqlite_conn *c, void *userdata) {
+        struct migrate_ctx *ctx = userdata;
+        int64_t one;
+        int r;
+
+        ctx->applied = false;
+        r = conn_exec(c,
+                      "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                      "version INTEGER PRIMARY KEY, applied INTEGER NOT NULL)",
+                      "migrate");
+        if (r < 0)
+                return r;
+        r = conn_query_int(c, STMT_MIGRATION_GET, BINDS(BI(ctx->m->version)), &one);
+        if (r >= 0)
+                return 0; /* already applied (by us or by another process) */
+        if (r != -ENOENT)
+                return r;
+        r = conn_exec(c, ctx->m->sql, "migrate");
+        if (r < 0)
+                return r;
+        r = conn_run(c, STMT_MIGRATION_PUT, BINDS(BI(ctx->m->version), BI(cm_now_usec())));
+        if (r < 0)
+                return r;
+        ctx->applied = true;
+        return 0;
+}
+
+static int sqlite_migrate(struct cm_store *base) {
+        int applied = 0;
+
+        for (size_t i = 0; i < ELEMENTSOF(sqlite_migrations); i++) {
+                struct migrate_ctx ctx = { .m = &sqlite_migrations[i] };
+                int r = store_write(to_sqlite(base), migrate_tx, &ctx);
+                if (r < 0)
+                        return log_debug_errno(r, "sqlite: migration %" PRIi64 " failed: %m",
+                                               sqlite_migrations[i].version);
+                applied += ctx.applied;
+        }
+        return applied;
+}
+
+static int sqlite_ping(struct cm_store *base) {
+        struct sqlite_conn *c;
+        int64_t n;
+        int r;
+
+        r = store_conn(to_sqlite(base), &c);
+        if (r < 0)
+                return r;
+        r = conn_query_int(c, STMT_PING_TABLE, NULL, 0, &n);
+        if (r < 0)
+                return r;
+        if (n == 0)
+                return -EPROTO;
+        r = conn_query_int(c, STMT_PING_VERSIONS, BINDS(BI(ELEMENTSOF(sqlite_migrations))), &n);
+        if (r < 0)
+                return r;
+        return n == (int64_t) ELEMENTSOF(sqlite_migrations) ? 0 : -EPROTO;
+}
+
+/* A read on the calling thread's connection: prepares, binds and hands the statement over. */
+static int store_read(struct cm_store *base, enum stmt_id id, const struct bindv *v, size_t n,
+                      struct sqlite_conn **ret_conn, sqlite3_stmt **ret) {
+        struct sqlite_conn *c;
+        int r;
+
+        r = store_conn(to_sqlite(base), &c);
+        if (r < 0)
+                return r;
+        r = conn_stmt(c, id, v, n, ret);
+        if (r < 0)
+                return r;
+        *ret_conn = c;
+        return 0;
+}
+
+static int read_int(struct cm_store *base, enum stmt_id id, const struct bindv *v, size_t n, uint64_t *ret) {
+        struct sqlite_conn *c;
+        int64_t x;
+        int r;
+
+        r = store_conn(to_sqlite(base), &c);
+        if (r < 0)
+                return r;
+        r = conn_query_int(c, id, v, n, &x);
+        if (r < 0)
+                return r;
+        *ret = x > 0 ? (uint64_t) x : 0;
+        return 0;
+}
+
+/* ---- environments ---- */
+
+struct env_ctx {
+        const struct cm_environment *e;
+        const char *name;
+};
+
+static int env_create_tx(struct sqlite_conn *c, void *userdata) {
+        const struct cm_environment *e = ((struct env_ctx *) userdata)->e;
+        return conn_run(c, STMT_ENV_INSERT, BINDS(BT(e->name), BT(e->labels_json), BI(e->created_usec)));
+}
+
+static int sqlite_env_create(struct cm_store *base, const struct cm_environment *e) {
+        struct env_ctx ctx = { .e = e };
+        int r;
+
+        if (!e || isempty(e->name))
+                return -EINVAL;
+        r = store_write(to_sqlite(base), env_create_tx, &ctx);
+        return r < 0 ? r : 0;
+}
+
+static int sqlite_env_get(struct cm_store *base, const char *name, struct cm_environment *ret) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        struct sqlite_conn *c;
+        int r;
+
+        if (!name || !ret)
+                return -EINVAL;
+        r = store_read(base, STMT_ENV_GET, BINDS(BT(name)), &c, &st);
+        if (r < 0)
+                return r;
+        r = stmt_step(c, st);
+        if (r <= 0)
+                return r < 0 ? r : -ENOENT;
+        return row_env(st, ret);
+}
+
+static int sqlite_env_list(struct cm_store *base, const char *after, unsigned limit,
+                           struct cm_environment **ret, size_t *ret_n) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        struct sqlite_conn *c;
+        void *a;
+        int r;
+
+        if (!ret || !ret_n)
+                return -EINVAL;
+        r = store_read(base, STMT_ENV_LIST, BINDS(BT(after ?: ""), BI(limit)), &c, &st);
+        if (r < 0)
+                return r;
+        r = collect_rows(c, st, sizeof(struct cm_environment), row_env_v, env_done_v, &a, ret_n);
+        if (r < 0)
+                return r;
+        *ret = a;
+        return 0;
+}
+
+static int env_delete_tx(struct sqlite_conn *c, void *userdata) {
+        const char *name = ((struct env_ctx *) userdata)->name;
+        int64_t one;
+        int r;
+
+        r = conn_query_int(c, STMT_ENV_HAS_CLUSTERS, BINDS(BT(name)), &one);
+        if (r >= 0)
+                return -ENOTEMPTY;
+        if (r != -ENOENT)
+                return r;
+        r = conn_run(c, STMT_ENV_DELETE, BINDS(BT(name)));
+        if (r < 0)
+                return r;
+        return r == 0 ? -ENOENT : 0;
+}
+
+static int sqlite_env_delete(struct cm_store *base, const char *name) {
+        struct env_ctx ctx = { .name = name };
+
+        if (!name)
+                return -EINVAL;
+        return store_write(to_sqlite(base), env_delete_tx, &ctx);
+}
+
+/* ---- API keys ---- */
+
+struct apikey_ctx {
+        const struct cm_apikey *k;
+};
+
+static int apikey_create_tx(struct sqlite_conn *c, void *userdata) {
+        const struct cm_apikey *k = ((struct apikey_ctx *) userdata)->k;
+        return conn_run(c, STMT_APIKEY_INSERT,
+                        BINDS(BT(k->id), BT(k->name), BT(k->hash), BT(k->role), BI(k->created_usec),
+                              BI(k->expires_usec)));
+}
+
+static int sqlite_apikey_create(struct cm_store *base, const struct cm_apikey *k) {
+        struct apikey_ctx ctx = { .k = k };
+        int r;
+
+        if (!k || !k->id || !k->hash)
+                return -EINVAL;
+        r = store_write(to_sqlite(base), apikey_create_tx, &ctx);
+        return r < 0 ? r : 0;
+}
+
+static int sqlite_apikey_get_by_hash(struct cm_store *base, const char *hash, struct cm_apikey *ret) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        struct sqlite_conn *c;
+        int r;
+
+        if (!hash || !ret)
+                return -EINVAL;
+        r = store_read(base, STMT_APIKEY_GET_BY_HASH, BINDS(BT(hash)), &c, &st);
+        if (r < 0)
+                return r;
+        r = stmt_step(c, st);
+        if (r <= 0)
+                return r < 0 ? r : -ENOENT;
+        return row_apikey(st, ret);
+}
+
+static int sqlite_apikey_count(struct cm_store *base, uint64_t *ret) {
+        if (!ret)
+                return -EINVAL;
+        return read_int(base, STMT_APIKEY_COUNT, NULL, 0, ret);
+}
+
+/* ---- clusters ---- */
+
+static int sqlite_cluster_get(struct cm_store *base, const char *env, const char *name,
+                              struct cm_cluster *ret) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        struct sqlite_conn *c;
+        int r;
+
+        if (!env || !name || !ret)
+                return -EINVAL;
+        r = store_read(base, STMT_CLUSTER_GET, BINDS(BT(env), BT(name)), &c, &st);
+        if (r < 0)
+                return r;
+        r = stmt_step(c, st);
+        if (r <= 0)
+                return r < 0 ? r : -ENOENT;
+        return row_cluster(st, ret);
+}
+
+static int sqlite_cluster_get_by_id(struct cm_store *base, const char *id, struct cm_cluster *ret) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        struct sqlite_conn *c;
+        int r;
+
+        if (!id || !ret)
+                return -EINVAL;
+        r = store_read(base, STMT_CLUSTER_GET_BY_ID, BINDS(BT(id)), &c, &st);
+        if (r < 0)
+                return r;
+        r = stmt_step(c, st);
+        if (r <= 0)
+                return r < 0 ? r : -ENOENT;
+        return row_cluster(st, ret);
+}
+
+static int sqlite_cluster_list(struct cm_store *base, const char *env, const char *after, unsigned limit,
+                               struct cm_cluster **ret, size_t *ret_n) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        struct sqlite_conn *c;
+        void *a;
+        int r;
+
+        if (!env || !ret || !ret_n)
+                return -EINVAL;
+        r = store_read(base, STMT_CLUSTER_LIST, BINDS(BT(env), BT(after ?: ""), BI(limit)), &c, &st);
+        if (r < 0)
+                return r;
+        r = collect_rows(c, st, sizeof(struct cm_cluster), row_cluster_v, cluster_done_v, &a, ret_n);
+        if (r < 0)
+                return r;
+        *ret = a;
+        return 0;
+}
+
+static int sqlite_cluster_count(struct cm_store *base, const char *env, uint64_t *ret) {
+        if (!env || !ret)
+                return -EINVAL;
+        return read_int(base, STMT_CLUSTER_COUNT, BINDS(BT(env)), ret);
+}
+
+/*
+ * Inserts a new operation: always pending, unclaimed, no attempts yet. env, cluster id and name come
+ * from the cluster, the rest from op.
+ */
+static int op_insert(struct sqlite_conn *c, const struct cm_operation *op, const char *env,
+                     const char *cluster_id, const char *cluster_name, int64_t generation) {
+        int r;
+
+        r = conn_run(c, STMT_OP_INSERT,
+                     BINDS(BT(op->id), BT(env), BT(cluster_id), BT(cluster_name),
+                           BT(cm_op_type_to_string(op->type)), BI(generation), BI(op->max_attempts),
+                           BI(op->next_run_usec), BT(op->requested_by), BI(op->created_usec)));
+        /* The partial unique index: another operation of the cluster is unfinished. */
+        if (r == -EEXIST && strstr(sqlite3_errmsg(c->db), "operations.cluster_id"))
+                return -EBUSY;
+        return r < 0 ? r : 0;
+}
+
+static int op_valid_new(const struct cm_operation *op) {
+        if (!op || isempty(op->id) || op->state != CM_OP_PENDING || !cm_op_type_to_string(op->type))
+                return -EINVAL;
+        return 0;
+}
+
+struct cluster_create_ctx {
+        const struct cm_cluster *c;
+        const struct cm_operation *op;
+};
+
+static int cluster_create_tx(struct sqlite_conn *c, void *userdata) {
+        struct cluster_create_ctx *ctx = userdata;
+        const struct cm_cluster *cl = ctx->c;
+        int r;
+
+        r = conn_run(c, STMT_CLUSTER_INSERT,
+                     BINDS(BT(cl->id), BT(cl->env), BT(cl->name), BT(cl->engine), BT(cl->labels_json),
+                           BT(cl->spec_json), BT(cm_phase_to_string(cl->phase)), BT(cl->conditions_json),
+                           BT(cl->status_json), BI(cl->created_usec), BI(cl->updated_usec)));
+        if (r < 0)
+                return r; /* -EEXIST: name (or id) taken; -ENOENT: no such environment */
+        return op_insert(c, ctx->op, cl->env, cl->id, cl->name, 1);
+}
+
+static int sqlite_cluster_create(struct cm_store *base, const struct cm_cluster *c,
+                                 const struct cm_operation *op) {
+        struct cluster_create_ctx ctx = { .c = c, .op = op };
+
+        if (!c || isempty(c->id) || !c->env || !c->name || !c->engine || !c->spec_json ||
+            !cm_phase_to_string(c->phase) || op_valid_new(op) < 0)
+                return -EINVAL;
+        return store_write(to_sqlite(base), cluster_create_tx, &ctx);
+}
+
+struct cluster_update_ctx {
+        const char *env;
+        const char *name;
+        int64_t expected_rv;
+        const char *spec_json;
+        const char *labels_json;
+        enum cm_phase phase;
+        const struct cm_operation *op;
+        struct cm_cluster cluster; /* out */
+        char *conflict; /* out, on -EBUSY */
+};
+
+/* The id and resource version of env/name. */
+static int cluster_lookup(struct sqlite_conn *c, const char *env, const char *name, char **ret_id,
+                          int64_t *ret_rv) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        int r;
+
+        r = conn_stmt(c, STMT_CLUSTER_LOOKUP, BINDS(BT(env), BT(name)), &st);
+        if (r < 0)
+                return r;
+        r = stmt_step(c, st);
+        if (r <= 0)
+                return r < 0 ? r : -ENOENT;
+        r = col_strdup(st, 0, ret_id);
+        if (r < 0)
+                return r;
+        *ret_rv = sqlite3_column_int64(st, 1);
+        return 0;
+}
+
+/* 0 when the cluster has no unfinished operation; -EBUSY and its id otherwise. */
+static int cluster_unfinished_op(struct sqlite_conn *c, const char *cluster_id, char **ret_id) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        int r;
+
+        r = conn_stmt(c, STMT_OP_UNFINISHED, BINDS(BT(cluster_id)), &st);
+        if (r < 0)
+                return r;
+        r = stmt_step(c, st);
+        if (r <= 0)
+                return r;
+        r = col_strdup(st, 0, ret_id);
+        return r < 0 ? r : -EBUSY;
+}
+
+static int cluster_update_tx(struct sqlite_conn *c, void *userdata) {
+        struct cluster_update_ctx *ctx = userdata;
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        _cleanup_free_ char *id = NULL;
+        int64_t rv;
+        int r;
+
+        cm_cluster_done(&ctx->cluster);
+        ctx->conflict = mfree(ctx->conflict);
+
+        r = cluster_lookup(c, ctx->env, ctx->name, &id, &rv);
+        if (r < 0)
+                return r;
+        if (ctx->expected_rv >= 0 && rv != ctx->expected_rv)
+                return -ESTALE;
+        r = cluster_unfinished_op(c, id, &ctx->conflict);
+        if (r < 0)
+                return r;
+
+        r = conn_stmt(c, STMT_CLUSTER_UPDATE_SPEC,
+                      BINDS(BT(id), BT(ctx->spec_json), BT(ctx->labels_json),
+                            BT(cm_phase_to_string(ctx->phase)), BI(ctx->op->created_usec)),
+                      &st);
+        if (r < 0)
+                return r;
+        r = stmt_step(c, st);
+        if (r <= 0)
+                return r < 0 ? r : -ENOENT;
+        r = row_cluster(st, &ctx->cluster);
+        if (r < 0)
+                return r;
+        r = stmt_drain(c, st);
+        if (r < 0)
+                return r;
+
+        return op_insert(c, ctx->op, ctx->cluster.env, ctx->cluster.id, ctx->cluster.name,
+                         ctx->cluster.generation);
+}
+
+static int sqlite_cluster_update(struct cm_store *base, const char *env, const char *name,
+                                 int64_t expected_rv, const char *spec_json, const char *labels_json,
+                                 enum cm_phase phase, const struct cm_operation *op, struct cm_cluster *ret,
+                                 char **ret_conflict_op) {
+        struct cluster_update_ctx ctx = {
+                .env = env,
+                .name = name,
+                .expected_rv = expected_rv,
+                .spec_json = spec_json,
+                .labels_json = labels_json,
+                .phase = phase,
+                .op = op,
+        };
+        int r;
+
+        if (!env || !name || !cm_phase_to_string(phase) || op_valid_new(op) < 0)
+                return -EINVAL;
+        r = store_write(to_sqlite(base), cluster_update_tx, &ctx);
+        if (r == -EBUSY && ret_conflict_op && ctx.conflict)
+                *ret_conflict_op = TAKE_PTR(ctx.conflict);
+        free(ctx.conflict);
+        if (r >= 0 && ret)
+                *ret = ctx.cluster;
+        else
+                cm_cluster_done(&ctx.cluster);
+        return r < 0 ? r : 0;
+}
+
+struct cluster_status_ctx {
+        const char *id;
+        const char *phase;
+        const char *conditions_json;
+        const char *status_json;
+};
+
+static int cluster_set_status_tx(struct sqlite_conn *c, void *userdata) {
+        struct cluster_status_ctx *ctx = userdata;
+        int r;
+
+        r = conn_run(c, STMT_CLUSTER_STATUS,
+                     BINDS(BT(ctx->id), BT(ctx->phase), BT(ctx->conditions_json), BT(ctx->status_json),
+                           BI(0), BI(0)));
+        if (r < 0)
+                return r;
+        return r == 0 ? -ENOENT : 0;
+}
+
+static int sqlite_cluster_set_status(struct cm_store *base, const char *cluster_id, enum cm_phase phase,
+                                     const char *conditions_json, const char *status_json) {
+        struct cluster_status_ctx ctx = {
+                .id = cluster_id,
+                .phase = cm_phase_to_string(phase),
+                .conditions_json = conditions_json,
+                .status_json = status_json,
+        };
+
+        if (!cluster_id || !ctx.phase)
+                return -EINVAL;
+        return store_write(to_sqlite(base), cluster_set_status_tx, &ctx);
+}
+
+/* ---- operations ---- */
+
+static int sqlite_op_get(struct cm_store *base, const char *id, struct cm_operation *ret) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        struct sqlite_conn *c;
+        int r;
+
+        if (!id || !ret)
+                return -EINVAL;
+        r = store_read(base, STMT_OP_GET, BINDS(BT(id)), &c, &st);
+        if (r < 0)
+                return r;
+        r = stmt_step(c, st);
+        if (r <= 0)
+                return r < 0 ? r : -ENOENT;
+        return row_op(st, ret);
+}
+
+static int sqlite_op_list(struct cm_store *base, const char *env, const char *cluster_name, int64_t before,
+                          unsigned limit, struct cm_operation **ret, size_t *ret_n) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        struct sqlite_conn *c;
+        void *a;
+        int r;
+
+        if (!env || !cluster_name || !ret || !ret_n)
+                return -EINVAL;
+        r = store_read(base, STMT_OP_LIST,
+                       BINDS(BT(env), BT(cluster_name), BI(before > 0 ? before : INT64_MAX), BI(limit)), &c,
+                       &st);
+        if (r < 0)
+                return r;
+        r = collect_rows(c, st, sizeof(struct cm_operation), row_op_v, op_done_v, &a, ret_n);
+        if (r < 0)
+                return r;
+        *ret = a;
+        return 0;
+}
+
+struct op_claim_ctx {
+        const char *owner;
+        uint64_t now;
+        uint64_t lease_until;
+        struct cm_operation op; /* out */
+};
+
+static int op_claim_tx(struct sqlite_conn *c, void *userdata) {
+        struct op_claim_ctx *ctx = userdata;
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        int r;
+
+        cm_operation_done(&ctx->op);
+        r = conn_stmt(c, STMT_OP_CLAIM, BINDS(BT(ctx->owner), BI(ctx->now), BI(ctx->lease_until)), &st);
+        if (r < 0)
+                return r;
+        r = stmt_step(c, st);
+        if (r <= 0)
+                return r < 0 ? r : -EAGAIN;
+        r = row_op(st, &ctx->op);
+        if (r < 0)
+                return r;
+        return stmt_drain(c, st);
+}
+
+static int sqlite_op_claim(struct cm_store *base, const char *owner, uint64_t now, uint64_t lease_usec,
+                           struct cm_operation *ret) {
+        struct op_claim_ctx ctx = { .owner = owner, .now = now };
+        int r;
+
+        if (isempty(owner) || !ret || now > INT64_MAX || lease_usec > INT64_MAX - now)
+                return -EINVAL;
+        ctx.lease_until = now + lease_usec;
+        r = store_write(to_sqlite(base), op_claim_tx, &ctx);
+        if (r < 0) {
+                cm_operation_done(&ctx.op);
+                return r;
+        }
+        *ret = ctx.op;
+        return 0;
+}
+
+struct op_lease_ctx {
+        const char *id;
+        const char *owner;
+        uint64_t lease_until;
+        bool cancel_requested; /* out */
+};
+
+static int op_heartbeat_tx(struct sqlite_conn *c, void *userdata) {
+        struct op_lease_ctx *ctx = userdata;
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        int r;
+
+        r = conn_stmt(c, STMT_OP_HEARTBEAT, BINDS(BT(ctx->id), BT(ctx->owner), BI(ctx->lease_until)), &st);
+        if (r < 0)
+                return r;
+        r = stmt_step(c, st);
+        if (r <= 0)
+                return r < 0 ? r : -ESRCH;
+        ctx->cancel_requested = sqlite3_column_int64(st, 0) != 0;
+        return stmt_drain(c, st);
+}
+
+static int sqlite_op_heartbeat(struct cm_store *base, const char *id, const char *owner,
+                               uint64_t lease_until, bool *ret_cancel_requested) {
+        struct op_lease_ctx ctx = { .id = id, .owner = owner, .lease_until = lease_until };
+        int r;
+
+        if (!id || !owner || lease_until > INT64_MAX)
+                return -EINVAL;
+        r = store_write(to_sqlite(base), op_heartbeat_tx, &ctx);
+        if (r < 0)
+                return r;
+        if (ret_cancel_requested)
+                *ret_cancel_requested = ctx.cancel_requested;
+        return 0;
+}
+
+static int op_release_tx(struct sqlite_conn *c, void *userdata) {
+        struct op_lease_ctx *ctx = userdata;
+        int r;
+
+        r = conn_run(c, STMT_OP_RELEASE, BINDS(BT(ctx->id), BT(ctx->owner)));
+        if (r < 0)
+                return r;
+        return r == 0 ? -ESRCH : 0;
+}
+
+static int sqlite_op_release(struct cm_store *base, const char *id, const char *owner) {
+        struct op_lease_ctx ctx = { .id = id, .owner = owner };
+
+        if (!id || !owner)
+                return -EINVAL;
+        return store_write(to_sqlite(base), op_release_tx, &ctx);
+}
+
+struct op_finish_ctx {
+        const char *id;
+        const char *owner;
+        uint64_t now;
+        const struct cm_op_outcome *o;
+};
+
+static int op_finish_tx(struct sqlite_conn *c, void *userdata) {
+        struct op_finish_ctx *ctx = userdata;
+        const struct cm_op_outcome *o = ctx->o;
+        _cleanup_free_ char *cluster_id = NULL;
+        int64_t generation;
+        int r;
+
+        {
+                _cleanup_stmt_ sqlite3_stmt *st = NULL;
+
+                r = conn_stmt(c, STMT_OP_FINISH,
+                              BINDS(BT(ctx->id), BT(ctx->owner), BT(cm_op_state_to_string(o->state)),
+                                    BT(o->error), BI(o->next_run_usec), BI(ctx->now)),
+                              &st);
+                if (r < 0)
+                        return r;
+                r = stmt_step(c, st);
+                if (r <= 0)
+                        return r < 0 ? r : -ESRCH;
+                r = col_strdup(st, 0, &cluster_id);
+                if (r < 0)
+                        return r;
+                generation = sqlite3_column_int64(st, 1);
+                r = stmt_drain(c, st);
+                if (r < 0)
+                        return r;
+        }
+
+        if (o->delete_cluster)
+                r = conn_run(c, STMT_CLUSTER_DELETE, BINDS(BT(cluster_id)));
+        else
+                r = conn_run(c, STMT_CLUSTER_STATUS,
+                             BINDS(BT(cluster_id), BT(cm_phase_to_string(o->phase)), BT(o->conditions_json),
+                                   BT(o->status_json), BI(o->set_observed_generation), BI(generation)));
+        return r < 0 ? r : 0;
+}
+
+static int sqlite_op_finish(struct cm_store *base, const char *id, const char *owner, uint64_t now,
+                            const struct cm_op_outcome *o) {
+        struct op_finish_ctx ctx = { .id = id, .owner = owner, .now = now, .o = o };
+
+        if (!id || !owner || !o || now > INT64_MAX || o->next_run_usec > INT64_MAX ||
+            !cm_phase_to_string(o->phase) || !cm_op_state_to_string(o->state) || o->state == CM_OP_RUNNING)
+                return -EINVAL;
+        return store_write(to_sqlite(base), op_finish_tx, &ctx);
+}
+
+struct op_cancel_ctx {
+        const char *id;
+        uint64_t now;
+        enum cm_op_state state; /* out */
+};
+
+static int op_state(struct sqlite_conn *c, const char *id, enum cm_op_state *ret) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        int r;
+
+        r = conn_stmt(c, STMT_OP_STATE, BINDS(BT(id)), &st);
+        if (r < 0)
+                return r;
+        r = stmt_step(c, st);
+        if (r <= 0)
+                return r < 0 ? r : -ENOENT;
+        if (cm_op_state_from_string((const char *) sqlite3_column_text(st, 0), ret) < 0)
+                return -EBADMSG;
+        return 0;
+}
+
+static int op_cancel_tx(struct sqlite_conn *c, void *userdata) {
+        struct op_cancel_ctx *ctx = userdata;
+        enum cm_op_state state;
+        int r;
+
+        r = op_state(c, ctx->id, &state);
+        if (r < 0)
+                return r;
+        if (cm_op_state_terminal(state))
+                return -EALREADY;
+        if (state == CM_OP_PENDING) {
+                r = conn_run(c, STMT_OP_CANCEL_PENDING, BINDS(BT(ctx->id), BI(ctx->now)));
+                ctx->state = CM_OP_CANCELLED;
+        } else {
+                r = conn_run(c, STMT_OP_CANCEL_RUNNING, BINDS(BT(ctx->id)));
+                ctx->state = CM_OP_RUNNING;
+        }
+        return r < 0 ? r : 0;
+}
+
+static int sqlite_op_cancel(struct cm_store *base, const char *id, uint64_t now,
+                            enum cm_op_state *ret_state) {
+        struct op_cancel_ctx ctx = { .id = id, .now = now };
+        int r;
+
+        if (!id || now > INT64_MAX)
+                return -EINVAL;
+        r = store_write(to_sqlite(base), op_cancel_tx, &ctx);
+        if (r < 0)
+                return r;
+        if (ret_state)
+                *ret_state = ctx.state;
+        return 0;
+}
+
+static int sqlite_op_stats(struct cm_store *base, uint64_t now, struct cm_op_stats *ret) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        struct cm_op_stats stats = {};
+        struct sqlite_conn *c;
+        int r;
+
+        if (!ret || now > INT64_MAX)
+                return -EINVAL;
+        r = store_read(base, STMT_OP_STATS, NULL, 0, &c, &st);
+        if (r < 0)
+                return r;
+        while ((r = stmt_step(c, st)) > 0) {
+                enum cm_op_type type;
+                enum cm_op_state state;
+
+                if (cm_op_type_from_string((const char *) sqlite3_column_text(st, 0), &type) < 0 ||
+                    cm_op_state_from_string((const char *) sqlite3_column_text(st, 1), &state) < 0)
+                        return -EBADMSG;
+                stats.count[type][state] = col_u64(st, 2);
+        }
+        if (r < 0)
+                return r;
+        r = read_int(base, STMT_OP_QUEUE_DEPTH, BINDS(BI(now)), &stats.queue_depth);
+        if (r < 0)
+                return r;
+        *ret = stats;
+        return 0;
+}
+
+/* ---- operation logs ---- */
+
+struct log_ctx {
+        const char *op_id;
+        uint64_t now;
+        const char *text;
+        size_t n;
+};
+
+static int op_log_append_tx(struct sqlite_conn *c, void *userdata) {
+        struct log_ctx *ctx = userdata;
+        int r;
+
+        /* The foreign key rejects an unknown operation (-ENOENT). */
+        r = conn_run(c, STMT_LOG_APPEND, BINDS(BT(ctx->op_id), BI(ctx->now), BN(ctx->text, ctx->n)));
+        return r < 0 ? r : 0;
+}
+
+static int sqlite_op_log_append(struct cm_store *base, const char *op_id, uint64_t now, const char *text,
+                                size_t n) {
+        struct log_ctx ctx = { .op_id = op_id, .now = now, .text = text, .n = n };
+
+        if (!op_id || (!text && n > 0) || now > INT64_MAX)
+                return -EINVAL;
+        if (!text)
+                ctx.text = "";
+        return store_write(to_sqlite(base), op_log_append_tx, &ctx);
+}
+
+static int sqlite_op_log_read(struct cm_store *base, const char *op_id, int64_t after, struct strbuf *out,
+                              int64_t *ret_last) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        struct sqlite_conn *c;
+        size_t start;
+        int64_t last = after;
+        int r, n = 0;
+
+        if (!op_id || !out)
+                return -EINVAL;
+        start = out->len;
+        r = store_read(base, STMT_LOG_READ, BINDS(BT(op_id), BI(after)), &c, &st);
+        if (r < 0)
+                return r;
+        while ((r = stmt_step(c, st)) > 0) {
+                const char *t = (const char *) sqlite3_column_blob(st, 1);
+                int len = sqlite3_column_bytes(st, 1);
+
+                if (!t && len > 0) {
+                        r = -ENOMEM;
+                        break;
+                }
+                r = strbuf_add(out, t ?: "", (size_t) len);
+                if (r == -ENOBUFS) {
+                        /* Stop before a chunk that does not fit; fail when not even the first does. */
+                        if (n == 0)
+                                return -ENOBUFS;
+                        r = 0;
+                        break;
+                }
+                if (r < 0)
+                        break;
+                last = sqlite3_column_int64(st, 0);
+                n++;
+        }
+        if (r < 0) {
+                if (out->buf) {
+                        out->len = start;
+                        out->buf[start] = 0;
+                }
+                return r;
+        }
+        if (n == 0) {
+                int64_t one;
+
+                stmt_resetp(&st);
+                r = conn_query_int(c, STMT_OP_EXISTS, BINDS(BT(op_id)), &one);
+                if (r < 0)
+                        return r;
+        }
+        if (ret_last)
+                *ret_last = last;
+        return n;
+}
+
+/* ---- idempotency ---- */
+
+struct idem_ctx {
+        const char *principal;
+        const char *key;
+        const char *request_hash;
+        uint64_t now;
+        int status;
+        const char *body;
+        enum cm_idem_state state; /* out */
+        int ret_status; /* out */
+        char *ret_body; /* out */
+};
+
+static int idem_begin_tx(struct sqlite_conn *c, void *userdata) {
+        struct idem_ctx *ctx = userdata;
+        int r;
+
+        ctx->ret_body = mfree(ctx->ret_body);
+        {
+                _cleanup_stmt_ sqlite3_stmt *st = NULL;
+                const char *hash;
+
+                r = conn_stmt(c, STMT_IDEM_GET, BINDS(BT(ctx->principal), BT(ctx->key)), &st);
+                if (r < 0)
+                        return r;
+                r = stmt_step(c, st);
+                if (r < 0)
+                        return r;
+                if (r > 0) {
+                        hash = (const char *) sqlite3_column_text(st, 0);
+                        if (!hash || !streq(hash, ctx->request_hash))
+                                ctx->state = CM_IDEM_MISMATCH;
+                        else if (sqlite3_column_int64(st, 1) == 0)
+                                ctx->state = CM_IDEM_BUSY;
+                        else {
+                                ctx->state = CM_IDEM_DONE;
+                                ctx->ret_status = sqlite3_column_int(st, 1);
+                                r = col_strdup(st, 2, &ctx->ret_body);
+                                if (r < 0)
+                                        return r;
+                        }
+                        return 0;
+                }
+        }
+        r = conn_run(c, STMT_IDEM_INSERT,
+                     BINDS(BT(ctx->principal), BT(ctx->key), BT(ctx->request_hash), BI(ctx->now)));
+        if (r < 0)
+                return r;
+        ctx->state = CM_IDEM_NEW;
+        return 0;
+}
+
+static int sqlite_idem_begin(struct cm_store *base, const char *principal, const char *key,
+                             const char *request_hash, uint64_t now, enum cm_idem_state *ret_state,
+                             int *ret_status, char **ret_body) {
+        struct idem_ctx ctx = {
+                .principal = principal, .key = key, .request_hash = request_hash, .now = now
+        };
+        int r;
+
+        if (!principal || !key || !request_hash || !ret_state || now > INT64_MAX)
+                return -EINVAL;
+        r = store_write(to_sqlite(base), idem_begin_tx, &ctx);
+        if (r < 0) {
+                free(ctx.ret_body);
+                return r;
+        }
+        *ret_state = ctx.state;
+        if (ctx.state == CM_IDEM_DONE) {
+                if (ret_status)
+                        *ret_status = ctx.ret_status;
+                if (ret_body)
+                        *ret_body = TAKE_PTR(ctx.ret_body);
+        }
+        free(ctx.ret_body);
+        return 0;
+}
+
+static int idem_finish_tx(struct sqlite_conn *c, void *userdata) {
+        struct idem_ctx *ctx = userdata;
+        int r;
+
+        r = conn_run(c, STMT_IDEM_FINISH,
+                     BINDS(BT(ctx->principal), BT(ctx->key), BI(ctx->status), BT(ctx->body)));
+        if (r < 0)
+                return r;
+        return r == 0 ? -ENOENT : 0;
+}
+
+static int sqlite_idem_finish(struct cm_store *base, const char *principal, const char *key, int status,
+                              const char *body) {
+        struct idem_ctx ctx = { .principal = principal, .key = key, .status = status, .body = body };
+
+        if (!principal || !key || status <= 0)
+                return -EINVAL;
+        return store_write(to_sqlite(base), idem_finish_tx, &ctx);
+}
+
+static int idem_abort_tx(struct sqlite_conn *c, void *userdata) {
+        struct idem_ctx *ctx = userdata;
+        int r;
+
+        r = conn_run(c, STMT_IDEM_ABORT, BINDS(BT(ctx->principal), BT(ctx->key)));
+        if (r < 0)
+                return r;
+        return r == 0 ? -ENOENT : 0;
+}
+
+static int sqlite_idem_abort(struct cm_store *base, const char *principal, const char *key) {
+        struct idem_ctx ctx = { .principal = principal, .key = key };
+
+        if (!principal || !key)
+                return -EINVAL;
+        return store_write(to_sqlite(base), idem_abort_tx, &ctx);
+}
+
+static int idem_expire_tx(struct sqlite_conn *c, void *userdata) {
+        struct idem_ctx *ctx = userdata;
+        return conn_run(c, STMT_IDEM_EXPIRE, BINDS(BI(ctx->now)));
+}
+
+static int sqlite_idem_expire(struct cm_store *base, uint64_t before) {
+        struct idem_ctx ctx = { .now = before };
+
+        if (before > INT64_MAX)
+                return -EINVAL;
+        return store_write(to_sqlite(base), idem_expire_tx, &ctx);
+}
+
+const struct cm_store_ops cm_store_sqlite_ops = {
+        .name = "sqlite",
+        .scheme = "sqlite",
+        .open = sqlite_open,
+        .close = sqlite_close,
+        .migrate = sqlite_migrate,
+        .ping = sqlite_ping,
+        .env_create = sqlite_env_create,
+        .env_get = sqlite_env_get,
+        .env_list = sqlite_env_list,
+        .env_delete = sqlite_env_delete,
+        .apikey_create = sqlite_apikey_create,
+        .apikey_get_by_hash = sqlite_apikey_get_by_hash,
+        .apikey_count = sqlite_apikey_count,
+        .cluster_get = sqlite_cluster_get,
+        .cluster_get_by_id = sqlite_cluster_get_by_id,
+        .cluster_list = sqlite_cluster_list,
+        .cluster_count = sqlite_cluster_count,
+        .cluster_create = sqlite_cluster_create,
+        .cluster_update = sqlite_cluster_update,
+        .cluster_set_status = sqlite_cluster_set_status,
+        .op_get = sqlite_op_get,
+        .op_list = sqlite_op_list,
+        .op_claim = sqlite_op_claim,
+        .op_heartbeat = sqlite_op_heartbeat,
+        .op_finish = sqlite_op_finish,
+        .op_release = sqlite_op_release,
+        .op_cancel = sqlite_op_cancel,
+        .op_stats = sqlite_op_stats,
+        .op_log_append = sqlite_op_log_append,
+        .op_log_read = sqlite_op_log_read,
+        .idem_begin = sqlite_idem_begin,
+        .idem_finish = sqlite_idem_finish,
+        .idem_abort = sqlite_idem_abort,
+        .idem_expire = sqlite_idem_expire,
+};

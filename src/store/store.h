@@ -18,7 +18,8 @@
  * - Errors are negative errno: -ENOENT no such record, -EEXIST name taken, -ESTALE expected
  *   resource version does not match, -EBUSY another operation of the cluster is not finished
  *   (ret_conflict_op names it), -EAGAIN nothing to claim, -ESRCH lease lost, -ENOTEMPTY environment
- *   still has clusters, -EIO/-ENOMEM for backend failures.
+ *   still has clusters, -EIO/-ENOMEM for backend failures (also -ETIMEDOUT database locked for
+ *   too long, -EPROTO schema not migrated, -EBADMSG corrupt or not a database, -ENOSPC, -EROFS).
  * - Every mutation of a cluster together with the operation that carries it is one transaction: a
  *   crash leaves both or neither.
  * - At most one unfinished (pending or running) operation per cluster, enforced by the backend.
@@ -61,7 +62,10 @@ struct cm_store_ops {
 
         int (*open)(const char *url, struct cm_store **ret);
         void (*close)(struct cm_store *s);
-        /* Applies the compiled-in migrations not yet applied; idempotent; safe with replicas. */
+        /*
+         * Applies the compiled-in migrations not yet applied; idempotent; safe with replicas.
+         * Returns the number applied (0 when the schema was up to date).
+         */
         int (*migrate)(struct cm_store *s);
         /* 0 when reachable and fully migrated. */
         int (*ping)(struct cm_store *s);
@@ -94,11 +98,15 @@ struct cm_store_ops {
          * (whose generation is set to the new generation) in one transaction. expected_rv < 0 skips
          * the check. On -EBUSY, ret_conflict_op (if not NULL) receives the unfinished operation's id.
          * On success ret (if not NULL) receives the updated cluster.
+         * spec_json NULL keeps the spec without a generation bump and op.generation is the current
+         * generation (a delete); labels_json NULL keeps the labels. op is always inserted pending;
+         * its env, cluster id and name are taken from the cluster. Checks in this order: -ENOENT,
+         * -ESTALE, -EBUSY.
          */
         int (*cluster_update)(struct cm_store *s, const char *env, const char *name, int64_t expected_rv,
                               const char *spec_json, const char *labels_json, enum cm_phase phase,
                               const struct cm_operation *op, struct cm_cluster *ret, char **ret_conflict_op);
-        /* Writes observed status (phase, conditions, status), resource_version+1. */
+        /* Writes observed status (phase, conditions, status; NULL keeps one), resource_version+1. */
         int (*cluster_set_status)(struct cm_store *s, const char *cluster_id, enum cm_phase phase,
                                   const char *conditions_json, const char *status_json);
 
@@ -109,7 +117,9 @@ struct cm_store_ops {
         /*
          * Claims the oldest runnable operation: pending with next_run <= now, or running with an
          * expired lease (taken over). Sets state running, lease owner/expiry, attempts+1, started
-         * (first time). -EAGAIN when none.
+         * (first time). -EAGAIN when none. "Oldest" is the earliest due time (next_run, or
+         * lease_expires for a takeover), ties by seq. max_attempts is not checked here: the worker
+         * fails an operation whose attempts exceed it.
          */
         int (*op_claim)(struct cm_store *s, const char *owner, uint64_t now, uint64_t lease_usec,
                         struct cm_operation *ret);
@@ -119,6 +129,8 @@ struct cm_store_ops {
         /*
          * Ends (or re-queues, state PENDING) an operation held by owner and writes the cluster's status
          * in one transaction. -ESRCH when owner no longer holds the lease (nothing is written).
+         * A terminal state sets finished = now; PENDING sets next_run and keeps attempts; both clear
+         * the lease and store o->error. -EINVAL for state RUNNING.
          */
         int (*op_finish)(struct cm_store *s, const char *id, const char *owner, uint64_t now,
                          const struct cm_op_outcome *o);
@@ -136,6 +148,8 @@ struct cm_store_ops {
         /*
          * Appends the log chunks with sequence > after to out (up to out's cap; stops before a chunk
          * that does not fit) and sets *ret_last to the last sequence appended (after when none).
+         * Returns the number of chunks appended; -ENOBUFS when not even the first one fits (out is
+         * left as it was); -ENOENT for an unknown operation.
          */
         int (*op_log_read)(struct cm_store *s, const char *op_id, int64_t after, struct strbuf *out,
                            int64_t *ret_last);
@@ -143,14 +157,16 @@ struct cm_store_ops {
         /*
          * Idempotency records, scoped to principal and key. begin inserts a placeholder tied to
          * request_hash (CM_IDEM_NEW), or reports a stored response (ret_status/ret_body, CM_IDEM_DONE),
-         * one in progress or one for another request.
+         * one in progress or one for another request. ret_status/ret_body are written only for
+         * CM_IDEM_DONE. finish stores the response of a placeholder (-ENOENT when there is none);
+         * abort removes a placeholder (never a stored response; -ENOENT when there is none).
          */
         int (*idem_begin)(struct cm_store *s, const char *principal, const char *key, const char *request_hash,
                           uint64_t now, enum cm_idem_state *ret_state, int *ret_status, char **ret_body);
         int (*idem_finish)(struct cm_store *s, const char *principal, const char *key, int status,
                            const char *body);
         int (*idem_abort)(struct cm_store *s, const char *principal, const char *key);
-        /* Removes records created before `before`. */
+        /* Removes records created before `before`; returns how many. */
         int (*idem_expire)(struct cm_store *s, uint64_t before);
 };
 
@@ -166,4 +182,4 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(struct cm_store *, cm_store_close);
 extern const struct cm_store_ops cm_store_sqlite_ops;
 
 /* Calls a backend function: STORE_CALL(s, cluster_get, env, name, &c). */
-#define STORE_CALL(s, fn, ...) ((s)->ops->fn((s), __VA_ARGS__))
+#define STORE_CALL(s, fn, ...) ((s)->ops->fn((s), ##__VA_ARGS__))

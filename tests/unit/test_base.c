@@ -144,10 +144,10 @@ static void test_memeq_const(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_strbuf_cap),      cmocka_unit_test(test_strbuf_secret_grow),
+                cmocka_unit_test(test_strbuf_cap),         cmocka_unit_test(test_strbuf_secret_grow),
                 cmocka_unit_test(test_json_string_escape), cmocka_unit_test(test_parse_numbers),
-                cmocka_unit_test(test_dns_label),       cmocka_unit_test(test_time_roundtrip),
-                cmocka_unit_test(test_random_ids),      cmocka_unit_test(test_atomic_write),
+                cmocka_unit_test(test_dns_label),          cmocka_unit_test(test_time_roundtrip),
+                cmocka_unit_test(test_random_ids),         cmocka_unit_test(test_atomic_write),
                 cmocka_unit_test(test_memeq_const),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,94 @@
+# Thin entry points over CMake presets. `make run` and `make test` are all a newcomer needs.
+SHELL := /bin/bash
+.DEFAULT_GOAL := all
+
+DEBIAN_PACKAGES := build-essential cmake pkg-config git clang clang-format clang-tidy cppcheck \
+	libmicrohttpd-dev libcurl4-openssl-dev libjansson-dev libyaml-dev libsqlite3-dev libpq-dev \
+	libssl-dev libcjose-dev libcmocka-dev libclang-rt-14-dev python3 python3-pip valgrind wrk sqlite3
+PYTHON ?= python3
+JOBS ?= $(shell nproc)
+FUZZ_SECONDS ?= 60
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: all deps release debug run test unit integration check format format-check lint fuzz bench tools valgrind clean
+
+all: release
+
+# Installs the Debian packages and Python test requirements that are missing (nothing when all are there).
+deps:
+	@missing=$$(for p in $(DEBIAN_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:" $$missing; \
+		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+	@$(PYTHON) -c 'import pytest, requests, openapi_spec_validator' 2>/dev/null || \
+		$(PYTHON) -m pip install -q -r tests/integration/requirements.txt
+
+release: deps
+	@[ -f build/release/CMakeCache.txt ] || cmake --preset release >/dev/null
+	cmake --build build/release -j$(JOBS)
+	@mkdir -p bin && ln -sf ../build/release/clustermgmt bin/clustermgmt
+	@echo "built bin/clustermgmt"
+
+debug: deps
+	@[ -f build/debug/CMakeCache.txt ] || cmake --preset debug >/dev/null
+	cmake --build build/debug -j$(JOBS)
+
+# The service on its embedded default: SQLite and state under ./data, listening on 127.0.0.1:8080.
+run: release
+	./bin/clustermgmt serve
+
+# The whole suite, under AddressSanitizer and UndefinedBehaviorSanitizer.
+test: debug
+	ctest --test-dir build/debug --output-on-failure -j$(JOBS)
+
+unit: debug
+	ctest --test-dir build/debug --output-on-failure -L unit -j$(JOBS)
+
+integration: debug
+	ctest --test-dir build/debug --output-on-failure -L integration
+
+# Format check, static analysis, then the sanitizer test suite.
+check: format-check lint test
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+format-check:
+	clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h')
+
+lint: debug
+	cppcheck --quiet --error-exitcode=1 --std=c11 --enable=warning,portability \
+		--suppress=missingIncludeSystem --inline-suppr -I src -I tests src tests/support
+	clang-tidy -p build/debug --quiet --warnings-as-errors='*' $$(git ls-files 'src/*.c')
+
+# Each libFuzzer target for FUZZ_SECONDS (corpora in fuzz/corpus/<target>, crashes in build/fuzz/artifacts).
+fuzz: deps
+	@[ -f build/fuzz/CMakeCache.txt ] || cmake --preset fuzz >/dev/null
+	cmake --build build/fuzz -j$(JOBS)
+	@mkdir -p build/fuzz/artifacts
+	@set -e; for t in build/fuzz/fuzz_*; do \
+		name=$$(basename $$t); mkdir -p build/fuzz/corpus/$$name; \
+		echo "== $$name for $(FUZZ_SECONDS)s"; \
+		$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 -artifact_prefix=build/fuzz/artifacts/$$name- \
+			build/fuzz/corpus/$$name fuzz/corpus/$$name 2>&1 | tail -n 12; \
+	done
+
+# Benchmarks against a baseline measured in the same run (docs/benchmarks.md).
+bench: release
+	$(PYTHON) bench/run.py --binary build/release/clustermgmt --bare build/release/bench/bare-responder \
+		--testbin build/release/tests/clustermgmt-testbin
+
+# The Go helpers (rke, opa, localk8s) built from the Go module proxy into ./bin.
+tools:
+	./scripts/build-rke.sh
+	./scripts/build-opa.sh
+	./scripts/build-localk8s.sh
+
+# An integration smoke run of an uninstrumented build under valgrind memcheck.
+valgrind: release
+	$(PYTHON) -m pytest -q -p no:cacheprovider tests/integration/test_smoke.py \
+		--binary build/release/tests/clustermgmt-testbin --valgrind
+
+clean:
+	rm -rf build bin

@@ -1,0 +1,82 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+
+#include <pthread.h>
+
+#include "api/documents.h"
+#include "api/model.h"
+#include "api/problem.h"
+#include "base/common.h"
+#include "store/store.h"
+
+/*
+ * The service layer: validates a change, writes the desired state and queues its operation in one
+ * store transaction, and runs the workers that carry operations out. The HTTP layer calls it; it
+ * never sees HTTP.
+ */
+
+struct cm_service_config {
+        const char *data_dir;
+        unsigned workers; /* worker threads; 0 runs no workers (API only) */
+        uint64_t lease_usec; /* operation lease; heartbeats renew it at a third of it */
+        unsigned max_attempts; /* per operation, retries included */
+        uint64_t backoff_base_usec; /* first retry delay; doubles per attempt */
+        uint64_t backoff_cap_usec; /* longest retry delay */
+        uint64_t poll_usec; /* idle workers look for work this often (other replicas' work) */
+        uint64_t shutdown_grace_usec; /* on stop, running steps get this long before being asked to stop */
+};
+
+void cm_service_config_defaults(struct cm_service_config *c);
+
+struct cm_workers;
+
+struct cm_service {
+        struct cm_store *store;
+        struct cm_service_config cfg;
+        char replica_id[48];
+
+        pthread_mutex_t lock;
+        pthread_cond_t work_cond; /* new work queued in this process */
+        pthread_cond_t log_cond; /* an operation log or state changed in this process */
+        uint64_t log_seq;
+        uint64_t work_seq; /* bumped by notify_work: idle workers wait only while it is unchanged */
+        bool stopping;
+
+        struct cm_workers *workers;
+};
+
+int cm_service_new(struct cm_store *store, const struct cm_service_config *cfg, struct cm_service **ret);
+struct cm_service *cm_service_free(struct cm_service *s);
+/* Starts the worker threads (cfg.workers of them). */
+int cm_service_start(struct cm_service *s);
+/* Graceful stop: no new claims; running steps finish within the grace period or release their lease. */
+void cm_service_stop(struct cm_service *s);
+
+/* Bootstrap on first start: the `default` environment. */
+int cm_service_bootstrap(struct cm_service *s);
+
+/*
+ * Mutations. Each validates the body (problem set on failure: 4xx), then writes the cluster and its
+ * operation in one transaction. ret_op receives the queued operation. Return 0, or a negative errno
+ * with the problem set (404, 409 naming the operation, 412, 422), or a negative errno with no
+ * problem for internal failures (500).
+ */
+int cm_service_create_cluster(struct cm_service *s, const char *principal, const char *env, const char *body,
+                              size_t n, struct cm_problem *p, struct cm_operation *ret_op);
+int cm_service_update_cluster(struct cm_service *s, const char *principal, const char *env, const char *name,
+                              int64_t expected_rv, const char *body, size_t n, struct cm_problem *p,
+                              struct cm_operation *ret_op);
+int cm_service_delete_cluster(struct cm_service *s, const char *principal, const char *env, const char *name,
+                              int64_t expected_rv, struct cm_problem *p, struct cm_operation *ret_op);
+int cm_service_cancel_operation(struct cm_service *s, const char *id, struct cm_problem *p,
+                                struct cm_operation *ret_op);
+
+/* Asks this process's worker running operation id (if any) to stop it now. */
+void cm_service_cancel_local(struct cm_service *s, const char *op_id);
+
+/* Wakes idle workers (new work) / log followers (new log output or state). */
+void cm_service_notify_work(struct cm_service *s);
+void cm_service_notify_log(struct cm_service *s);
+/* Current log sequence; waits until it moves past seen or timeout passes. */
+uint64_t cm_service_log_seq(struct cm_service *s);
+void cm_service_wait_log(struct cm_service *s, uint64_t seen, uint64_t timeout_usec);

@@ -1,0 +1,380 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "base/common.h"
+
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+
+#include "base/fileio.h"
+#include "base/log.h"
+#include "base/parse.h"
+#include "base/secret.h"
+#include "base/util.h"
+#include "engine/engine.h"
+#include "lifecycle/service.h"
+#include "serve/serve.h"
+#include "server/server.h"
+#include "store/store.h"
+
+struct serve_options {
+        const char *listen;
+        const char *data_dir;
+        const char *database;
+        unsigned workers;
+        unsigned http_threads;
+        unsigned lease_seconds;
+        unsigned max_attempts;
+        unsigned retry_base_ms;
+        unsigned retry_max_seconds;
+        unsigned shutdown_grace_seconds;
+        unsigned poll_ms;
+        const char *log_level;
+};
+
+static void serve_usage(FILE *f) {
+        fputs("usage: clustermgmt serve [options]\n"
+              "\n"
+              "Runs the service: HTTP API, operation workers. Every option has an environment twin.\n"
+              "\n"
+              "  --listen ADDR:PORT          CLUSTERMGMT_LISTEN       default 127.0.0.1:8080\n"
+              "  --data-dir DIR              CLUSTERMGMT_DATA_DIR     default ./data\n"
+              "  --database URL              CLUSTERMGMT_DATABASE     default "
+              "sqlite:<data-dir>/clustermgmt.db\n"
+              "  --workers N                 CLUSTERMGMT_WORKERS      operation worker threads, default 4\n"
+              "  --http-threads N            CLUSTERMGMT_HTTP_THREADS default: number of CPUs (2-16)\n"
+              "  --lease-seconds N           CLUSTERMGMT_LEASE_SECONDS  operation lease, default 30\n"
+              "  --max-attempts N            CLUSTERMGMT_MAX_ATTEMPTS   per operation, default 5\n"
+              "  --retry-base-ms N           CLUSTERMGMT_RETRY_BASE_MS  first retry delay, default 2000\n"
+              "  --retry-max-seconds N       CLUSTERMGMT_RETRY_MAX_SECONDS  longest retry delay, default "
+              "300\n"
+              "  --shutdown-grace-seconds N  CLUSTERMGMT_SHUTDOWN_GRACE_SECONDS  default 10\n"
+              "  --poll-ms N                 CLUSTERMGMT_POLL_MS      idle workers look for work, default "
+              "1000\n"
+              "  --log-level LEVEL           CLUSTERMGMT_LOG_LEVEL    debug|info|warning|error, default "
+              "info\n",
+              f);
+}
+
+static int parse_uint_opt(const char *name, const char *v, unsigned min, unsigned max, unsigned *ret) {
+        unsigned n;
+
+        if (safe_atou(v, &n) < 0 || n < min || n > max) {
+                fprintf(stderr, "clustermgmt serve: %s must be a whole number from %u to %u, not '%s'\n",
+                        name, min, max, v);
+                return -EINVAL;
+        }
+        *ret = n;
+        return 0;
+}
+
+static int parse_options(int argc, char *argv[], struct serve_options *o) {
+        enum {
+                OPT_LISTEN = 256,
+                OPT_DATA_DIR,
+                OPT_DATABASE,
+                OPT_WORKERS,
+                OPT_HTTP_THREADS,
+                OPT_LEASE,
+                OPT_MAX_ATTEMPTS,
+                OPT_RETRY_BASE,
+                OPT_RETRY_MAX,
+                OPT_GRACE,
+                OPT_POLL,
+                OPT_LOG_LEVEL,
+        };
+        static const struct option longopts[] = {
+                { "listen", required_argument, NULL, OPT_LISTEN },
+                { "data-dir", required_argument, NULL, OPT_DATA_DIR },
+                { "database", required_argument, NULL, OPT_DATABASE },
+                { "workers", required_argument, NULL, OPT_WORKERS },
+                { "http-threads", required_argument, NULL, OPT_HTTP_THREADS },
+                { "lease-seconds", required_argument, NULL, OPT_LEASE },
+                { "max-attempts", required_argument, NULL, OPT_MAX_ATTEMPTS },
+                { "retry-base-ms", required_argument, NULL, OPT_RETRY_BASE },
+                { "retry-max-seconds", required_argument, NULL, OPT_RETRY_MAX },
+                { "shutdown-grace-seconds", required_argument, NULL, OPT_GRACE },
+                { "poll-ms", required_argument, NULL, OPT_POLL },
+                { "log-level", required_argument, NULL, OPT_LOG_LEVEL },
+                { "help", no_argument, NULL, 'h' },
+                {},
+        };
+        /* Environment twins first; flags override them. */
+        static const struct {
+                const char *env;
+                int opt;
+        } twins[] = {
+                { "CLUSTERMGMT_LISTEN", OPT_LISTEN },
+                { "CLUSTERMGMT_DATA_DIR", OPT_DATA_DIR },
+                { "CLUSTERMGMT_DATABASE", OPT_DATABASE },
+                { "CLUSTERMGMT_WORKERS", OPT_WORKERS },
+                { "CLUSTERMGMT_HTTP_THREADS", OPT_HTTP_THREADS },
+                { "CLUSTERMGMT_LEASE_SECONDS", OPT_LEASE },
+                { "CLUSTERMGMT_MAX_ATTEMPTS", OPT_MAX_ATTEMPTS },
+                { "CLUSTERMGMT_RETRY_BASE_MS", OPT_RETRY_BASE },
+                { "CLUSTERMGMT_RETRY_MAX_SECONDS", OPT_RETRY_MAX },
+                { "CLUSTERMGMT_SHUTDOWN_GRACE_SECONDS", OPT_GRACE },
+                { "CLUSTERMGMT_POLL_MS", OPT_POLL },
+                { "CLUSTERMGMT_LOG_LEVEL", OPT_LOG_LEVEL },
+        };
+        int c;
+
+        for (size_t pass = 0; pass < 2; pass++) {
+                size_t ti = 0;
+
+                optind = 1;
+                for (;;) {
+                        const char *arg;
+                        const char *name;
+
+                        if (pass == 0) {
+                                if (ti >= ELEMENTSOF(twins))
+                                        break;
+                                arg = getenv(twins[ti].env);
+                                c = twins[ti].opt;
+                                name = twins[ti].env;
+                                ti++;
+                                if (isempty(arg))
+                                        continue;
+                        } else {
+                                c = getopt_long(argc, argv, "h", longopts, NULL);
+                                if (c < 0)
+                                        break;
+                                arg = optarg;
+                                name = argv[optind - 1];
+                        }
+                        switch (c) {
+                        case 'h':
+                                serve_usage(stdout);
+                                exit(0);
+                        case OPT_LISTEN:
+                                o->listen = arg;
+                                break;
+                        case OPT_DATA_DIR:
+                                o->data_dir = arg;
+                                break;
+                        case OPT_DATABASE:
+                                o->database = arg;
+                                break;
+                        case OPT_WORKERS:
+                                if (parse_uint_opt(name, arg, 0, 256, &o->workers) < 0)
+                                        return -EINVAL;
+                                break;
+                        case OPT_HTTP_THREADS:
+                                if (parse_uint_opt(name, arg, 1, 256, &o->http_threads) < 0)
+                                        return -EINVAL;
+                                break;
+                        case OPT_LEASE:
+                                if (parse_uint_opt(name, arg, 1, 3600, &o->lease_seconds) < 0)
+                                        return -EINVAL;
+                                break;
+                        case OPT_MAX_ATTEMPTS:
+                                if (parse_uint_opt(name, arg, 1, 100, &o->max_attempts) < 0)
+                                        return -EINVAL;
+                                break;
+                        case OPT_RETRY_BASE:
+                                if (parse_uint_opt(name, arg, 1, 3600000, &o->retry_base_ms) < 0)
+                                        return -EINVAL;
+                                break;
+                        case OPT_RETRY_MAX:
+                                if (parse_uint_opt(name, arg, 1, 86400, &o->retry_max_seconds) < 0)
+                                        return -EINVAL;
+                                break;
+                        case OPT_GRACE:
+                                if (parse_uint_opt(name, arg, 0, 3600, &o->shutdown_grace_seconds) < 0)
+                                        return -EINVAL;
+                                break;
+                        case OPT_POLL:
+                                if (parse_uint_opt(name, arg, 10, 60000, &o->poll_ms) < 0)
+                                        return -EINVAL;
+                                break;
+                        case OPT_LOG_LEVEL:
+                                o->log_level = arg;
+                                break;
+                        default:
+                                fputs("Try 'clustermgmt serve --help'.\n", stderr);
+                                return -EINVAL;
+                        }
+                }
+        }
+        if (optind < argc) {
+                fprintf(stderr,
+                        "clustermgmt serve: unexpected argument '%s'\nTry 'clustermgmt serve --help'.\n",
+                        argv[optind]);
+                return -EINVAL;
+        }
+        return 0;
+}
+
+/* First start: an admin API key, shown only through a 0600 file whose path is logged. */
+static int bootstrap_admin_key(struct cm_store *store, const char *data_dir) {
+        _cleanup_free_ char *path = NULL;
+        char token[64], hash[65], id[40];
+        struct cm_apikey key;
+        uint64_t count = 0;
+        int r;
+
+        r = STORE_CALL(store, apikey_count, &count);
+        if (r < 0)
+                return log_error_errno(r, "count API keys: %m");
+        if (count > 0)
+                return 0;
+        if (asprintf(&path, "%s/admin.token", data_dir) < 0)
+                return -ENOMEM;
+        r = cm_random_token("cmk_", token, sizeof(token));
+        if (r < 0)
+                return r;
+        r = cm_random_id("key_", id, sizeof(id));
+        if (r < 0)
+                goto out;
+        cm_sha256_hex(token, strlen(token), hash);
+        key = (struct cm_apikey){ .id = id,
+                                  .name = CM_UNCONST(char *, "admin"),
+                                  .hash = hash,
+                                  .role = CM_UNCONST(char *, "admin"),
+                                  .created_usec = cm_now_usec() };
+        /* The file first: a key nobody can read would lock everyone out. */
+        r = cm_write_file_atomic(path, token, strlen(token), 0600);
+        if (r < 0) {
+                log_error_errno(r, "write the admin API key to '%s': %m", path);
+                goto out;
+        }
+        r = STORE_CALL(store, apikey_create, &key);
+        if (r < 0) {
+                log_error_errno(r, "store the admin API key: %m");
+                goto out;
+        }
+        log_info("created the admin API key; it is in '%s' (readable by this user only)", path);
+out:
+        cm_wipe(token, sizeof(token));
+        return r;
+}
+
+int cm_serve_main(int argc, char *argv[]) {
+        struct serve_options o = { .listen = "127.0.0.1:8080", .data_dir = "./data" };
+        struct cm_service_config scfg;
+        struct cm_server_config hcfg;
+        _cleanup_free_ char *db = NULL;
+        _cleanup_(cm_store_closep) struct cm_store *store = NULL;
+        struct cm_service *svc = NULL;
+        struct cm_server *srv = NULL;
+        sigset_t mask;
+        int r, sig = 0;
+
+        cm_service_config_defaults(&scfg);
+        cm_server_config_defaults(&hcfg);
+        o.workers = scfg.workers;
+        o.http_threads = hcfg.threads;
+        o.lease_seconds = (unsigned) (scfg.lease_usec / USEC_PER_SEC);
+        o.max_attempts = scfg.max_attempts;
+        o.retry_base_ms = (unsigned) (scfg.backoff_base_usec / USEC_PER_MSEC);
+        o.retry_max_seconds = (unsigned) (scfg.backoff_cap_usec / USEC_PER_SEC);
+        o.shutdown_grace_seconds = (unsigned) (scfg.shutdown_grace_usec / USEC_PER_SEC);
+        o.poll_ms = (unsigned) (scfg.poll_usec / USEC_PER_MSEC);
+
+        if (parse_options(argc, argv, &o) < 0)
+                return 2;
+        if (o.log_level) {
+                enum log_level lvl;
+                if (log_level_from_string(o.log_level, &lvl) < 0) {
+                        fprintf(stderr,
+                                "clustermgmt serve: log level must be debug, info, warning or error\n");
+                        return 2;
+                }
+                log_set_level(lvl);
+        }
+
+        /* The process holds keys and tokens: no core dumps, no ptrace by other users' processes. */
+        (void) prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+        (void) umask(0077);
+        signal(SIGPIPE, SIG_IGN);
+        /* Threads inherit this mask; the main thread waits for the signals below. */
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGTERM);
+        sigaddset(&mask, SIGINT);
+        sigaddset(&mask, SIGHUP);
+        pthread_sigmask(SIG_BLOCK, &mask, NULL);
+
+        r = cm_mkdir_p(o.data_dir, 0700);
+        if (r < 0) {
+                log_error_errno(r, "create data directory '%s': %m", o.data_dir);
+                return 1;
+        }
+        if (o.database)
+                db = strdup(o.database);
+        else if (asprintf(&db, "sqlite:%s/clustermgmt.db", o.data_dir) < 0)
+                db = NULL;
+        if (!db)
+                return 1;
+
+        r = cm_store_open(db, &store);
+        if (r < 0) {
+                log_error_errno(r, "open the database: %m");
+                return 1;
+        }
+        r = STORE_CALL(store, migrate);
+        if (r < 0) {
+                log_error_errno(r, "apply database migrations: %m");
+                return 1;
+        }
+
+        scfg.data_dir = o.data_dir;
+        scfg.workers = o.workers;
+        scfg.lease_usec = (uint64_t) o.lease_seconds * USEC_PER_SEC;
+        scfg.max_attempts = o.max_attempts;
+        scfg.backoff_base_usec = (uint64_t) o.retry_base_ms * USEC_PER_MSEC;
+        scfg.backoff_cap_usec = (uint64_t) o.retry_max_seconds * USEC_PER_SEC;
+        scfg.shutdown_grace_usec = (uint64_t) o.shutdown_grace_seconds * USEC_PER_SEC;
+        scfg.poll_usec = (uint64_t) o.poll_ms * USEC_PER_MSEC;
+        r = cm_service_new(store, &scfg, &svc);
+        if (r < 0)
+                return 1;
+        r = cm_service_bootstrap(svc);
+        if (r < 0) {
+                log_error_errno(r, "bootstrap: %m");
+                goto out;
+        }
+        r = bootstrap_admin_key(store, o.data_dir);
+        if (r < 0)
+                goto out;
+
+        hcfg.listen = o.listen;
+        hcfg.threads = o.http_threads;
+        r = cm_server_start(&hcfg, svc, &srv);
+        if (r < 0) {
+                log_error_errno(r, "listen on %s: %m", o.listen);
+                goto out;
+        }
+        r = cm_service_start(svc);
+        if (r < 0) {
+                log_error_errno(r, "start workers: %m");
+                goto out;
+        }
+        {
+                char names[256], fields[512];
+
+                cm_engine_names(names, sizeof(names));
+                (void) cm_snprintf(
+                        fields, sizeof(fields),
+                        "\"listen\":\"%s\",\"port\":%u,\"version\":\"%s\",\"workers\":%u,\"engines\":\"%s\"",
+                        o.listen, cm_server_port(srv), CM_VERSION, o.workers, names);
+                log_full(LOG_LEVEL_INFO, 0, fields, "serving on %s", o.listen);
+        }
+
+        for (;;) {
+                if (sigwait(&mask, &sig) != 0)
+                        continue;
+                if (sig == SIGHUP)
+                        continue;
+                break;
+        }
+        log_info("received %s; stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+        r = 0;
+out:
+        /* Stop taking requests first, then let running steps finish or give their leases back. */
+        srv = cm_server_stop(srv);
+        svc = cm_service_free(svc);
+        log_info("stopped");
+        return r < 0 ? 1 : 0;
+}

@@ -1,0 +1,569 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "base/common.h"
+
+#include "api/documents.h"
+#include "api/encode.h"
+#include "base/log.h"
+#include "base/parse.h"
+#include "base/util.h"
+#include "server/handlers.h"
+#include "server/server_internal.h"
+
+extern const char cm_openapi_json[];
+extern const size_t cm_openapi_json_len;
+
+#define LIST_DEFAULT 100
+#define LIST_MAX 500
+
+static void reply_problemf(struct cm_req *req, int status, const char *type, const char *title,
+                           const char *detail) {
+        struct cm_problem p;
+
+        cm_problem_init(&p);
+        cm_problem_set(&p, status, type, title, "%s", detail);
+        cm_reply_problem(req, &p);
+        cm_problem_done(&p);
+}
+
+static void reply_not_found(struct cm_req *req, const char *what, const char *name) {
+        struct cm_problem p;
+
+        cm_problem_init(&p);
+        cm_problem_not_found(&p, what, name);
+        cm_reply_problem(req, &p);
+        cm_problem_done(&p);
+}
+
+/* ?limit= in 1..LIST_MAX; replies 400 and returns -EINVAL when malformed. */
+static int parse_limit(struct cm_req *req, unsigned *ret) {
+        const char *v = cm_req_query(req, "limit");
+        unsigned n;
+
+        if (!v) {
+                *ret = LIST_DEFAULT;
+                return 0;
+        }
+        if (safe_atou(v, &n) < 0 || n < 1 || n > LIST_MAX) {
+                struct cm_problem p;
+
+                cm_problem_init(&p);
+                cm_problem_add(&p, "limit", "must be a whole number from 1 to %d", LIST_MAX);
+                cm_problem_set(&p, 400, "malformed", "Malformed request", "invalid query parameter");
+                cm_reply_problem(req, &p);
+                cm_problem_done(&p);
+                return -EINVAL;
+        }
+        *ret = n;
+        return 0;
+}
+
+/* A name page token: the last name of the previous page (a DNS label). */
+static int parse_name_token(struct cm_req *req, const char **ret) {
+        const char *v = cm_req_query(req, "pageToken");
+
+        if (v && !cm_dns_label_valid(v)) {
+                struct cm_problem p;
+
+                cm_problem_init(&p);
+                cm_problem_add(&p, "pageToken", "not a page token of this list");
+                cm_problem_set(&p, 400, "malformed", "Malformed request", "invalid query parameter");
+                cm_reply_problem(req, &p);
+                cm_problem_done(&p);
+                return -EINVAL;
+        }
+        *ret = v;
+        return 0;
+}
+
+/* If-Match: "<resourceVersion>" (quotes optional); -1 when absent. Replies 400 when malformed. */
+static int parse_if_match(struct cm_req *req, int64_t *ret) {
+        const char *v = cm_req_header(req, "If-Match");
+        char buf[32];
+        size_t n;
+        uint64_t rv;
+
+        *ret = -1;
+        if (!v || streq(v, "*"))
+                return 0;
+        n = strlen(v);
+        if (n >= 2 && v[0] == '"' && v[n - 1] == '"') {
+                if (n - 2 >= sizeof(buf))
+                        goto bad;
+                memcpy(buf, v + 1, n - 2);
+                buf[n - 2] = 0;
+        } else if (cm_strlcpy(buf, v, sizeof(buf)) < 0)
+                goto bad;
+        if (safe_atou64(buf, &rv) < 0 || rv > INT64_MAX)
+                goto bad;
+        *ret = (int64_t) rv;
+        return 0;
+bad:
+        reply_problemf(req, 400, "malformed", "Malformed request",
+                       "If-Match must be the cluster's resourceVersion in quotes, like \"12\"");
+        return -EINVAL;
+}
+
+static int set_etag(struct cm_req *req, int64_t rv) {
+        char etag[32];
+
+        (void) cm_snprintf(etag, sizeof(etag), "\"%" PRIi64 "\"", rv);
+        return cm_reply_header(req, "ETag", etag);
+}
+
+void cm_handle_healthz(struct cm_req *req) {
+        if (strbuf_adds(&req->out, "{\"status\":\"ok\"}") < 0)
+                return cm_reply_error(req, -ENOMEM, NULL);
+        cm_reply(req, 200);
+}
+
+void cm_handle_readyz(struct cm_req *req) {
+        int r = STORE_CALL(req->svc->store, ping);
+        bool ok = r >= 0;
+
+        if (strbuf_addf(&req->out, "{\"status\":\"%s\",\"checks\":{\"store\":\"%s\"}}",
+                        ok ? "ok" : "unavailable",
+                        ok             ? "ok"
+                        : r == -EPROTO ? "migrations pending"
+                                       : "unreachable") < 0)
+                return cm_reply_error(req, -ENOMEM, NULL);
+        cm_reply(req, ok ? 200 : 503);
+}
+
+void cm_handle_metrics(struct cm_req *req) {
+        int r = cm_metrics_render(req->srv, &req->out);
+
+        if (r < 0)
+                return cm_reply_error(req, r, NULL);
+        req->content_type = "text/plain; version=0.0.4; charset=utf-8";
+        cm_reply(req, 200);
+}
+
+void cm_handle_openapi(struct cm_req *req) {
+        if (strbuf_add(&req->out, cm_openapi_json, cm_openapi_json_len) < 0)
+                return cm_reply_error(req, -ENOMEM, NULL);
+        cm_reply(req, 200);
+}
+
+void cm_handle_env_create(struct cm_req *req) {
+        _cleanup_(cm_env_doc_done) struct cm_env_doc doc = {};
+        struct cm_environment e = {};
+        struct cm_problem p;
+        char loc[128];
+        int r;
+
+        cm_problem_init(&p);
+        r = cm_env_doc_decode(req->body.buf, req->body.len, &doc, &p);
+        if (r < 0)
+                goto fail;
+        e = (struct cm_environment){ .name = doc.name,
+                                     .labels_json = doc.labels_json,
+                                     .created_usec = cm_now_usec() };
+        r = STORE_CALL(req->svc->store, env_create, &e);
+        if (r == -EEXIST) {
+                cm_problem_set(&p, 409, "conflict", "Conflict", "environment '%s' already exists", doc.name);
+                goto fail;
+        }
+        if (r < 0)
+                goto fail;
+        r = cm_encode_environment(&req->out, &e);
+        if (r < 0)
+                goto fail;
+        (void) cm_snprintf(loc, sizeof(loc), "/v1/environments/%s", doc.name);
+        (void) cm_reply_header(req, "Location", loc);
+        cm_reply(req, 201);
+        cm_problem_done(&p);
+        return;
+fail:
+        cm_reply_error(req, r, &p);
+        cm_problem_done(&p);
+}
+
+void cm_handle_env_list(struct cm_req *req) {
+        struct cm_environment *items = NULL;
+        const char *after;
+        unsigned limit;
+        size_t n = 0, shown;
+        int r;
+
+        if (parse_limit(req, &limit) < 0 || parse_name_token(req, &after) < 0)
+                return;
+        r = STORE_CALL(req->svc->store, env_list, after, limit + 1, &items, &n);
+        if (r < 0)
+                return cm_reply_error(req, r, NULL);
+        shown = MIN(n, (size_t) limit);
+        r = strbuf_adds(&req->out, "{\"items\":[");
+        for (size_t i = 0; r >= 0 && i < shown; i++) {
+                if (i > 0)
+                        r = strbuf_addch(&req->out, ',');
+                if (r >= 0)
+                        r = cm_encode_environment(&req->out, &items[i]);
+        }
+        if (r >= 0)
+                r = cm_encode_list_end(&req->out, n > limit ? items[shown - 1].name : NULL);
+        cm_environment_array_free(items, n);
+        if (r < 0)
+                return cm_reply_error(req, r, NULL);
+        cm_reply(req, 200);
+}
+
+void cm_handle_env_get(struct cm_req *req) {
+        _cleanup_(cm_environment_done) struct cm_environment e = {};
+        int r;
+
+        r = STORE_CALL(req->svc->store, env_get, req->params[0], &e);
+        if (r == -ENOENT)
+                return reply_not_found(req, "environment", req->params[0]);
+        if (r < 0 || (r = cm_encode_environment(&req->out, &e)) < 0)
+                return cm_reply_error(req, r, NULL);
+        cm_reply(req, 200);
+}
+
+void cm_handle_env_delete(struct cm_req *req) {
+        int r;
+
+        r = STORE_CALL(req->svc->store, env_delete, req->params[0]);
+        if (r == -ENOENT)
+                return reply_not_found(req, "environment", req->params[0]);
+        if (r == -ENOTEMPTY)
+                return reply_problemf(req, 409, "conflict", "Conflict",
+                                      "the environment still has clusters; delete them first");
+        if (r < 0)
+                return cm_reply_error(req, r, NULL);
+        cm_reply(req, 204);
+}
+
+static int reply_operation(struct cm_req *req, int status, const struct cm_operation *op) {
+        int r;
+
+        r = cm_encode_operation(&req->out, op);
+        if (r < 0)
+                return r;
+        cm_reply(req, status);
+        return 0;
+}
+
+void cm_handle_cluster_create(struct cm_req *req) {
+        _cleanup_(cm_operation_done) struct cm_operation op = {};
+        struct cm_problem p;
+        char loc[256];
+        int r;
+
+        cm_problem_init(&p);
+        r = cm_service_create_cluster(req->svc, req->principal.name, req->params[0], req->body.buf ?: "",
+                                      req->body.len, &p, &op);
+        if (r < 0) {
+                cm_reply_error(req, r, &p);
+                goto out;
+        }
+        (void) cm_snprintf(loc, sizeof(loc), "/v1/environments/%s/clusters/%s", op.env, op.cluster_name);
+        (void) cm_reply_header(req, "Location", loc);
+        r = reply_operation(req, 202, &op);
+        if (r < 0)
+                cm_reply_error(req, r, NULL);
+out:
+        cm_problem_done(&p);
+}
+
+void cm_handle_cluster_list(struct cm_req *req) {
+        struct cm_cluster *items = NULL;
+        const char *after;
+        unsigned limit;
+        size_t n = 0, shown;
+        int r;
+
+        if (parse_limit(req, &limit) < 0 || parse_name_token(req, &after) < 0)
+                return;
+        r = STORE_CALL(req->svc->store, cluster_list, req->params[0], after, limit + 1, &items, &n);
+        if (r < 0)
+                return cm_reply_error(req, r, NULL);
+        shown = MIN(n, (size_t) limit);
+        r = strbuf_adds(&req->out, "{\"items\":[");
+        for (size_t i = 0; r >= 0 && i < shown; i++) {
+                if (i > 0)
+                        r = strbuf_addch(&req->out, ',');
+                if (r >= 0)
+                        r = cm_encode_cluster(&req->out, &items[i]);
+        }
+        if (r >= 0)
+                r = cm_encode_list_end(&req->out, n > limit ? items[shown - 1].name : NULL);
+        cm_cluster_array_free(items, n);
+        if (r < 0)
+                return cm_reply_error(req, r, NULL);
+        cm_reply(req, 200);
+}
+
+void cm_handle_cluster_get(struct cm_req *req) {
+        _cleanup_(cm_cluster_done) struct cm_cluster c = {};
+        int r;
+
+        r = STORE_CALL(req->svc->store, cluster_get, req->params[0], req->params[1], &c);
+        if (r == -ENOENT)
+                return reply_not_found(req, "cluster", req->params[1]);
+        if (r < 0 || (r = cm_encode_cluster(&req->out, &c)) < 0 ||
+            (r = set_etag(req, c.resource_version)) < 0)
+                return cm_reply_error(req, r, NULL);
+        cm_reply(req, 200);
+}
+
+void cm_handle_cluster_update(struct cm_req *req) {
+        _cleanup_(cm_operation_done) struct cm_operation op = {};
+        struct cm_problem p;
+        int64_t rv;
+        int r;
+
+        if (parse_if_match(req, &rv) < 0)
+                return;
+        cm_problem_init(&p);
+        r = cm_service_update_cluster(req->svc, req->principal.name, req->params[0], req->params[1], rv,
+                                      req->body.buf ?: "", req->body.len, &p, &op);
+        if (r < 0 || (r = reply_operation(req, 202, &op)) < 0)
+                cm_reply_error(req, r, &p);
+        cm_problem_done(&p);
+}
+
+void cm_handle_cluster_delete(struct cm_req *req) {
+        _cleanup_(cm_operation_done) struct cm_operation op = {};
+        struct cm_problem p;
+        int64_t rv;
+        int r;
+
+        if (parse_if_match(req, &rv) < 0)
+                return;
+        cm_problem_init(&p);
+        r = cm_service_delete_cluster(req->svc, req->principal.name, req->params[0], req->params[1], rv, &p,
+                                      &op);
+        if (r < 0 || (r = reply_operation(req, 202, &op)) < 0)
+                cm_reply_error(req, r, &p);
+        cm_problem_done(&p);
+}
+
+static void kubeconfig_common(struct cm_req *req, const char *what) {
+        _cleanup_(cm_cluster_done) struct cm_cluster c = {};
+        char detail[256];
+        int r;
+
+        r = STORE_CALL(req->svc->store, cluster_get, req->params[0], req->params[1], &c);
+        if (r == -ENOENT)
+                return reply_not_found(req, "cluster", req->params[1]);
+        if (r < 0)
+                return cm_reply_error(req, r, NULL);
+        /* Kubeconfigs live in the encrypted state vault that engines write; none is stored yet. */
+        (void) cm_snprintf(detail, sizeof(detail), "no %s is stored for cluster '%s'", what, c.name);
+        reply_problemf(req, 404, "kubeconfig-unavailable", "Not found", detail);
+}
+
+void cm_handle_cluster_kubeconfig(struct cm_req *req) {
+        kubeconfig_common(req, "admin kubeconfig");
+}
+
+void cm_handle_cluster_kubeconfig_customer(struct cm_req *req) {
+        kubeconfig_common(req, "customer kubeconfig");
+}
+
+void cm_handle_cluster_operations(struct cm_req *req) {
+        _cleanup_(cm_cluster_done) struct cm_cluster c = {};
+        struct cm_operation *items = NULL;
+        const char *tok = cm_req_query(req, "pageToken");
+        uint64_t before = 0;
+        unsigned limit;
+        size_t n = 0, shown;
+        int r;
+
+        if (parse_limit(req, &limit) < 0)
+                return;
+        if (tok && (safe_atou64(tok, &before) < 0 || before > INT64_MAX))
+                return reply_problemf(req, 400, "malformed", "Malformed request",
+                                      "pageToken is not a page token");
+        r = STORE_CALL(req->svc->store, cluster_get, req->params[0], req->params[1], &c);
+        if (r == -ENOENT)
+                return reply_not_found(req, "cluster", req->params[1]);
+        if (r < 0)
+                return cm_reply_error(req, r, NULL);
+        r = STORE_CALL(req->svc->store, op_list, req->params[0], req->params[1], (int64_t) before, limit + 1,
+                       &items, &n);
+        if (r < 0)
+                return cm_reply_error(req, r, NULL);
+        shown = MIN(n, (size_t) limit);
+        r = strbuf_adds(&req->out, "{\"items\":[");
+        for (size_t i = 0; r >= 0 && i < shown; i++) {
+                if (i > 0)
+                        r = strbuf_addch(&req->out, ',');
+                if (r >= 0)
+                        r = cm_encode_operation(&req->out, &items[i]);
+        }
+        if (r >= 0) {
+                char next[24];
+                if (n > limit)
+                        (void) cm_snprintf(next, sizeof(next), "%" PRIi64, items[shown - 1].seq);
+                r = cm_encode_list_end(&req->out, n > limit ? next : NULL);
+        }
+        cm_operation_array_free(items, n);
+        if (r < 0)
+                return cm_reply_error(req, r, NULL);
+        cm_reply(req, 200);
+}
+
+/* Operations are reached through their environment: one the caller cannot reach is 404. */
+static int load_operation(struct cm_req *req, struct cm_operation *ret) {
+        int r;
+
+        r = STORE_CALL(req->svc->store, op_get, req->params[0], ret);
+        if (r == -ENOENT) {
+                reply_not_found(req, "operation", req->params[0]);
+                return r;
+        }
+        if (r < 0) {
+                cm_reply_error(req, r, NULL);
+                return r;
+        }
+        return 0;
+}
+
+void cm_handle_op_get(struct cm_req *req) {
+        _cleanup_(cm_operation_done) struct cm_operation op = {};
+        int r;
+
+        if (load_operation(req, &op) < 0)
+                return;
+        r = reply_operation(req, 200, &op);
+        if (r < 0)
+                cm_reply_error(req, r, NULL);
+}
+
+void cm_handle_op_cancel(struct cm_req *req) {
+        _cleanup_(cm_operation_done) struct cm_operation op = {};
+        struct cm_problem p;
+        int r;
+
+        cm_problem_init(&p);
+        r = cm_service_cancel_operation(req->svc, req->params[0], &p, &op);
+        if (r < 0 || (r = reply_operation(req, 202, &op)) < 0)
+                cm_reply_error(req, r, &p);
+        cm_problem_done(&p);
+}
+
+/* A followed log: chunks are read from the store as they appear until the operation has ended. */
+struct log_stream {
+        struct cm_server *srv;
+        struct cm_service *svc;
+        struct MHD_Connection *conn;
+        char op_id[48];
+        int64_t last;
+        struct strbuf pending;
+        size_t pending_off;
+        bool ended;
+        uint64_t deadline; /* a stream ends after this long; clients reconnect */
+};
+
+static void log_stream_free(void *cls) {
+        struct log_stream *ls = cls;
+
+        atomic_fetch_sub(&ls->srv->active_streams, 1);
+        strbuf_release(&ls->pending);
+        free(ls);
+}
+
+static ssize_t log_stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
+        struct log_stream *ls = cls;
+        size_t n;
+        int r;
+
+        if (ls->pending_off >= ls->pending.len) {
+                _cleanup_(cm_operation_done) struct cm_operation op = {};
+                bool terminal;
+
+                strbuf_reset(&ls->pending);
+                ls->pending_off = 0;
+                if (ls->ended || atomic_load(&ls->srv->stopping) || cm_mono_usec() > ls->deadline)
+                        return MHD_CONTENT_READER_END_OF_STREAM;
+                /* Read the state first: output written before it ended is then read below. */
+                r = STORE_CALL(ls->svc->store, op_get, ls->op_id, &op);
+                if (r < 0)
+                        return MHD_CONTENT_READER_END_WITH_ERROR;
+                terminal = cm_op_state_terminal(op.state);
+                r = STORE_CALL(ls->svc->store, op_log_read, ls->op_id, ls->last, &ls->pending, &ls->last);
+                if (r < 0)
+                        return MHD_CONTENT_READER_END_WITH_ERROR;
+                if (ls->pending.len == 0) {
+                        if (terminal)
+                                return MHD_CONTENT_READER_END_OF_STREAM;
+                        cm_server_follow_suspend(ls->srv, ls->conn);
+                        return 0;
+                }
+        }
+        n = MIN(max, ls->pending.len - ls->pending_off);
+        memcpy(buf, ls->pending.buf + ls->pending_off, n);
+        ls->pending_off += n;
+        return (ssize_t) n;
+}
+
+void cm_handle_op_log(struct cm_req *req) {
+        _cleanup_(cm_operation_done) struct cm_operation op = {};
+        const char *follow = cm_req_query(req, "follow");
+        struct MHD_Response *resp;
+        struct log_stream *ls;
+        int64_t last = 0;
+        int r;
+
+        if (load_operation(req, &op) < 0)
+                return;
+        if (!follow || streq(follow, "false") || streq(follow, "0")) {
+                /* The whole log, up to the buffer's cap. */
+                for (;;) {
+                        int64_t prev = last;
+                        r = STORE_CALL(req->svc->store, op_log_read, op.id, last, &req->out, &last);
+                        if (r == -ENOBUFS)
+                                break;
+                        if (r < 0)
+                                return cm_reply_error(req, r, NULL);
+                        if (last == prev)
+                                break;
+                }
+                req->content_type = "text/plain; charset=utf-8";
+                cm_reply(req, 200);
+                return;
+        }
+        if (!streq(follow, "true") && !streq(follow, "1"))
+                return reply_problemf(req, 400, "malformed", "Malformed request",
+                                      "follow must be true or false");
+
+        ls = new0(struct log_stream, 1);
+        if (!ls)
+                return cm_reply_error(req, -ENOMEM, NULL);
+        ls->srv = req->srv;
+        ls->svc = req->svc;
+        ls->conn = req->conn;
+        ls->deadline = cm_mono_usec() + 3600 * USEC_PER_SEC;
+        (void) cm_strlcpy(ls->op_id, op.id, sizeof(ls->op_id));
+        strbuf_init(&ls->pending, 256 * 1024);
+        atomic_fetch_add(&req->srv->active_streams, 1);
+        resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, log_stream_read, ls,
+                                                 log_stream_free);
+        if (!resp) {
+                log_stream_free(ls);
+                return cm_reply_error(req, -ENOMEM, NULL);
+        }
+        cm_reply_stream(req, 200, "text/plain; charset=utf-8", resp);
+}
+
+void cm_handle_sshkey_create(struct cm_req *req) {
+        /* Private keys are only ever stored encrypted: without the state vault this build refuses. */
+        reply_problemf(
+                req, 501, "vault-unavailable", "Not implemented",
+                "SSH keys are stored only in the encrypted state vault, which this build does not have; "
+                "the key was not stored");
+}
+
+void cm_handle_sshkey_list(struct cm_req *req) {
+        if (strbuf_adds(&req->out, "{\"items\":[]}") < 0)
+                return cm_reply_error(req, -ENOMEM, NULL);
+        cm_reply(req, 200);
+}
+
+void cm_handle_sshkey_get(struct cm_req *req) {
+        reply_not_found(req, "SSH key", req->params[1]);
+}
+
+void cm_handle_sshkey_delete(struct cm_req *req) {
+        reply_not_found(req, "SSH key", req->params[1]);
+}

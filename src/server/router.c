@@ -1,0 +1,113 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "base/common.h"
+
+#include "server/handlers.h"
+#include "server/router.h"
+
+const struct cm_route cm_routes[] = {
+        { "GET", "/healthz", cm_handle_healthz, CM_ROLE_NONE, false, false },
+        { "GET", "/readyz", cm_handle_readyz, CM_ROLE_NONE, false, false },
+        { "GET", "/metrics", cm_handle_metrics, CM_ROLE_NONE, false, false },
+        { "GET", "/openapi.json", cm_handle_openapi, CM_ROLE_NONE, false, false },
+        { "POST", "/v1/environments", cm_handle_env_create, CM_ROLE_ADMIN, false, false },
+        { "GET", "/v1/environments", cm_handle_env_list, CM_ROLE_VIEWER, false, false },
+        { "GET", "/v1/environments/{env}", cm_handle_env_get, CM_ROLE_VIEWER, true, false },
+        { "DELETE", "/v1/environments/{env}", cm_handle_env_delete, CM_ROLE_ADMIN, true, false },
+        { "POST", "/v1/environments/{env}/clusters", cm_handle_cluster_create, CM_ROLE_OPERATOR, true,
+          false },
+        { "GET", "/v1/environments/{env}/clusters", cm_handle_cluster_list, CM_ROLE_VIEWER, true, false },
+        { "GET", "/v1/environments/{env}/clusters/{name}", cm_handle_cluster_get, CM_ROLE_VIEWER, true,
+          false },
+        { "PUT", "/v1/environments/{env}/clusters/{name}", cm_handle_cluster_update, CM_ROLE_OPERATOR, true,
+          false },
+        { "DELETE", "/v1/environments/{env}/clusters/{name}", cm_handle_cluster_delete, CM_ROLE_OPERATOR,
+          true, false },
+        { "GET", "/v1/environments/{env}/clusters/{name}/kubeconfig", cm_handle_cluster_kubeconfig,
+          CM_ROLE_ADMIN, true, false },
+        { "GET", "/v1/environments/{env}/clusters/{name}/kubeconfig/customer",
+          cm_handle_cluster_kubeconfig_customer, CM_ROLE_OPERATOR, true, false },
+        { "GET", "/v1/environments/{env}/clusters/{name}/operations", cm_handle_cluster_operations,
+          CM_ROLE_VIEWER, true, false },
+        { "GET", "/v1/operations/{id}", cm_handle_op_get, CM_ROLE_VIEWER, false, false },
+        { "GET", "/v1/operations/{id}/log", cm_handle_op_log, CM_ROLE_VIEWER, false, true },
+        { "POST", "/v1/operations/{id}/cancel", cm_handle_op_cancel, CM_ROLE_OPERATOR, false, false },
+        { "POST", "/v1/environments/{env}/sshkeys", cm_handle_sshkey_create, CM_ROLE_ADMIN, true, false },
+        { "GET", "/v1/environments/{env}/sshkeys", cm_handle_sshkey_list, CM_ROLE_VIEWER, true, false },
+        { "GET", "/v1/environments/{env}/sshkeys/{name}", cm_handle_sshkey_get, CM_ROLE_VIEWER, true,
+          false },
+        { "DELETE", "/v1/environments/{env}/sshkeys/{name}", cm_handle_sshkey_delete, CM_ROLE_ADMIN, true,
+          false },
+};
+const size_t cm_routes_count = ELEMENTSOF(cm_routes);
+
+size_t cm_route_index(const struct cm_route *r) {
+        return (size_t) (r - cm_routes);
+}
+
+static bool pattern_match(const char *pattern, char *const segs[], size_t n, char *params[],
+                          size_t *ret_np) {
+        const char *p = pattern + 1;
+        size_t i = 0, np = 0;
+
+        while (*p) {
+                const char *end = strchrnul(p, '/');
+                size_t len = (size_t) (end - p);
+
+                if (i >= n)
+                        return false;
+                if (*p == '{') {
+                        if (np >= CM_ROUTE_MAX_PARAMS)
+                                return false;
+                        params[np++] = segs[i];
+                } else if (strlen(segs[i]) != len || !strneq(segs[i], p, len))
+                        return false;
+                i++;
+                p = *end ? end + 1 : end;
+        }
+        if (i != n)
+                return false;
+        *ret_np = np;
+        return true;
+}
+
+const struct cm_route *cm_route_match(const char *method, char *path, char *params[CM_ROUTE_MAX_PARAMS],
+                                      size_t *ret_n_params, bool *ret_path_matched) {
+        char *segs[8];
+        size_t n = 0;
+
+        *ret_path_matched = false;
+        /* Split on '/' by replacing each separator with NUL. */
+        {
+                char *p = path;
+
+                if (*p != '/')
+                        return NULL;
+                p++;
+                if (*p == 0)
+                        return NULL;
+                for (;;) {
+                        if (n >= ELEMENTSOF(segs) || *p == '/' || *p == 0)
+                                return NULL; /* too deep, or an empty segment */
+                        segs[n++] = p;
+                        p = strchrnul(p, '/');
+                        if (*p == 0)
+                                break;
+                        *p++ = 0;
+                }
+        }
+        for (size_t i = 0; i < cm_routes_count; i++) {
+                char *prm[CM_ROUTE_MAX_PARAMS];
+                size_t np = 0;
+
+                if (!pattern_match(cm_routes[i].pattern, segs, n, prm, &np))
+                        continue;
+                if (!streq(cm_routes[i].method, method)) {
+                        *ret_path_matched = true;
+                        continue;
+                }
+                memcpy(params, prm, sizeof(prm[0]) * np);
+                *ret_n_params = np;
+                return &cm_routes[i];
+        }
+        return NULL;
+}

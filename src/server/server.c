@@ -1,0 +1,509 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "base/common.h"
+
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include "base/log.h"
+#include "base/parse.h"
+#include "base/util.h"
+#include "server/server_internal.h"
+
+#define REQ_ID_HEADER "X-Request-Id"
+
+void cm_server_config_defaults(struct cm_server_config *c) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+        *c = (struct cm_server_config){
+                .listen = "127.0.0.1:8080",
+                .threads = (unsigned) MAX(2, MIN(n > 0 ? n : 2, 16)),
+                .max_body = 1024 * 1024,
+                .max_connections = 1024,
+        };
+}
+
+uint16_t cm_server_port(const struct cm_server *s) {
+        return s->port;
+}
+
+const char *cm_req_query(struct cm_req *req, const char *key) {
+        return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, key);
+}
+
+const char *cm_req_header(struct cm_req *req, const char *key) {
+        return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, key);
+}
+
+int cm_reply_header(struct cm_req *req, const char *name, const char *value) {
+        char *v;
+
+        if (req->n_headers >= CM_REQ_MAX_HEADERS)
+                return -E2BIG;
+        v = strdup(value);
+        if (!v)
+                return -ENOMEM;
+        req->header_names[req->n_headers] = name;
+        req->header_values[req->n_headers++] = v;
+        return 0;
+}
+
+static void add_common_headers(struct cm_req *req, struct MHD_Response *resp) {
+        (void) MHD_add_response_header(resp, REQ_ID_HEADER, req->request_id);
+        (void) MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+        (void) MHD_add_response_header(resp, "Cache-Control", "no-store");
+        (void) MHD_add_response_header(resp, "Content-Security-Policy", "default-src 'none'");
+        (void) MHD_add_response_header(resp, "Referrer-Policy", "no-referrer");
+        for (size_t i = 0; i < req->n_headers; i++)
+                (void) MHD_add_response_header(resp, req->header_names[i], req->header_values[i]);
+}
+
+static void req_free(struct cm_req *req) {
+        if (!req)
+                return;
+        strbuf_release(&req->body);
+        strbuf_release(&req->out);
+        for (size_t i = 0; i < req->n_headers; i++)
+                free(req->header_values[i]);
+        free(req->path);
+        free(req);
+}
+
+/* Queues the answer held in req (out buffer or stream). */
+static enum MHD_Result send_reply(struct cm_req *req) {
+        struct MHD_Response *resp;
+        enum MHD_Result ret;
+
+        if (req->stream) {
+                resp = req->stream;
+                req->stream = NULL;
+        } else {
+                size_t len = 0;
+                char *body = strbuf_detach(&req->out, &len);
+
+                if (!body)
+                        return MHD_NO;
+                resp = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+                if (!resp) {
+                        free(body);
+                        return MHD_NO;
+                }
+        }
+        if (req->content_type)
+                (void) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, req->content_type);
+        add_common_headers(req, resp);
+        ret = MHD_queue_response(req->conn, (unsigned) req->status, resp);
+        MHD_destroy_response(resp);
+        return ret;
+}
+
+void cm_reply(struct cm_req *req, int status) {
+        if (req->replied)
+                return;
+        req->replied = true;
+        req->status = status;
+        if (!req->content_type)
+                req->content_type = "application/json";
+}
+
+void cm_reply_stream(struct cm_req *req, int status, const char *content_type, struct MHD_Response *resp) {
+        if (req->replied) {
+                MHD_destroy_response(resp);
+                return;
+        }
+        req->replied = true;
+        req->status = status;
+        req->content_type = content_type;
+        req->stream = resp;
+}
+
+void cm_reply_problem(struct cm_req *req, const struct cm_problem *p) {
+        int r;
+
+        if (req->replied)
+                return;
+        strbuf_reset(&req->out);
+        r = cm_problem_encode(p, req->url, &req->out);
+        if (r < 0) {
+                strbuf_reset(&req->out);
+                if (strbuf_adds(&req->out, "{\"status\":500,\"title\":\"Internal error\"}") < 0)
+                        strbuf_reset(&req->out);
+        }
+        req->content_type = "application/problem+json";
+        cm_reply(req, p->status ?: 500);
+}
+
+void cm_reply_error(struct cm_req *req, int r, const struct cm_problem *p) {
+        struct cm_problem internal;
+
+        if (p && p->status != 0) {
+                cm_reply_problem(req, p);
+                return;
+        }
+        log_full(LOG_LEVEL_ERROR, r, NULL, "%s %s (request %s): %m", req->method, req->url, req->request_id);
+        cm_problem_init(&internal);
+        if (r == -ENOMEM || r == -ENOBUFS)
+                cm_problem_set(&internal, 503, "unavailable", "Service unavailable",
+                               "the service is short of memory; retry later (request %s)", req->request_id);
+        else
+                cm_problem_set(&internal, 500, "internal", "Internal error",
+                               "the service failed to handle the request; it was logged as request %s",
+                               req->request_id);
+        cm_reply_problem(req, &internal);
+        cm_problem_done(&internal);
+}
+
+static void reply_simple_problem(struct cm_req *req, int status, const char *type, const char *title,
+                                 const char *detail) {
+        struct cm_problem p;
+
+        cm_problem_init(&p);
+        cm_problem_set(&p, status, type, title, "%s", detail);
+        cm_reply_problem(req, &p);
+        cm_problem_done(&p);
+}
+
+/* Idempotency-Key on POST: replays the first answer; -EALREADY when the request was answered here. */
+static int idempotency_begin(struct cm_req *req, const char *key, bool *ret_recorded) {
+        struct cm_store *store = req->svc->store;
+        _cleanup_free_ char *body = NULL;
+        _cleanup_strbuf_ struct strbuf h = STRBUF_INIT(2 * 1024 * 1024);
+        enum cm_idem_state st;
+        char hash[65];
+        int status = 0, r;
+
+        *ret_recorded = false;
+        if (strlen(key) == 0 || strlen(key) > 255) {
+                reply_simple_problem(req, 400, "malformed", "Malformed request",
+                                     "Idempotency-Key must be 1-255 visible ASCII characters");
+                return -EALREADY;
+        }
+        for (const char *c = key; *c; c++)
+                if (*c < 0x21 || *c > 0x7e) {
+                        reply_simple_problem(req, 400, "malformed", "Malformed request",
+                                             "Idempotency-Key must be 1-255 visible ASCII characters");
+                        return -EALREADY;
+                }
+        if (strbuf_adds(&h, req->method) < 0 || strbuf_addch(&h, ' ') < 0 || strbuf_adds(&h, req->url) < 0 ||
+            strbuf_addch(&h, '\n') < 0 || strbuf_add(&h, req->body.buf ?: "", req->body.len) < 0)
+                return -ENOMEM;
+        cm_sha256_hex(h.buf, h.len, hash);
+
+        r = STORE_CALL(store, idem_begin, req->principal.id, key, hash, cm_now_usec(), &st, &status, &body);
+        if (r < 0)
+                return r;
+        switch (st) {
+        case CM_IDEM_NEW:
+                *ret_recorded = true;
+                return 0;
+        case CM_IDEM_DONE:
+                strbuf_reset(&req->out);
+                if (body && strbuf_adds(&req->out, body) < 0)
+                        return -ENOMEM;
+                (void) cm_reply_header(req, "Idempotent-Replayed", "true");
+                req->content_type = status >= 400 ? "application/problem+json" : "application/json";
+                cm_reply(req, status);
+                return -EALREADY;
+        case CM_IDEM_BUSY:
+                reply_simple_problem(
+                        req, 409, "idempotency-in-progress", "Conflict",
+                        "a request with this Idempotency-Key is still being handled; retry shortly");
+                return -EALREADY;
+        case CM_IDEM_MISMATCH:
+                reply_simple_problem(req, 422, "idempotency-mismatch", "Invalid request",
+                                     "this Idempotency-Key was used for a different request");
+                return -EALREADY;
+        }
+        return -EINVAL;
+}
+
+static void idempotency_end(struct cm_req *req, const char *key) {
+        struct cm_store *store = req->svc->store;
+        int r;
+
+        /* Server-side failures are not remembered: the client may retry them with the same key. */
+        if (req->status >= 500 || req->stream)
+                r = STORE_CALL(store, idem_abort, req->principal.id, key);
+        else
+                r = STORE_CALL(store, idem_finish, req->principal.id, key, req->status, req->out.buf ?: "");
+        if (r < 0)
+                log_warning_errno(r, "record idempotency key of request %s: %m", req->request_id);
+}
+
+/* The chain of steps for a complete request. */
+static void handle(struct cm_req *req) {
+        struct cm_problem p;
+        bool path_matched = false, recorded = false;
+        const char *idem_key = NULL;
+        int r;
+
+        cm_problem_init(&p);
+        req->path = strdup(req->url);
+        if (!req->path) {
+                cm_reply_error(req, -ENOMEM, NULL);
+                goto out;
+        }
+        req->route = cm_route_match(req->method, req->path, req->params, &req->n_params, &path_matched);
+        if (!req->route) {
+                if (path_matched) {
+                        reply_simple_problem(req, 405, "method-not-allowed", "Method not allowed",
+                                             "this resource does not support the method");
+                } else
+                        reply_simple_problem(req, 404, "not-found", "Not found", "no such resource");
+                goto out;
+        }
+        if (req->body_too_large) {
+                char d[96];
+                (void) cm_snprintf(d, sizeof(d), "the request body is larger than %zu bytes",
+                                   req->srv->cfg.max_body);
+                reply_simple_problem(req, 413, "too-large", "Request too large", d);
+                goto out;
+        }
+
+        r = cm_auth_authenticate(req, &p);
+        if (r < 0) {
+                cm_reply_error(req, r, &p);
+                goto out;
+        }
+        r = cm_auth_authorize(req, &p);
+        if (r < 0) {
+                cm_reply_error(req, r, &p);
+                goto out;
+        }
+
+        if (streq(req->method, "POST") && req->route->role != CM_ROLE_NONE)
+                idem_key = cm_req_header(req, "Idempotency-Key");
+        if (idem_key) {
+                r = idempotency_begin(req, idem_key, &recorded);
+                if (r == -EALREADY)
+                        goto out;
+                if (r < 0) {
+                        cm_reply_error(req, r, NULL);
+                        goto out;
+                }
+        }
+
+        req->route->handler(req);
+        if (!req->replied)
+                cm_reply_error(req, -EIO, NULL);
+        if (recorded)
+                idempotency_end(req, idem_key);
+out:
+        cm_problem_done(&p);
+}
+
+static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, const char *url,
+                                      const char *method, const char *version, const char *upload_data,
+                                      size_t *upload_data_size, void **con_cls) {
+        struct cm_server *s = cls;
+        struct cm_req *req = *con_cls;
+        enum MHD_Result ret;
+
+        if (!req) {
+                const char *rid;
+
+                req = new0(struct cm_req, 1);
+                if (!req)
+                        return MHD_NO;
+                req->srv = s;
+                req->svc = s->svc;
+                req->conn = conn;
+                req->method = method;
+                req->url = url;
+                req->start_usec = cm_mono_usec();
+                strbuf_init(&req->body, s->cfg.max_body);
+                strbuf_init(&req->out, 64 * 1024 * 1024);
+                rid = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, REQ_ID_HEADER);
+                if (!rid || strlen(rid) >= sizeof(req->request_id) || strlen(rid) < 8 ||
+                    strspn(rid, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_") !=
+                            strlen(rid)) {
+                        if (cm_random_id("req_", req->request_id, sizeof(req->request_id)) < 0) {
+                                free(req);
+                                return MHD_NO;
+                        }
+                } else
+                        (void) cm_strlcpy(req->request_id, rid, sizeof(req->request_id));
+                *con_cls = req;
+                return MHD_YES;
+        }
+
+        if (*upload_data_size > 0) {
+                if (!req->body_too_large && strbuf_add(&req->body, upload_data, *upload_data_size) < 0) {
+                        req->body_too_large = true;
+                        strbuf_release(&req->body);
+                }
+                *upload_data_size = 0;
+                return MHD_YES;
+        }
+
+        if (!req->replied)
+                handle(req);
+        ret = send_reply(req);
+        return ret;
+}
+
+static void request_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                              enum MHD_RequestTerminationCode toe) {
+        struct cm_server *s = cls;
+        struct cm_req *req = *con_cls;
+
+        if (!req)
+                return;
+        if (req->replied)
+                cm_metrics_observe(s, req->route, req->status, cm_mono_usec() - req->start_usec,
+                                   !(req->route && req->route->streams));
+        if (log_get_level() <= LOG_LEVEL_DEBUG) {
+                char fields[256];
+                (void) cm_snprintf(fields, sizeof(fields),
+                                   "\"request\":\"%s\",\"status\":%d,\"duration_us\":%" PRIu64,
+                                   req->request_id, req->status, cm_mono_usec() - req->start_usec);
+                log_full(LOG_LEVEL_DEBUG, 0, fields, "%s %s", req->method,
+                         req->route ? req->route->pattern : "-");
+        }
+        req_free(req);
+        *con_cls = NULL;
+}
+
+void cm_server_follow_suspend(struct cm_server *s, struct MHD_Connection *conn) {
+        pthread_mutex_lock(&s->follow_lock);
+        if (!atomic_load(&s->stopping) && s->n_suspended < s->max_suspended) {
+                s->suspended[s->n_suspended++] = conn;
+                MHD_suspend_connection(conn);
+        }
+        pthread_mutex_unlock(&s->follow_lock);
+}
+
+static void resume_all(struct cm_server *s) {
+        pthread_mutex_lock(&s->follow_lock);
+        for (size_t i = 0; i < s->n_suspended; i++)
+                MHD_resume_connection(s->suspended[i]);
+        s->n_suspended = 0;
+        pthread_mutex_unlock(&s->follow_lock);
+}
+
+/* Wakes parked log streams whenever a log or an operation changes (and twice a second regardless). */
+static void *follow_main(void *userdata) {
+        struct cm_server *s = userdata;
+
+        while (!atomic_load(&s->stopping)) {
+                uint64_t seq = cm_service_log_seq(s->svc);
+
+                cm_service_wait_log(s->svc, seq, 500 * USEC_PER_MSEC);
+                resume_all(s);
+        }
+        return NULL;
+}
+
+static int parse_listen(const char *listen, struct sockaddr_storage *ret, socklen_t *ret_len) {
+        _cleanup_free_ char *host = NULL;
+        struct addrinfo hints = { .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV, .ai_socktype = SOCK_STREAM };
+        struct addrinfo *ai = NULL;
+        const char *colon, *port;
+        unsigned p;
+
+        if (listen[0] == '[') {
+                const char *end = strchr(listen, ']');
+                if (!end || end[1] != ':')
+                        return -EINVAL;
+                host = strndup(listen + 1, (size_t) (end - listen - 1));
+                port = end + 2;
+        } else {
+                colon = strrchr(listen, ':');
+                if (!colon)
+                        return -EINVAL;
+                host = strndup(listen, (size_t) (colon - listen));
+                port = colon + 1;
+        }
+        if (!host)
+                return -ENOMEM;
+        if (safe_atou(port, &p) < 0 || p > 65535)
+                return -EINVAL;
+        if (getaddrinfo(isempty(host) ? "0.0.0.0" : host, port, &hints, &ai) != 0 || !ai)
+                return -EINVAL;
+        memcpy(ret, ai->ai_addr, ai->ai_addrlen);
+        *ret_len = ai->ai_addrlen;
+        freeaddrinfo(ai);
+        return 0;
+}
+
+int cm_server_start(const struct cm_server_config *cfg, struct cm_service *svc, struct cm_server **ret) {
+        struct sockaddr_storage addr;
+        socklen_t addrlen;
+        const union MHD_DaemonInfo *info;
+        struct cm_server *s;
+        unsigned flags;
+        int r;
+
+        r = parse_listen(cfg->listen, &addr, &addrlen);
+        if (r < 0)
+                return r;
+
+        s = new0(struct cm_server, 1);
+        if (!s)
+                return -ENOMEM;
+        s->svc = svc;
+        s->cfg = *cfg;
+        s->route_metrics = new0(struct cm_route_metrics, cm_routes_count + 1);
+        s->max_suspended = cfg->max_connections;
+        s->suspended = new0(struct MHD_Connection *, s->max_suspended);
+        if (!s->route_metrics || !s->suspended) {
+                r = -ENOMEM;
+                goto fail;
+        }
+        pthread_mutex_init(&s->follow_lock, NULL);
+
+        flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME;
+        if (addr.ss_family == AF_INET6)
+                flags |= MHD_USE_IPv6;
+        s->daemon = MHD_start_daemon(
+                flags, 0, NULL, NULL, access_handler, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *) &addr,
+                MHD_OPTION_THREAD_POOL_SIZE, (unsigned) cfg->threads, MHD_OPTION_CONNECTION_LIMIT,
+                (unsigned) cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned) 120,
+                MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t) 128 * 1024, MHD_OPTION_NOTIFY_COMPLETED,
+                request_completed, s, MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned) 1024, MHD_OPTION_END);
+        if (!s->daemon) {
+                r = -EADDRINUSE;
+                goto fail;
+        }
+        info = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
+        s->port = info ? info->port : 0;
+
+        r = -pthread_create(&s->follow_thread, NULL, follow_main, s);
+        if (r < 0)
+                goto fail;
+        s->follow_thread_started = true;
+        *ret = s;
+        return 0;
+fail:
+        cm_server_stop(s);
+        return r;
+}
+
+struct cm_server *cm_server_stop(struct cm_server *s) {
+        if (!s)
+                return NULL;
+        atomic_store(&s->stopping, true);
+        if (s->daemon)
+                (void) MHD_quiesce_daemon(s->daemon);
+        if (s->follow_thread_started) {
+                cm_service_notify_log(s->svc);
+                pthread_join(s->follow_thread, NULL);
+        }
+        /* Parked streams must be resumed before the daemon stops; they then see `stopping` and end. */
+        if (s->suspended)
+                resume_all(s);
+        if (s->daemon) {
+                /* Give resumed streams a moment to end cleanly. */
+                for (int i = 0; i < 50 && atomic_load(&s->active_streams) > 0; i++) {
+                        resume_all(s);
+                        usleep(20000);
+                }
+                MHD_stop_daemon(s->daemon);
+        }
+        pthread_mutex_destroy(&s->follow_lock);
+        free(s->suspended);
+        free(s->route_metrics);
+        free(s);
+        return NULL;
+}

@@ -1,0 +1,84 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+
+#include <microhttpd.h>
+
+#include "api/problem.h"
+#include "base/common.h"
+#include "base/strbuf.h"
+#include "lifecycle/service.h"
+#include "server/router.h"
+
+/*
+ * The HTTP front: libmicrohttpd with a thread pool, bodies read into a capped buffer, then one chain
+ * of steps per request: route → authenticate → authorize (environment reach) → idempotency → handler.
+ * Handlers answer through cm_reply_*; exactly one answer per request.
+ */
+
+struct cm_server_config {
+        const char *listen; /* "127.0.0.1:8080", "[::1]:8080", "0.0.0.0:8080" */
+        unsigned threads; /* thread pool size */
+        size_t max_body; /* request body cap */
+        unsigned max_connections;
+};
+
+void cm_server_config_defaults(struct cm_server_config *c);
+
+struct cm_server;
+
+int cm_server_start(const struct cm_server_config *cfg, struct cm_service *svc, struct cm_server **ret);
+/* Stops accepting, ends log streams, waits for handlers, frees. Accepts NULL; returns NULL. */
+struct cm_server *cm_server_stop(struct cm_server *s);
+uint16_t cm_server_port(const struct cm_server *s);
+
+struct cm_principal {
+        char id[48]; /* API key id; scopes idempotency keys */
+        char name[128];
+        enum cm_role role;
+};
+
+#define CM_REQ_MAX_HEADERS 6
+
+struct cm_req {
+        struct cm_server *srv;
+        struct cm_service *svc;
+        struct MHD_Connection *conn;
+        const char *method;
+        char *path; /* copy, split by the router */
+        const char *url; /* as received (path only) */
+        struct strbuf body;
+        bool body_too_large;
+        const struct cm_route *route;
+        char *params[CM_ROUTE_MAX_PARAMS];
+        size_t n_params;
+        struct cm_principal principal;
+        char request_id[40];
+        uint64_t start_usec;
+
+        /* the answer */
+        bool replied;
+        int status;
+        const char *content_type;
+        struct strbuf out;
+        const char *header_names[CM_REQ_MAX_HEADERS];
+        char *header_values[CM_REQ_MAX_HEADERS];
+        size_t n_headers;
+        struct MHD_Response *stream; /* set by handlers that stream */
+};
+
+/* Reply with body `out` already filled by the handler (content type JSON unless set). */
+void cm_reply(struct cm_req *req, int status);
+void cm_reply_problem(struct cm_req *req, const struct cm_problem *p);
+/* A problem when p->status is set; otherwise an internal error (500) logged with r. */
+void cm_reply_error(struct cm_req *req, int r, const struct cm_problem *p);
+void cm_reply_stream(struct cm_req *req, int status, const char *content_type, struct MHD_Response *resp);
+int cm_reply_header(struct cm_req *req, const char *name, const char *value);
+
+const char *cm_req_query(struct cm_req *req, const char *key);
+const char *cm_req_header(struct cm_req *req, const char *key);
+
+/* For streamed answers: park the connection until new log output appears (see handlers.c). */
+void cm_server_follow_suspend(struct cm_server *s, struct MHD_Connection *conn);
+
+/* Metrics text (server/metrics.c). */
+int cm_metrics_render(struct cm_server *s, struct strbuf *out);

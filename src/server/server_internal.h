@@ -1,0 +1,49 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "server/server.h"
+
+/* HTTP status codes counted per route (anything else counts as "other"). */
+#define CM_METRIC_CODES 20
+#define CM_METRIC_BUCKETS 10
+
+struct cm_route_metrics {
+        atomic_uint_fast64_t count[CM_METRIC_CODES];
+        atomic_uint_fast64_t buckets[CM_METRIC_BUCKETS]; /* cumulative at render time, not here */
+        atomic_uint_fast64_t duration_usec_sum;
+        atomic_uint_fast64_t duration_count;
+};
+
+struct follower {
+        struct MHD_Connection *conn;
+        struct follower *next;
+};
+
+struct cm_server {
+        struct MHD_Daemon *daemon;
+        struct cm_service *svc;
+        struct cm_server_config cfg;
+        uint16_t port;
+
+        struct cm_route_metrics *route_metrics; /* cm_routes_count + 1 (the last: unmatched) */
+
+        pthread_mutex_t follow_lock;
+        struct MHD_Connection **suspended;
+        size_t n_suspended, max_suspended;
+        pthread_t follow_thread;
+        bool follow_thread_started;
+        atomic_bool stopping;
+        atomic_uint active_streams;
+};
+
+extern const int cm_metric_codes[CM_METRIC_CODES];
+extern const double cm_metric_bounds[CM_METRIC_BUCKETS];
+void cm_metrics_observe(struct cm_server *s, const struct cm_route *route, int status, uint64_t usec,
+                        bool count_duration);
+
+/* Authentication and authorization steps (server/auth.c). Set a problem and return < 0 to refuse. */
+int cm_auth_authenticate(struct cm_req *req, struct cm_problem *p);
+int cm_auth_authorize(struct cm_req *req, struct cm_problem *p);

@@ -1,0 +1,107 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+
+#include "base/common.h"
+
+/*
+ * The SQLite schema, as migrations compiled into the binary. Included by store/sqlite.c only.
+ *
+ * Rules: versions are 1, 2, 3... without gaps, in order; a released migration is never edited (add a
+ * new one instead); each runs in one transaction together with its schema_migrations row, so a crash
+ * leaves it applied or not at all. Enumerations are stored as their string names (api/model.h) so the
+ * database stays readable with the sqlite3 shell; times are INTEGER microseconds since the epoch.
+ * docs/internals/store.md explains every table and index.
+ */
+
+struct sqlite_migration {
+        int64_t version;
+        const char *sql;
+};
+
+static const struct sqlite_migration sqlite_migrations[] = {
+        { 1, "CREATE TABLE environments (\n"
+             "        name TEXT PRIMARY KEY,\n"
+             "        labels TEXT NOT NULL,\n"
+             "        created INTEGER NOT NULL\n"
+             ") WITHOUT ROWID;\n"
+
+             "CREATE TABLE apikeys (\n"
+             "        id TEXT PRIMARY KEY,\n"
+             "        name TEXT NOT NULL,\n"
+             "        hash TEXT NOT NULL UNIQUE,\n"
+             "        role TEXT NOT NULL,\n"
+             "        created INTEGER NOT NULL,\n"
+             "        expires INTEGER NOT NULL DEFAULT 0\n"
+             ");\n"
+
+             "CREATE TABLE clusters (\n"
+             "        id TEXT PRIMARY KEY,\n"
+             "        env TEXT NOT NULL REFERENCES environments(name),\n"
+             "        name TEXT NOT NULL,\n"
+             "        engine TEXT NOT NULL,\n"
+             "        labels TEXT NOT NULL,\n"
+             "        spec TEXT NOT NULL,\n"
+             "        generation INTEGER NOT NULL,\n"
+             "        resource_version INTEGER NOT NULL,\n"
+             "        phase TEXT NOT NULL,\n"
+             "        conditions TEXT NOT NULL,\n"
+             "        status TEXT NOT NULL,\n"
+             "        observed_generation INTEGER NOT NULL,\n"
+             "        created INTEGER NOT NULL,\n"
+             "        updated INTEGER NOT NULL,\n"
+             "        UNIQUE (env, name)\n"
+             ");\n"
+
+             /* No foreign key to clusters: operations and their logs outlive a deleted cluster. */
+             "CREATE TABLE operations (\n"
+             "        seq INTEGER PRIMARY KEY AUTOINCREMENT,\n"
+             "        id TEXT NOT NULL UNIQUE,\n"
+             "        env TEXT NOT NULL,\n"
+             "        cluster_id TEXT NOT NULL,\n"
+             "        cluster_name TEXT NOT NULL,\n"
+             "        type TEXT NOT NULL CHECK (type IN ('create', 'update', 'delete')),\n"
+             "        state TEXT NOT NULL\n"
+             "                CHECK (state IN ('pending', 'running', 'succeeded', 'failed', 'cancelled')),\n"
+             "        generation INTEGER NOT NULL,\n"
+             "        attempts INTEGER NOT NULL DEFAULT 0,\n"
+             "        max_attempts INTEGER NOT NULL DEFAULT 0,\n"
+             "        error TEXT,\n"
+             "        lease_owner TEXT,\n"
+             "        lease_expires INTEGER NOT NULL DEFAULT 0,\n"
+             "        next_run INTEGER NOT NULL DEFAULT 0,\n"
+             "        cancel_requested INTEGER NOT NULL DEFAULT 0,\n"
+             "        requested_by TEXT,\n"
+             "        created INTEGER NOT NULL,\n"
+             "        started INTEGER NOT NULL DEFAULT 0,\n"
+             "        finished INTEGER NOT NULL DEFAULT 0\n"
+             ");\n"
+             /* At most one unfinished operation per cluster, enforced by the database. */
+             "CREATE UNIQUE INDEX operations_unfinished ON operations(cluster_id)\n"
+             "        WHERE state IN ('pending', 'running');\n"
+             /* The claim query: runnable pending work by next_run, expired leases by lease_expires. */
+             "CREATE INDEX operations_pending ON operations(next_run) WHERE state = 'pending';\n"
+             "CREATE INDEX operations_running ON operations(lease_expires) WHERE state = 'running';\n"
+             /* History of one cluster, newest first. */
+             "CREATE INDEX operations_cluster ON operations(env, cluster_name, seq);\n"
+             /* op_stats: a covering index scan instead of a table scan. */
+             "CREATE INDEX operations_type_state ON operations(type, state);\n"
+
+             "CREATE TABLE op_log (\n"
+             "        op_id TEXT NOT NULL REFERENCES operations(id) ON DELETE CASCADE,\n"
+             "        seq INTEGER NOT NULL,\n"
+             "        ts INTEGER NOT NULL,\n"
+             "        text TEXT NOT NULL,\n"
+             "        PRIMARY KEY (op_id, seq)\n"
+             ") WITHOUT ROWID;\n"
+
+             "CREATE TABLE idempotency (\n"
+             "        principal TEXT NOT NULL,\n"
+             "        key TEXT NOT NULL,\n"
+             "        request_hash TEXT NOT NULL,\n"
+             "        status INTEGER NOT NULL DEFAULT 0,\n"
+             "        body TEXT,\n"
+             "        created INTEGER NOT NULL,\n"
+             "        PRIMARY KEY (principal, key)\n"
+             ") WITHOUT ROWID;\n"
+             "CREATE INDEX idempotency_created ON idempotency(created);\n" },
+};

@@ -1,0 +1,1578 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "base/common.h"
+
+#include <setjmp.h>
+#include <cmocka.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/stat.h>
+
+#include "base/strbuf.h"
+#include "base/util.h"
+#include "store/store.h"
+
+/*
+ * The store conformance suite: the contract of store/store.h, checked against every backend.
+ *
+ * A backend takes part through a factory that makes a fresh, empty database and gives its URL;
+ * every case opens that URL with cm_store_open() (twice when it plays two processes), so the suite
+ * only ever sees the public interface. Each case gets its own database. Add a backend by adding a
+ * factory to `factories` (a factory whose create() returns -EOPNOTSUPP is skipped, e.g. when no
+ * server is configured).
+ *
+ * Backend-specific checks (URL forms of SQLite) live in their own group at the end.
+ */
+
+struct store_factory {
+        const char *name;
+        /* Makes a new empty database: its URL, and a handle given back to destroy(). */
+        int (*create)(char **ret_url, void **ret_handle);
+        void (*destroy)(void *handle);
+};
+
+/* ---- SQLite: a fresh file in a new temporary directory per case ---- */
+
+struct sqlite_tmp {
+        char dir[PATH_MAX];
+};
+
+static int sqlite_factory_create(char **ret_url, void **ret_handle) {
+        const char *tmp = getenv("TMPDIR");
+        struct sqlite_tmp *t;
+        char *url;
+
+        t = new0(struct sqlite_tmp, 1);
+        if (!t)
+                return -ENOMEM;
+        if (cm_snprintf(t->dir, sizeof(t->dir), "%s/cm-store-XXXXXX", isempty(tmp) ? "/tmp" : tmp) < 0 ||
+            !mkdtemp(t->dir)) {
+                free(t);
+                return -EIO;
+        }
+        if (asprintf(&url, "sqlite://%s/store.db", t->dir) < 0) {
+                (void) rmdir(t->dir);
+                free(t);
+                return -ENOMEM;
+        }
+        *ret_url = url;
+        *ret_handle = t;
+        return 0;
+}
+
+static void sqlite_factory_destroy(void *handle) {
+        static const char *const suffixes[] = { "", "-wal", "-shm", "-journal" };
+        struct sqlite_tmp *t = handle;
+        char p[PATH_MAX + 32];
+
+        if (!t)
+                return;
+        for (size_t i = 0; i < ELEMENTSOF(suffixes); i++)
+                if (cm_snprintf(p, sizeof(p), "%s/store.db%s", t->dir, suffixes[i]) >= 0)
+                        (void) unlink(p);
+        (void) rmdir(t->dir);
+        free(t);
+}
+
+static const struct store_factory factories[] = {
+        { "sqlite", sqlite_factory_create, sqlite_factory_destroy },
+};
+
+static const struct store_factory *current_factory;
+
+/* ---- fixture ---- */
+
+struct fixture {
+        char *url;
+        void *handle;
+        struct cm_store *s;
+};
+
+static int fixture_setup_unmigrated(void **state) {
+        struct fixture *f = new0(struct fixture, 1);
+
+        assert_non_null(f);
+        assert_int_equal(current_factory->create(&f->url, &f->handle), 0);
+        assert_int_equal(cm_store_open(f->url, &f->s), 0);
+        *state = f;
+        return 0;
+}
+
+static int fixture_setup(void **state) {
+        struct fixture *f;
+
+        fixture_setup_unmigrated(state);
+        f = *state;
+        assert_true(STORE_CALL(f->s, migrate) >= 0);
+        return 0;
+}
+
+static int fixture_teardown(void **state) {
+        struct fixture *f = *state;
+
+        cm_store_close(f->s);
+        current_factory->destroy(f->handle);
+        free(f->url);
+        free(f);
+        return 0;
+}
+
+/* ---- helpers ---- */
+
+#define T0 UINT64_C(1700000000000000)
+#define SEC USEC_PER_SEC
+#define SPEC "{\"engine\":\"local\",\"local\":{\"nodes\":1}}"
+#define SPEC2 "{\"engine\":\"local\",\"local\":{\"nodes\":3}}"
+
+static char *xstrdup(const char *s) {
+        char *p;
+
+        if (!s)
+                return NULL;
+        p = strdup(s);
+        assert_non_null(p);
+        return p;
+}
+
+static struct cm_operation mk_op(const char *id, enum cm_op_type type, uint64_t created, uint64_t next_run) {
+        return (struct cm_operation){
+                .id = xstrdup(id),
+                .type = type,
+                .state = CM_OP_PENDING,
+                .max_attempts = 5,
+                .requested_by = xstrdup("tester"),
+                .created_usec = created,
+                .next_run_usec = next_run,
+        };
+}
+
+static struct cm_cluster mk_cluster(const char *id, const char *env, const char *name, uint64_t created) {
+        return (struct cm_cluster){
+                .id = xstrdup(id),
+                .env = xstrdup(env),
+                .name = xstrdup(name),
+                .engine = xstrdup("local"),
+                .labels_json = xstrdup("{\"team\":\"a\"}"),
+                .spec_json = xstrdup(SPEC),
+                .phase = CM_PHASE_PENDING,
+                .conditions_json = xstrdup("[]"),
+                .status_json = xstrdup("{}"),
+                .created_usec = created,
+                .updated_usec = created,
+        };
+}
+
+static int make_env(struct cm_store *s, const char *name) {
+        char n[64];
+        struct cm_environment e = { .name = n, .labels_json = NULL, .created_usec = T0 };
+
+        assert_int_equal(cm_strlcpy(n, name, sizeof(n)), 0);
+        return STORE_CALL(s, env_create, &e);
+}
+
+/* Creates env/name (id cl_id) with its create operation op_id, runnable from t. */
+static int make_cluster(struct cm_store *s, const char *env, const char *name, const char *cl_id,
+                        const char *op_id, uint64_t t) {
+        _cleanup_(cm_cluster_done) struct cm_cluster c = mk_cluster(cl_id, env, name, t);
+        _cleanup_(cm_operation_done) struct cm_operation op = mk_op(op_id, CM_OP_CREATE, t, t);
+
+        return STORE_CALL(s, cluster_create, &c, &op);
+}
+
+/* Queues an operation on env/name: a spec change (spec non-NULL) or a delete (spec NULL). */
+static int queue_op(struct cm_store *s, const char *env, const char *name, int64_t rv, const char *spec,
+                    enum cm_op_type type, const char *op_id, uint64_t t, struct cm_cluster *ret,
+                    char **conflict) {
+        _cleanup_(cm_operation_done) struct cm_operation op = mk_op(op_id, type, t, t);
+
+        return STORE_CALL(s, cluster_update, env, name, rv, spec, NULL,
+                          spec ? CM_PHASE_UPDATING : CM_PHASE_DELETING, &op, ret, conflict);
+}
+
+static const struct cm_op_outcome outcome_ready = {
+        .state = CM_OP_SUCCEEDED,
+        .phase = CM_PHASE_READY,
+        .set_observed_generation = true,
+};
+
+static void claim_expect(struct cm_store *s, const char *owner, uint64_t now, const char *expect_id) {
+        _cleanup_(cm_operation_done) struct cm_operation op = {};
+
+        assert_int_equal(STORE_CALL(s, op_claim, owner, now, 60 * SEC, &op), 0);
+        assert_string_equal(op.id, expect_id);
+        assert_int_equal(op.state, CM_OP_RUNNING);
+        assert_string_equal(op.lease_owner, owner);
+}
+
+static void claim_none(struct cm_store *s, uint64_t now) {
+        struct cm_operation op = { .seq = -42 };
+
+        assert_int_equal(STORE_CALL(s, op_claim, "nobody", now, 60 * SEC, &op), -EAGAIN);
+        assert_int_equal(op.seq, -42); /* untouched on failure */
+}
+
+/* Claims (must get op_id) and finishes it successfully. */
+static void run_op(struct cm_store *s, const char *op_id, uint64_t now) {
+        claim_expect(s, "worker", now, op_id);
+        assert_int_equal(STORE_CALL(s, op_finish, op_id, "worker", now, &outcome_ready), 0);
+}
+
+static struct cm_operation get_op(struct cm_store *s, const char *id) {
+        struct cm_operation op = {};
+
+        assert_int_equal(STORE_CALL(s, op_get, id, &op), 0);
+        return op;
+}
+
+static struct cm_cluster get_cluster(struct cm_store *s, const char *env, const char *name) {
+        struct cm_cluster c = {};
+
+        assert_int_equal(STORE_CALL(s, cluster_get, env, name, &c), 0);
+        return c;
+}
+
+/* ---- migrations ---- */
+
+static void test_migrate_ping(void **state) {
+        struct fixture *f = *state;
+        int applied;
+
+        assert_int_equal(STORE_CALL(f->s, ping), -EPROTO);
+        applied = STORE_CALL(f->s, migrate);
+        assert_true(applied > 0);
+        assert_int_equal(STORE_CALL(f->s, ping), 0);
+        /* Idempotent: nothing left to apply. */
+        assert_int_equal(STORE_CALL(f->s, migrate), 0);
+        assert_int_equal(STORE_CALL(f->s, ping), 0);
+}
+
+struct migrate_arg {
+        const char *url;
+        int result;
+};
+
+static void *migrate_thread(void *p) {
+        struct migrate_arg *a = p;
+        _cleanup_(cm_store_closep) struct cm_store *s = NULL;
+
+        a->result = cm_store_open(a->url, &s);
+        if (a->result >= 0)
+                a->result = STORE_CALL(s, migrate);
+        return NULL;
+}
+
+/* Two "processes" (store objects) migrating one fresh database at the same time. */
+static void test_migrate_concurrent(void **state) {
+        struct fixture *f = *state;
+        struct migrate_arg a[4];
+        pthread_t t[ELEMENTSOF(a)];
+        int total = 0, expected;
+
+        for (size_t i = 0; i < ELEMENTSOF(a); i++) {
+                a[i] = (struct migrate_arg){ .url = f->url };
+                assert_int_equal(pthread_create(&t[i], NULL, migrate_thread, &a[i]), 0);
+        }
+        for (size_t i = 0; i < ELEMENTSOF(a); i++) {
+                assert_int_equal(pthread_join(t[i], NULL), 0);
+                assert_true(a[i].result >= 0);
+                total += a[i].result;
+        }
+        assert_int_equal(STORE_CALL(f->s, ping), 0);
+
+        /* Every migration was applied exactly once among them. */
+        {
+                struct migrate_arg b = { .url = NULL };
+                _cleanup_free_ char *url = NULL;
+                void *h = NULL;
+
+                assert_int_equal(current_factory->create(&url, &h), 0);
+                b.url = url;
+                migrate_thread(&b);
+                expected = b.result;
+                current_factory->destroy(h);
+        }
+        assert_int_equal(total, expected);
+}
+
+/* ---- environments ---- */
+
+static void test_env_crud(void **state) {
+        struct fixture *f = *state;
+        struct cm_environment e = { .name = NULL };
+
+        assert_int_equal(make_env(f->s, "dev"), 0);
+        assert_int_equal(make_env(f->s, "dev"), -EEXIST);
+
+        assert_int_equal(STORE_CALL(f->s, env_get, "nope", &e), -ENOENT);
+        assert_null(e.name);
+        assert_int_equal(STORE_CALL(f->s, env_get, "dev", &e), 0);
+        assert_string_equal(e.name, "dev");
+        assert_string_equal(e.labels_json, "{}");
+        assert_int_equal(e.created_usec, T0);
+        cm_environment_done(&e);
+
+        /* Not empty while a cluster remains. */
+        assert_int_equal(make_cluster(f->s, "dev", "c1", "cl_1", "op_1", T0), 0);
+        assert_int_equal(STORE_CALL(f->s, env_delete, "dev"), -ENOTEMPTY);
+        assert_int_equal(STORE_CALL(f->s, env_get, "dev", &e), 0);
+        cm_environment_done(&e);
+
+        assert_int_equal(make_env(f->s, "empty"), 0);
+        assert_int_equal(STORE_CALL(f->s, env_delete, "empty"), 0);
+        assert_int_equal(STORE_CALL(f->s, env_delete, "empty"), -ENOENT);
+        assert_int_equal(STORE_CALL(f->s, env_get, "empty", &e), -ENOENT);
+}
+
+static void test_env_list_paging(void **state) {
+        static const char *const names[] = { "e4", "e1", "e3", "e0", "e2" };
+        static const struct {
+                const char *after;
+                unsigned limit;
+                size_t n;
+                const char *first;
+                const char *last;
+        } pages[] = {
+                { NULL, 2, 2, "e0", "e1" }, { "e1", 2, 2, "e2", "e3" },   { "e3", 2, 1, "e4", "e4" },
+                { "e4", 2, 0, NULL, NULL }, { NULL, 100, 5, "e0", "e4" }, { "a", 1, 1, "e0", "e0" },
+                { NULL, 0, 0, NULL, NULL },
+        };
+        struct fixture *f = *state;
+
+        for (size_t i = 0; i < ELEMENTSOF(names); i++)
+                assert_int_equal(make_env(f->s, names[i]), 0);
+
+        for (size_t i = 0; i < ELEMENTSOF(pages); i++) {
+                struct cm_environment *a = NULL;
+                size_t n = SIZE_MAX;
+
+                assert_int_equal(STORE_CALL(f->s, env_list, pages[i].after, pages[i].limit, &a, &n), 0);
+                assert_int_equal(n, pages[i].n);
+                if (n > 0) {
+                        assert_string_equal(a[0].name, pages[i].first);
+                        assert_string_equal(a[n - 1].name, pages[i].last);
+                }
+                cm_environment_array_free(a, n);
+        }
+}
+
+/* ---- API keys ---- */
+
+static void test_apikey(void **state) {
+        struct fixture *f = *state;
+        char id1[] = "ak_1", id2[] = "ak_2", name[] = "bootstrap", role[] = "admin";
+        char hash1[65], hash2[65];
+        struct cm_apikey k1 = { .id = id1, .name = name, .hash = hash1, .role = role, .created_usec = T0 };
+        struct cm_apikey k2 = { .id = id2, .name = name, .hash = hash1, .role = role, .created_usec = T0 };
+        struct cm_apikey got = {};
+        uint64_t n = 42;
+
+        cm_sha256_hex("token-1", 7, hash1);
+        cm_sha256_hex("token-2", 7, hash2);
+
+        assert_int_equal(STORE_CALL(f->s, apikey_count, &n), 0);
+        assert_int_equal(n, 0);
+        assert_int_equal(STORE_CALL(f->s, apikey_create, &k1), 0);
+        /* Same hash under another id. */
+        assert_int_equal(STORE_CALL(f->s, apikey_create, &k2), -EEXIST);
+        assert_int_equal(STORE_CALL(f->s, apikey_count, &n), 0);
+        assert_int_equal(n, 1);
+        k2.hash = hash2;
+        k2.expires_usec = T0 + 3600 * SEC;
+        assert_int_equal(STORE_CALL(f->s, apikey_create, &k2), 0);
+        assert_int_equal(STORE_CALL(f->s, apikey_count, &n), 0);
+        assert_int_equal(n, 2);
+
+        assert_int_equal(STORE_CALL(f->s, apikey_get_by_hash, hash2, &got), 0);
+        assert_string_equal(got.id, "ak_2");
+        assert_string_equal(got.name, "bootstrap");
+        assert_string_equal(got.hash, hash2);
+        assert_string_equal(got.role, "admin");
+        assert_int_equal(got.created_usec, T0);
+        assert_int_equal(got.expires_usec, T0 + 3600 * SEC);
+        cm_apikey_done(&got);
+
+        assert_int_equal(STORE_CALL(f->s, apikey_get_by_hash, "0000", &got), -ENOENT);
+        assert_null(got.id);
+}
+
+/* ---- clusters ---- */
+
+static void test_cluster_create(void **state) {
+        struct fixture *f = *state;
+        struct cm_cluster c = {};
+        struct cm_operation op = {};
+
+        assert_int_equal(make_cluster(f->s, "nope", "c1", "cl_1", "op_1", T0), -ENOENT);
+        assert_int_equal(STORE_CALL(f->s, op_get, "op_1", &op), -ENOENT);
+
+        assert_int_equal(make_env(f->s, "dev"), 0);
+        assert_int_equal(make_env(f->s, "prod"), 0);
+        assert_int_equal(make_cluster(f->s, "dev", "c1", "cl_1", "op_1", T0), 0);
+        /* Name taken: nothing is written, not even the operation. */
+        assert_int_equal(make_cluster(f->s, "dev", "c1", "cl_2", "op_2", T0), -EEXIST);
+        assert_int_equal(STORE_CALL(f->s, op_get, "op_2", &op), -ENOENT);
+        /* The same name in another environment is another cluster. */
+        assert_int_equal(make_cluster(f->s, "prod", "c1", "cl_3", "op_3", T0), 0);
+
+        assert_int_equal(STORE_CALL(f->s, cluster_get, "dev", "c1", &c), 0);
+        assert_string_equal(c.id, "cl_1");
+        assert_string_equal(c.env, "dev");
+        assert_string_equal(c.name, "c1");
+        assert_string_equal(c.engine, "local");
+        assert_string_equal(c.labels_json, "{\"team\":\"a\"}");
+        assert_string_equal(c.spec_json, SPEC);
+        assert_int_equal(c.generation, 1);
+        assert_int_equal(c.resource_version, 1);
+        assert_int_equal(c.observed_generation, 0);
+        assert_int_equal(c.phase, CM_PHASE_PENDING);
+        assert_string_equal(c.conditions_json, "[]");
+        assert_string_equal(c.status_json, "{}");
+        assert_int_equal(c.created_usec, T0);
+        assert_int_equal(c.updated_usec, T0);
+        cm_cluster_done(&c);
+
+        assert_int_equal(STORE_CALL(f->s, cluster_get_by_id, "cl_3", &c), 0);
+        assert_string_equal(c.env, "prod");
+        cm_cluster_done(&c);
+        assert_int_equal(STORE_CALL(f->s, cluster_get_by_id, "cl_2", &c), -ENOENT);
+        assert_int_equal(STORE_CALL(f->s, cluster_get, "dev", "c2", &c), -ENOENT);
+        assert_null(c.id);
+
+        op = get_op(f->s, "op_1");
+        assert_true(op.seq > 0);
+        assert_string_equal(op.env, "dev");
+        assert_string_equal(op.cluster_id, "cl_1");
+        assert_string_equal(op.cluster_name, "c1");
+        assert_int_equal(op.type, CM_OP_CREATE);
+        assert_int_equal(op.state, CM_OP_PENDING);
+        assert_int_equal(op.generation, 1);
+        assert_int_equal(op.attempts, 0);
+        assert_int_equal(op.max_attempts, 5);
+        assert_null(op.error);
+        assert_null(op.lease_owner);
+        assert_int_equal(op.next_run_usec, T0);
+        assert_false(op.cancel_requested);
+        assert_string_equal(op.requested_by, "tester");
+        assert_int_equal(op.created_usec, T0);
+        assert_int_equal(op.started_usec, 0);
+        assert_int_equal(op.finished_usec, 0);
+        cm_operation_done(&op);
+}
+
+static void test_cluster_list_count(void **state) {
+        static const struct {
+                const char *after;
+                unsigned limit;
+                size_t n;
+                const char *first;
+        } pages[] = {
+                { NULL, 3, 3, "c00" }, { "c02", 3, 3, "c03" },  { "c08", 3, 1, "c09" },
+                { "c09", 3, 0, NULL }, { NULL, 50, 10, "c00" },
+        };
+        struct fixture *f = *state;
+        uint64_t n = 0;
+
+        assert_int_equal(make_env(f->s, "dev"), 0);
+        assert_int_equal(make_env(f->s, "other"), 0);
+        for (unsigned i = 0; i < 10; i++) {
+                char name[16], cl[16], op[16];
+                unsigned k = (i * 7) % 10; /* out of order */
+
+                assert_true(cm_snprintf(name, sizeof(name), "c%02u", k) > 0);
+                assert_true(cm_snprintf(cl, sizeof(cl), "cl_%02u", k) > 0);
+                assert_true(cm_snprintf(op, sizeof(op), "op_%02u", k) > 0);
+                assert_int_equal(make_cluster(f->s, "dev", name, cl, op, T0), 0);
+        }
+        assert_int_equal(make_cluster(f->s, "other", "c05", "cl_x", "op_x", T0), 0);
+
+        assert_int_equal(STORE_CALL(f->s, cluster_count, "dev", &n), 0);
+        assert_int_equal(n, 10);
+        assert_int_equal(STORE_CALL(f->s, cluster_count, "other", &n), 0);
+        assert_int_equal(n, 1);
+        assert_int_equal(STORE_CALL(f->s, cluster_count, "none", &n), 0);
+        assert_int_equal(n, 0);
+
+        for (size_t i = 0; i < ELEMENTSOF(pages); i++) {
+                struct cm_cluster *a = NULL;
+                size_t got = SIZE_MAX;
+
+                assert_int_equal(
+                        STORE_CALL(f->s, cluster_list, "dev", pages[i].after, pages[i].limit, &a, &got), 0);
+                assert_int_equal(got, pages[i].n);
+                for (size_t j = 0; j < got; j++) {
+                        assert_string_equal(a[j].env, "dev");
+                        if (j > 0)
+                                assert_true(strcmp(a[j - 1].name, a[j].name) < 0);
+                }
+                if (got > 0)
+                        assert_string_equal(a[0].name, pages[i].first);
+                cm_cluster_array_free(a, got);
+        }
+}
+
+static void test_cluster_update(void **state) {
+        struct fixture *f = *state;
+        _cleanup_free_ char *conflict = NULL;
+        struct cm_cluster c = {};
+        struct cm_operation op = {};
+
+        assert_int_equal(make_env(f->s, "dev"), 0);
+        assert_int_equal(make_cluster(f->s, "dev", "c1", "cl_1", "op_1", T0), 0);
+
+        assert_int_equal(queue_op(f->s, "dev", "nope", -1, SPEC2, CM_OP_UPDATE, "op_u0", T0, NULL, NULL),
+                         -ENOENT);
+        /* Stale resource version. */
+        assert_int_equal(queue_op(f->s, "dev", "c1", 7, SPEC2, CM_OP_UPDATE, "op_u1", T0, &c, &conflict),
+                         -ESTALE);
+        assert_null(c.id);
+        assert_null(conflict);
+        /* The create operation is still pending: -EBUSY names it. */
+        assert_int_equal(queue_op(f->s, "dev", "c1", 1, SPEC2, CM_OP_UPDATE, "op_u1", T0, &c, &conflict),
+                         -EBUSY);
+        assert_string_equal(conflict, "op_1");
+        assert_null(c.id);
+        conflict = mfree(conflict);
+        assert_int_equal(STORE_CALL(f->s, op_get, "op_u1", &op), -ENOENT);
+
+        run_op(f->s, "op_1", T0 + SEC);
+        c = get_cluster(f->s, "dev", "c1");
+        assert_int_equal(c.resource_version, 2); /* op_finish wrote status */
+        assert_int_equal(c.observed_generation, 1);
+        assert_int_equal(c.phase, CM_PHASE_READY);
+        cm_cluster_done(&c);
+
+        assert_int_equal(
+                queue_op(f->s, "dev", "c1", 2, SPEC2, CM_OP_UPDATE, "op_u1", T0 + 2 * SEC, &c, &conflict),
+                0);
+        assert_null(conflict);
+        assert_string_equal(c.id, "cl_1");
+        assert_int_equal(c.generation, 2);
+        assert_int_equal(c.resource_version, 3);
+        assert_int_equal(c.observed_generation, 1);
+        assert_int_equal(c.phase, CM_PHASE_UPDATING);
+        assert_string_equal(c.spec_json, SPEC2);
+        assert_string_equal(c.labels_json, "{\"team\":\"a\"}"); /* NULL labels: kept */
+        assert_int_equal(c.updated_usec, T0 + 2 * SEC);
+        assert_int_equal(c.created_usec, T0);
+        cm_cluster_done(&c);
+
+        op = get_op(f->s, "op_u1");
+        assert_int_equal(op.type, CM_OP_UPDATE);
+        assert_int_equal(op.state, CM_OP_PENDING);
+        assert_int_equal(op.generation, 2);
+        assert_string_equal(op.cluster_id, "cl_1");
+        assert_string_equal(op.cluster_name, "c1");
+        assert_string_equal(op.env, "dev");
+        cm_operation_done(&op);
+
+        /* A second change while op_u1 is unfinished (pending, then running). */
+        assert_int_equal(queue_op(f->s, "dev", "c1", -1, SPEC, CM_OP_UPDATE, "op_u2", T0, NULL, &conflict),
+                         -EBUSY);
+        assert_string_equal(conflict, "op_u1");
+        conflict = mfree(conflict);
+        claim_expect(f->s, "worker", T0 + 3 * SEC, "op_u1");
+        assert_int_equal(queue_op(f->s, "dev", "c1", -1, SPEC, CM_OP_UPDATE, "op_u2", T0, NULL, &conflict),
+                         -EBUSY);
+        assert_string_equal(conflict, "op_u1");
+        conflict = mfree(conflict);
+        assert_int_equal(STORE_CALL(f->s, op_finish, "op_u1", "worker", T0 + 3 * SEC, &outcome_ready), 0);
+
+        /* Labels replaced, generation bumped again. */
+        {
+                _cleanup_(cm_operation_done) struct cm_operation o3 = mk_op("op_u3", CM_OP_UPDATE, T0, T0);
+                assert_int_equal(STORE_CALL(f->s, cluster_update, "dev", "c1", -1, SPEC, "{\"team\":\"b\"}",
+                                            CM_PHASE_UPDATING, &o3, NULL, NULL),
+                                 0);
+        }
+        c = get_cluster(f->s, "dev", "c1");
+        assert_int_equal(c.generation, 3);
+        assert_int_equal(c.resource_version, 5);
+        assert_string_equal(c.labels_json, "{\"team\":\"b\"}");
+        cm_cluster_done(&c);
+        op = get_op(f->s, "op_u3");
+        assert_int_equal(op.generation, 3);
+        cm_operation_done(&op);
+}
+
+/* spec NULL (a delete): no generation bump, the operation converges to the current generation. */
+static void test_cluster_update_keep_spec(void **state) {
+        struct fixture *f = *state;
+        struct cm_cluster c = {};
+        struct cm_operation op = {};
+
+        assert_int_equal(make_env(f->s, "dev"), 0);
+        assert_int_equal(make_cluster(f->s, "dev", "c1", "cl_1", "op_1", T0), 0);
+        run_op(f->s, "op_1", T0);
+
+        assert_int_equal(queue_op(f->s, "dev", "c1", 2, NULL, CM_OP_DELETE, "op_d", T0 + SEC, &c, NULL), 0);
+        assert_int_equal(c.generation, 1);
+        assert_int_equal(c.resource_version, 3);
+        assert_int_equal(c.phase, CM_PHASE_DELETING);
+        assert_string_equal(c.spec_json, SPEC);
+        cm_cluster_done(&c);
+        op = get_op(f->s, "op_d");
+        assert_int_equal(op.type, CM_OP_DELETE);
+        assert_int_equal(op.generation, 1);
+        cm_operation_done(&op);
+}
+
+static void test_cluster_set_status(void **state) {
+        struct fixture *f = *state;
+        struct cm_cluster c = {};
+
+        assert_int_equal(make_env(f->s, "dev"), 0);
+        assert_int_equal(make_cluster(f->s, "dev", "c1", "cl_1", "op_1", T0), 0);
+
+        assert_int_equal(STORE_CALL(f->s, cluster_set_status, "cl_1", CM_PHASE_PROVISIONING,
+                                    "[{\"type\":\"Ready\",\"status\":\"False\"}]", "{\"nodes\":0}"),
+                         0);
+        c = get_cluster(f->s, "dev", "c1");
+        assert_int_equal(c.phase, CM_PHASE_PROVISIONING);
+        assert_int_equal(c.resource_version, 2);
+        assert_int_equal(c.generation, 1);
+        assert_string_equal(c.conditions_json, "[{\"type\":\"Ready\",\"status\":\"False\"}]");
+        assert_string_equal(c.status_json, "{\"nodes\":0}");
+        cm_cluster_done(&c);
+
+        /* NULL leaves conditions and status as they are. */
+        assert_int_equal(STORE_CALL(f->s, cluster_set_status, "cl_1", CM_PHASE_READY, NULL, NULL), 0);
+        c = get_cluster(f->s, "dev", "c1");
+        assert_int_equal(c.phase, CM_PHASE_READY);
+        assert_int_equal(c.resource_version, 3);
+        assert_string_equal(c.status_json, "{\"nodes\":0}");
+        cm_cluster_done(&c);
+
+        assert_int_equal(STORE_CALL(f->s, cluster_set_status, "cl_nope", CM_PHASE_READY, NULL, NULL),
+                         -ENOENT);
+}
+
+/* ---- claims and leases ---- */
+
+static void test_claim_order(void **state) {
+        /* next_run decides; ties go to the older operation. */
+        static const struct {
+                const char *name;
+                uint64_t next_run;
+        } clusters[] = {
+                { "a", T0 + 2 * SEC }, { "b", T0 }, { "c", T0 + SEC }, { "d", T0 }, { "e", T0 + 100 * SEC },
+        };
+        static const char *const order[] = { "op_b", "op_d", "op_c", "op_a" };
+        struct fixture *f = *state;
+        struct cm_operation op = {};
+
+        assert_int_equal(make_env(f->s, "dev"), 0);
+        claim_none(f->s, T0);
+        for (size_t i = 0; i < ELEMENTSOF(clusters); i++) {
+                char cl[16], id[16];
+                _cleanup_(cm_cluster_done) struct cm_cluster c = {};
+                _cleanup_(cm_operation_done) struct cm_operation o = {};
+
+                assert_true(cm_snprintf(cl, sizeof(cl), "cl_%s", clusters[i].name) > 0);
+                assert_true(cm_snprintf(id, sizeof(id), "op_%s", clusters[i].name) > 0);
+                c = mk_cluster(cl, "dev", clusters[i].name, T0);
+                o = mk_op(id, CM_OP_CREATE, T0, clusters[i].next_run);
+                assert_int_equal(STORE_CALL(f->s, cluster_create, &c, &o), 0);
+        }
+
+        for (size_t i = 0; i < ELEMENTSOF(order); i++) {
+                assert_int_equal(STORE_CALL(f->s, op_claim, "w1", T0 + 10 * SEC, 1000 * SEC, &op), 0);
+                assert_string_equal(op.id, order[i]);
+                assert_int_equal(op.state, CM_OP_RUNNING);
+                assert_string_equal(op.lease_owner, "w1");
+                assert_int_equal(op.lease_expires_usec, T0 + 1010 * SEC);
+                assert_int_equal(op.attempts, 1);
+                assert_int_equal(op.started_usec, T0 + 10 * SEC);
+                assert_int_equal(op.finished_usec, 0);
+                cm_operation_done(&op);
+        }
+        /* op_e is not due yet. */
+        claim_none(f->s, T0 + 10 * SEC);
+        claim_expect(f->s, "w1", T0 + 100 * SEC, "op_e");
+        claim_none(f->s, T0 + 100 * SEC);
+}
+
+static void test_lease_takeover(void **state) {
+        struct fixture *f = *state;
+        struct cm_operation op = {};
+        struct cm_cluster c = {};
+        bool cancel = true;
+
+        assert_int_equal(make_env(f->s, "dev"), 0);
+        assert_int_equal(make_cluster(f->s, "dev", "c1", "cl_1", "op_1", T0), 0);
+
+        assert_int_equal(STORE_CALL(f->s, op_claim, "w1", T0, 10 * SEC, &op), 0);
+        cm_operation_done(&op);
+        /* The lease holds until it expires... */
+        claim_none(f->s, T0 + 5 * SEC);
+        claim_none(f->s, T0 + 10 * SEC);
+        /* ...a heartbeat extends it... */
+        assert_int_equal(STORE_CALL(f->s, op_heartbeat, "op_1", "w1", T0 + 20 * SEC, &cancel), 0);
+        assert_false(cancel);
+        claim_none(f->s, T0 + 15 * SEC);
+        /* ...and an expired one is taken over. */
+        assert_int_equal(STORE_CALL(f->s, op_claim, "w2", T0 + 21 * SEC, 10 * SEC, &op), 0);
+        assert_string_equal(op.id, "op_1");
+        assert_string_equal(op.lease_owner, "w2");
+        assert_int_equal(op.attempts, 2);
+        assert_int_equal(op.started_usec, T0); /* first claim */
+        assert_int_equal(op.lease_expires_usec, T0 + 31 * SEC);
+        cm_operation_done(&op);
+
+        /* The old owner lost it: nothing it does is written. */
+        assert_int_equal(STORE_CALL(f->s, op_heartbeat, "op_1", "w1", T0 + 60 * SEC, &cancel), -ESRCH);
+        assert_int_equal(STORE_CALL(f->s, op_finish, "op_1", "w1", T0 + 22 * SEC, &outcome_ready), -ESRCH);
+        op = get_op(f->s, "op_1");
+        assert_int_equal(op.state, CM_OP_RUNNING);
+        assert_string_equal(op.lease_owner, "w2");
+        assert_int_equal(op.lease_expires_usec, T0 + 31 * SEC);
+        cm_operation_done(&op);
+        c = get_cluster(f->s, "dev", "c1");
+        assert_int_equal(c.resource_version, 1);
+        assert_int_equal(c.phase, CM_PHASE_PENDING);
+        cm_cluster_done(&c);
+
+        assert_int_equal(STORE_CALL(f->s, op_finish, "op_1", "w2", T0 + 23 * SEC, &outcome_ready), 0);
+}
+
+static int call_heartbeat(struct cm_store *s, const char *id, const char *owner) {
+        bool cancel = false;
+        return STORE_CALL(s, op_heartbeat, id, owner, T0 + 3600 * SEC, &cancel);
+}
+static int call_finish(struct cm_store *s, const char *id, const char *owner) {
+        static const struct cm_op_outcome o = {
+                .state = CM_OP_FAILED,
+                .error = "boom",
+                .phase = CM_PHASE_FAILED,
+                .conditions_json = "[1]",
+                .status_json = "{\"x\":1}",
+                .set_observed_generation = true,
+        };
+        return STORE_CALL(s, op_finish, id, owner, T0 + SEC, &o);
+}
+static int call_finish_delete(struct cm_store *s, const char *id, const char *owner) {
+        static const struct cm_op_outcome o = { .state = CM_OP_SUCCEEDED, .delete_cluster = true };
+        return STORE_CALL(s, op_finish, id, owner, T0 + SEC, &o);
+}
+static int call_release(struct cm_store *s, const char *id, const char *owner) {
+        return STORE_CALL(s, op_release, id, owner);
+}
+
+/* Every lease-holder call with the wrong owner, or on an operation not running: -ESRCH, no write. */
+static void test_lease_wrong_owner(void **state) {
+        static const struct {
+                const char *what;
+                int (*call)(struct cm_store *s, const char *id, const char *owner);
+        } calls[] = {
+                { "heartbeat", call_heartbeat },
+                { "finish", call_finish },
+                { "finish+delete", call_finish_delete },
+                { "release", call_release },
+        };
+        struct fixture *f = *state;
+        struct cm_operation op = {};
+        struct cm_cluster c = {};
+
+        assert_int_equal(make_env(f->s, "dev"), 0);
+        assert_int_equal(make_cluster(f->s, "dev", "c1", "cl_1", "op_1", T0), 0);
+
+        for (size_t i = 0; i < ELEMENTSOF(calls); i++) {
+                /* Pending: nobody holds it. */
+                assert_int_equal(calls[i].call(f->s, "op_1", "w1"), -ESRCH);
+                assert_int_equal(calls[i].call(f->s, "op_nope", "w1"), -ESRCH);
+        }
+        claim_expect(f->s, "w1", T0, "op_1");
+        for (size_t i = 0; i < ELEMENTSOF(calls); i++) {
+                assert_int_equal(calls[i].call(f->s, "op_1", "w2"), -ESRCH);
+                op = get_op(f->s, "op_1");
+                assert_int_equal(op.state, CM_OP_RUNNING);
+                assert_string_equal(op.lease_owner, "w1");
+                assert_int_equal(op.lease_expires_usec, T0 + 60 * SEC);
+                assert_int_equal(op.attempts, 1);
+                assert_null(op.error);
+                cm_operation_done(&op);
+                c = get_cluster(f->s, "dev", "c1");
+                assert_int_equal(c.resource_version, 1);
+                assert_int_equal(c.phase, CM_PHASE_PENDING);
+                assert_int_equal(c.observed_generation, 0);
+                assert_string_equal(c.status_json, "{}");
+                cm_cluster_done(&c);
+        }
+        /* The holder can; afterwards (terminal) nobody can. */
+        assert_int_equal(call_finish(f->s, "op_1", "w1"), 0);
+        for (size_t i = 0; i < ELEMENTSOF(calls); i++)
+                assert_int_equal(calls[i].call(f->s, "op_1", "w1"), -ESRCH);
+}
+
+static void test_finish_writes_status(void **state) {
+        struct fixture *f = *state;
+        struct cm_operation op = {};
+        struct cm_cluster c = {};
+        const struct cm_op_outcome ok = {
+                .state = CM_OP_SUCCEEDED,
+                .phase = CM_PHASE_READY,
+                .conditions_json = "[{\"type\":\"Ready\",\"status\":\"True\"}]",
+                .status_json = "{\"endpoint\":\"https://x\"}",
+                .set_observed_generation = true,
+        };
+        const struct cm_op_outcome failed = { .state = CM_OP_FAILED,
+                                              .error = "rke up failed",
+                                              .phase = CM_PHASE_FAILED };
+
+        assert_int_equal(make_env(f->s, "dev"), 0);
+        assert_int_equal(make_cluster(f->s, "dev", "c1", "cl_1", "op_1", T0), 0);
+        claim_expect(f->s, "w1", T0 + SEC, "op_1");
+        assert_int_equal(STORE_CALL(f->s, op_finish, "op_1", "w1", T0 + 2 * SEC, &ok), 0);
+
+        op = get_op(f->s, "op_1");
+        assert_int_equal(op.state, CM_OP_SUCCEEDED);
+        assert_null(op.lease_owner);
+        assert_int_equal(op.lease_expires_usec, 0);
+        assert_int_equal(op.finished_usec, T0 + 2 * SEC);
+        assert_int_equal(op.started_usec, T0 + SEC);
+        assert_int_equal(op.attempts, 1);
+        assert_null(op.error);
+        cm_operation_done(&op);
+        c = get_cluster(f->s, "dev", "c1");
+        assert_int_equal(c.phase, CM_PHASE_READY);
+        assert_int_equal(c.observed_generation, 1);
+        assert_int_equal(c.resource_version, 2);
+        assert_string_equal(c.conditions_json, "[{\"type\":\"Ready\",\"status\":\"True\"}]");
+        assert_string_equal(c.status_json, "{\"endpoint\":\"https://x\"}");
+        cm_cluster_done(&c);
+
+        /* A failure: error kept, observed generation and status untouched. */
+        assert_int_equal(
+                queue_op(f->s, "dev", "c1", -1, SPEC2, CM_OP_UPDATE, "op_2", T0 + 3 * SEC, NULL, NULL), 0);
+        claim_expect(f->s, "w1", T0 + 3 * SEC, "op_2");
+        assert_int_equal(STORE_CALL(f->s, op_finish, "op_2", "w1", T0 + 4 * SEC, &failed), 0);
+        op = get_op(f->s, "op_2");
+        assert_int_equal(op.state, CM_OP_FAILED);
+        assert_string_equal(op.error, "rke up failed");
+        assert_int_equal(op.finished_usec, T0 + 4 * SEC);
+        cm_operation_done(&op);
+        c = get_cluster(f->s, "dev", "c1");
+        assert_int_equal(c.phase, CM_PHASE_FAILED);
+        assert_int_equal(c.generation, 2);
+        assert_int_equal(c.observed_generation, 1);
+        assert_int_equal(c.resource_version, 4);
+        assert_string_equal(c.status_json, "{\"endpoint\":\"https://x\"}");
+        cm_cluster_done(&c);
+}
+
+static void test_retry(void **state) {
+        struct fixture *f = *state;
+        struct cm_operation op = {};
+        const struct cm_op_outcome retry = {
+                .state = CM_OP_PENDING,
+                .error = "node unreachable",
+                .next_run_usec = T0 + 100 * SEC,
+                .phase = CM_PHASE_PROVISIONING,
+        };
+
+        assert_int_equal(make_env(f->s, "dev"), 0);
+        assert_int_equal(make_cluster(f->s, "dev", "c1", "cl_1", "op_1", T0), 0);
+        claim_expect(f->s, "w1", T0, "op_1");
+        assert_int_equal(STORE_CALL(f->s, op_finish, "op_1", "w1", T0 + SEC, &retry), 0);
+
+        op = get_op(f->s, "op_1");
+        assert_int_equal(op.state, CM_OP_PENDING);
+        assert_int_equal(op.attempts, 1);
+        assert_int_equal(op.next_run_usec, T0 + 100 * SEC);
+        assert_string_equal(op.error, "node unreachable");
+        assert_null(op.lease_owner);
+        assert_int_equal(op.finished_usec, 0);
+        cm_operation_done(&op);
+
+        /* Still the cluster's unfinished operation. */
+        assert_int_equal(queue_op(f->s, "dev", "c1", -1, SPEC2, CM_OP_UPDATE, "op_2", T0, NULL, NULL),
+                         -EBUSY);
+
+        claim_none(f->s, T0 + 99 * SEC);
+        assert_int_equal(STORE_CALL(f->s, op_claim, "w2", T0 + 100 * SEC, 60 * SEC, &op), 0);
+        assert_string_equal(op.id, "op_1");
+        assert_int_equal(op.attempts, 2);
+        assert_int_equal(op.started_usec, T0);
+        cm_operation_done(&op);
+}
+
+static void test_release(void **state) {
+        struct fixture *f = *state;
+        struct cm_operation op = {};
+
+        assert_int_equal(make_env(f->s, "dev"), 0);
+        assert_int_equal(make_cluster(f->s, "dev", "c1", "cl_1", "op_1", T0 + 5 * SEC), 0);
+        claim_expect(f->s, "w1", T0 + 10 * SEC, "op_1");
+        assert_int_equal(STORE_CALL(f->s, op_release, "op_1", "w1"), 0);
+
+        op = get_op(f->s, "op_1");
+        assert_int_equal(op.state, CM_OP_PENDING);
+        assert_int_equal(op.attempts, 0);
+        assert_null(op.lease_owner);
+        cm_operation_done(&op);
+        /* Runnable at once. */
+        claim_expect(f->s, "w2", T0 + 10 * SEC, "op_1");
+        op = get_op(f->s, "op_1");
+        assert_int_equal(op.attempts, 1);
+        cm_operation_done(&op);
+}
+
+static void test_delete_cluster(void **state) {
+        struct fixture *f = *state;
+        const struct cm_op_outcome deleted = { .state = CM_OP_SUCCEEDED, .delete_cluster = true };
+        struct cm_operation op = {}, *ops = NULL;
+        struct cm_cluster c = {};
+        size_t n = 0;
+
+        assert_int_equal(make_env(f->s, "dev"), 0);
+        assert_int_equal(make_cluster(f->s, "dev", "c1", "cl_1", "op_1", T0), 0);
+        run_op(f->s, "op_1", T0);
+        assert_int_equal(queue_op(f->s, "dev", "c1", -1, NULL, CM_OP_DELETE, "op_d", T0 + SEC, NULL, NULL),
+                         0);
+        claim_expect(f->s, "w1", T0 + SEC, "op_d");
+        assert_int_equal(STORE_CALL(f->s, op_finish, "op_d", "w1", T0 + 2 * SEC, &deleted), 0);
+
+        assert_int_equal(STORE_CALL(f->s, cluster_get, "dev", "c1", &c), -ENOENT);
+        assert_int_equal(STORE_CALL(f->s, cluster_get_by_id, "cl_1", &c), -ENOENT);
+        /* History stays. */
+        op = get_op(f->s, "op_d");
+        assert_int_equal(op.state, CM_OP_SUCCEEDED);
+        assert_string_equal(op.cluster_id, "cl_1");
+        cm_operation_done(&op);
+        op = get_op(f->s, "op_1");
+        assert_int_equal(op.state, CM_OP_SUCCEEDED);
+        cm_operation_done(&op);
+        assert_int_equal(STORE_CALL(f->s, op_list, "dev", "c1", 0, 10, &ops, &n), 0);
+        assert_int_equal(n, 2);
+        cm_operation_array_free(ops, n);
+
+        /* The name is free again; the environment is empty. */
+        assert_int_equal(make_cluster(f->s, "dev", "c1", "cl_2", "op_2", T0 + 3 * SEC), 0);
+        c = get_cluster(f->s, "dev", "c1");
+        assert_string_equal(c.id, "cl_2");
+        assert_int_equal(c.generation, 1);
+        cm_cluster_done(&c);
+        run_op(f->s, "op_2", T0 + 3 * SEC);
+        assert_int_equal(
+                queue_op(f->s, "dev", "c1", -1, NULL, CM_OP_DELETE, "op_d2", T0 + 4 * SEC, NULL, NULL), 0);
+        claim_expect(f->s, "w1", T0 + 4 * SEC, "op_d2");
+        assert_int_equal(STORE_CALL(f->s, op_finish, "op_d2", "w1", T0 + 5 * SEC, &deleted), 0);
+        assert_int_equal(STORE_CALL(f->s, env_delete, "dev"), 0);
+}
+
+static void test_cancel(void **state) {
+        struct fixture *f = *state;
+        enum cm_op_state st = _CM_OP_STATE_MAX;
+        struct cm_operation op = {};
+        struct cm_cluster c = {};
+        bool cancel = false;
+
+        assert_int_equal(make_env(f->s, "dev"), 0);
+        assert_int_equal(make_cluster(f->s, "dev", "c1", "cl_1", "op_1", T0), 0);
+        assert_int_equal(make_cluster(f->s, "dev", "c2", "cl_2", "op_2", T0 + 1), 0);
+
+        assert_int_equal(STORE_CALL(f->s, op_cancel, "op_nope", T0, &st), -ENOENT);
+        assert_int_equal(st, _CM_OP_STATE_MAX);
+
+        /* Pending: cancelled at once; the cluster is left to the caller. */
+        assert_int_equal(STORE_CALL(f->s, op_cancel, "op_1", T0 + SEC, &st), 0);
+        assert_int_equal(st, CM_OP_CANCELLED);
+        op = get_op(f->s, "op_1");
+        assert_int_equal(op.state, CM_OP_CANCELLED);
+        assert_int_equal(op.finished_usec, T0 + SEC);
+        cm_operation_done(&op);
+        c = get_cluster(f->s, "dev", "c1");
+        assert_int_equal(c.phase, CM_PHASE_PENDING);
+        assert_int_equal(c.resource_version, 1);
+        cm_cluster_done(&c);
+        /* Nothing unfinished any more: a new operation may be queued. */
+        assert_int_equal(queue_op(f->s, "dev", "c1", -1, SPEC2, CM_OP_UPDATE, "op_1b", T0 + SEC, NULL, NULL),
+                         0);
+
+        /* Finished: -EALREADY. */
+        st = _CM_OP_STATE_MAX;
+        assert_int_equal(STORE_CALL(f->s, op_cancel, "op_1", T0 + SEC, &st), -EALREADY);
+        assert_int_equal(st, _CM_OP_STATE_MAX);
+
+        /* Running: requested; the holder learns it from its heartbeat. */
+        claim_expect(f->s, "w1", T0 + 2 * SEC, "op_2");
+        assert_int_equal(STORE_CALL(f->s, op_cancel, "op_2", T0 + 2 * SEC, &st), 0);
+        assert_int_equal(st, CM_OP_RUNNING);
+        op = get_op(f->s, "op_2");
+        assert_int_equal(op.state, CM_OP_RUNNING);
+        assert_true(op.cancel_requested);
+        cm_operation_done(&op);
+        assert_int_equal(STORE_CALL(f->s, op_heartbeat, "op_2", "w1", T0 + 100 * SEC, &cancel), 0);
+        assert_true(cancel);
+        {
+                const struct cm_op_outcome o = { .state = CM_OP_CANCELLED, .phase = CM_PHASE_FAILED };
+                assert_int_equal(STORE_CALL(f->s, op_finish, "op_2", "w1", T0 + 3 * SEC, &o), 0);
+        }
+        assert_int_equal(STORE_CALL(f->s, op_cancel, "op_2", T0 + 3 * SEC, &st), -EALREADY);
+}
+
+static void test_op_list(void **state) {
+        struct fixture *f = *state;
+        struct cm_operation *a = NULL;
+        size_t n = 0;
+        int64_t cursor;
+
+        assert_int_equal(make_env(f->s, "dev"), 0);
+        assert_int_equal(make_cluster(f->s, "dev", "c1", "cl_1", "op_0", T0), 0);
+        assert_int_equal(make_cluster(f->s, "dev", "c2", "cl_2", "op_x", T0), 0);
+        run_op(f->s, "op_0", T0);
+        run_op(f->s, "op_x", T0);
+        for (unsigned i = 1; i < 5; i++) {
+                char id[16];
+
+                assert_true(cm_snprintf(id, sizeof(id), "op_%u", i) > 0);
+                assert_int_equal(
+                        queue_op(f->s, "dev", "c1", -1, SPEC2, CM_OP_UPDATE, id, T0 + i, NULL, NULL), 0);
+                if (i < 4)
+                        run_op(f->s, id, T0 + 10 * SEC);
+        }
+
+        /* Newest first, paged by seq. */
+        assert_int_equal(STORE_CALL(f->s, op_list, "dev", "c1", 0, 2, &a, &n), 0);
+        assert_int_equal(n, 2);
+        assert_string_equal(a[0].id, "op_4");
+        assert_string_equal(a[1].id, "op_3");
+        assert_true(a[0].seq > a[1].seq);
+        cursor = a[1].seq;
+        cm_operation_array_free(a, n);
+
+        assert_int_equal(STORE_CALL(f->s, op_list, "dev", "c1", cursor, 2, &a, &n), 0);
+        assert_int_equal(n, 2);
+        assert_string_equal(a[0].id, "op_2");
+        assert_string_equal(a[1].id, "op_1");
+        cursor = a[1].seq;
+        cm_operation_array_free(a, n);
+
+        assert_int_equal(STORE_CALL(f->s, op_list, "dev", "c1", cursor, 2, &a, &n), 0);
+        assert_int_equal(n, 1);
+        assert_string_equal(a[0].id, "op_0");
+        cursor = a[0].seq;
+        cm_operation_array_free(a, n);
+
+        assert_int_equal(STORE_CALL(f->s, op_list, "dev", "c1", cursor, 2, &a, &n), 0);
+        assert_int_equal(n, 0);
+        cm_operation_array_free(a, n);
+
+        assert_int_equal(STORE_CALL(f->s, op_list, "dev", "c2", 0, 10, &a, &n), 0);
+        assert_int_equal(n, 1);
+        assert_string_equal(a[0].id, "op_x");
+        cm_operation_array_free(a, n);
+
+        assert_int_equal(STORE_CALL(f->s, op_list, "prod", "c1", 0, 10, &a, &n), 0);
+        assert_int_equal(n, 0);
+        cm_operation_array_free(a, n);
+}
+
+static void test_op_stats(void **state) {
+        struct fixture *f = *state;
+        struct cm_op_stats stats = {};
+        const struct cm_op_outcome failed = { .state = CM_OP_FAILED,
+                                              .error = "x",
+                                              .phase = CM_PHASE_FAILED };
+
+        assert_int_equal(STORE_CALL(f->s, op_stats, T0, &stats), 0);
+        assert_int_equal(stats.queue_depth, 0);
+
+        assert_int_equal(make_env(f->s, "dev"), 0);
+        /* 4 creates due at T0, 1 due later. */
+        for (unsigned i = 0; i < 5; i++) {
+                char name[16], cl[16], op[16];
+
+                assert_true(cm_snprintf(name, sizeof(name), "c%u", i) > 0);
+                assert_true(cm_snprintf(cl, sizeof(cl), "cl_%u", i) > 0);
+                assert_true(cm_snprintf(op, sizeof(op), "op_%u", i) > 0);
+                assert_int_equal(make_cluster(f->s, "dev", name, cl, op, i < 4 ? T0 : T0 + 100 * SEC), 0);
+        }
+        run_op(f->s, "op_0", T0); /* create succeeded */
+        claim_expect(f->s, "w", T0, "op_1"); /* create running */
+        claim_expect(f->s, "w", T0, "op_2");
+        assert_int_equal(STORE_CALL(f->s, op_finish, "op_2", "w", T0, &failed), 0); /* create failed */
+        assert_int_equal(
+                queue_op(f->s, "dev", "c0", -1, SPEC2, CM_OP_UPDATE, "op_u", T0 + 200 * SEC, NULL, NULL), 0);
+
+        assert_int_equal(STORE_CALL(f->s, op_stats, T0, &stats), 0);
+        assert_int_equal(stats.count[CM_OP_CREATE][CM_OP_SUCCEEDED], 1);
+        assert_int_equal(stats.count[CM_OP_CREATE][CM_OP_RUNNING], 1);
+        assert_int_equal(stats.count[CM_OP_CREATE][CM_OP_FAILED], 1);
+        assert_int_equal(stats.count[CM_OP_CREATE][CM_OP_PENDING], 2);
+        assert_int_equal(stats.count[CM_OP_UPDATE][CM_OP_PENDING], 1);
+        assert_int_equal(stats.count[CM_OP_DELETE][CM_OP_PENDING], 0);
+        assert_int_equal(stats.queue_depth, 1); /* op_3; op_4 and op_u are not due */
+
+        assert_int_equal(STORE_CALL(f->s, op_stats, T0 + 300 * SEC, &stats), 0);
+        assert_int_equal(stats.queue_depth, 3);
+}
+
+/* ---- operation logs ---- */
+
+static void test_op_log(void **state) {
+        static const char *const chunks[] = { "line one\n", "line two\n", "line three\n" };
+        static const struct {
+                int64_t after;
+                size_t cap;
+                int ret;
+                const char *text;
+                int64_t last;
+        } reads[] = {
+                { 0, 1024, 3, "line one\nline two\nline three\n", 3 },
+                { 2, 1024, 1, "line three\n", 3 },
+                { 3, 1024, 0, "", 3 },
+                { 0, 18, 2, "line one\nline two\n", 2 }, /* stops before the chunk that does not fit */
+                { 0, 20, 2, "line one\nline two\n", 2 },
+                { 1, 9, 1, "line two\n", 2 },
+                { 0, 5, -ENOBUFS, "", -1 }, /* not even the first fits */
+        };
+        struct fixture *f = *state;
+
+        assert_int_equal(make_env(f->s, "dev"), 0);
+        assert_int_equal(make_cluster(f->s, "dev", "c1", "cl_1", "op_1", T0), 0);
+        assert_int_equal(make_cluster(f->s, "dev", "c2", "cl_2", "op_2", T0), 0);
+
+        assert_int_equal(STORE_CALL(f->s, op_log_append, "op_nope", T0, "x", 1), -ENOENT);
+        for (size_t i = 0; i < ELEMENTSOF(chunks); i++)
+                assert_int_equal(
+                        STORE_CALL(f->s, op_log_append, "op_1", T0 + i, chunks[i], strlen(chunks[i])), 0);
+        /* Only the first n bytes count. */
+        assert_int_equal(STORE_CALL(f->s, op_log_append, "op_2", T0, "other-ignored", 5), 0);
+
+        for (size_t i = 0; i < ELEMENTSOF(reads); i++) {
+                _cleanup_strbuf_ struct strbuf sb = STRBUF_INIT(reads[i].cap);
+                int64_t last = -1;
+
+                assert_int_equal(STORE_CALL(f->s, op_log_read, "op_1", reads[i].after, &sb, &last),
+                                 reads[i].ret);
+                assert_string_equal(sb.buf ?: "", reads[i].text);
+                assert_int_equal(last, reads[i].last);
+        }
+
+        {
+                _cleanup_strbuf_ struct strbuf sb = STRBUF_INIT(100);
+                int64_t last = -1;
+
+                assert_int_equal(STORE_CALL(f->s, op_log_read, "op_2", 0, &sb, &last), 1);
+                assert_string_equal(sb.buf, "other");
+                assert_int_equal(last, 1);
+                /* Appends to what the buffer holds. */
+                assert_int_equal(STORE_CALL(f->s, op_log_read, "op_1", 2, &sb, &last), 1);
+                assert_string_equal(sb.buf, "otherline three\n");
+                assert_int_equal(STORE_CALL(f->s, op_log_read, "op_nope", 0, &sb, &last), -ENOENT);
+                assert_int_equal(last, 3);
+        }
+}
+
+/* ---- idempotency ---- */
+
+static void test_idempotency(void **state) {
+        struct fixture *f = *state;
+        enum cm_idem_state st;
+        int status = -1;
+        char *body = NULL;
+
+        assert_int_equal(STORE_CALL(f->s, idem_begin, "alice", "k1", "h1", T0, &st, &status, &body), 0);
+        assert_int_equal(st, CM_IDEM_NEW);
+        assert_int_equal(status, -1);
+        assert_null(body);
+        assert_int_equal(STORE_CALL(f->s, idem_begin, "alice", "k1", "h1", T0, &st, &status, &body), 0);
+        assert_int_equal(st, CM_IDEM_BUSY);
+        assert_int_equal(STORE_CALL(f->s, idem_begin, "alice", "k1", "h2", T0, &st, &status, &body), 0);
+        assert_int_equal(st, CM_IDEM_MISMATCH);
+        /* Keys are scoped to the principal. */
+        assert_int_equal(STORE_CALL(f->s, idem_begin, "bob", "k1", "h2", T0, &st, &status, &body), 0);
+        assert_int_equal(st, CM_IDEM_NEW);
+
+        assert_int_equal(STORE_CALL(f->s, idem_finish, "alice", "k1", 202, "{\"id\":\"op_1\"}"), 0);
+        assert_int_equal(STORE_CALL(f->s, idem_begin, "alice", "k1", "h1", T0 + SEC, &st, &status, &body),
+                         0);
+        assert_int_equal(st, CM_IDEM_DONE);
+        assert_int_equal(status, 202);
+        assert_string_equal(body, "{\"id\":\"op_1\"}");
+        body = mfree(body);
+        assert_int_equal(STORE_CALL(f->s, idem_begin, "alice", "k1", "h2", T0, &st, &status, &body), 0);
+        assert_int_equal(st, CM_IDEM_MISMATCH);
+        assert_int_equal(STORE_CALL(f->s, idem_finish, "alice", "nope", 200, "{}"), -ENOENT);
+
+        /* Abort drops a placeholder so that the key can be used again; a stored answer stays. */
+        assert_int_equal(STORE_CALL(f->s, idem_abort, "bob", "k1"), 0);
+        assert_int_equal(STORE_CALL(f->s, idem_abort, "bob", "k1"), -ENOENT);
+        assert_int_equal(STORE_CALL(f->s, idem_abort, "alice", "k1"), -ENOENT);
+        assert_int_equal(STORE_CALL(f->s, idem_begin, "bob", "k1", "h3", T0 + 10 * SEC, &st, &status, &body),
+                         0);
+        assert_int_equal(st, CM_IDEM_NEW);
+
+        /* Expiry removes records created before the cut. */
+        assert_int_equal(STORE_CALL(f->s, idem_expire, T0 + 5 * SEC), 1);
+        assert_int_equal(
+                STORE_CALL(f->s, idem_begin, "alice", "k1", "h9", T0 + 20 * SEC, &st, &status, &body), 0);
+        assert_int_equal(st, CM_IDEM_NEW);
+        assert_int_equal(STORE_CALL(f->s, idem_begin, "bob", "k1", "h3", T0 + 20 * SEC, &st, &status, &body),
+                         0);
+        assert_int_equal(st, CM_IDEM_BUSY);
+}
+
+/* ---- several store objects and threads ---- */
+
+/* A second store object on the same database behaves like a second process. */
+static void test_second_store(void **state) {
+        struct fixture *f = *state;
+        _cleanup_(cm_store_closep) struct cm_store *b = NULL;
+        struct cm_environment e = {};
+        struct cm_operation op = {};
+        struct cm_cluster c = {};
+
+        assert_int_equal(cm_store_open(f->url, &b), 0);
+        assert_int_equal(STORE_CALL(b, ping), 0);
+        assert_int_equal(make_env(f->s, "dev"), 0);
+        assert_int_equal(STORE_CALL(b, env_get, "dev", &e), 0);
+        cm_environment_done(&e);
+        assert_int_equal(make_cluster(b, "dev", "c1", "cl_1", "op_1", T0), 0);
+        assert_int_equal(make_cluster(f->s, "dev", "c1", "cl_2", "op_2", T0), -EEXIST);
+
+        /* Claimed through one, invisible to the other's claim, finished through the other. */
+        claim_expect(b, "wb", T0, "op_1");
+        claim_none(f->s, T0);
+        assert_int_equal(STORE_CALL(f->s, op_finish, "op_1", "wa", T0, &outcome_ready), -ESRCH);
+        assert_int_equal(STORE_CALL(f->s, op_finish, "op_1", "wb", T0, &outcome_ready), 0);
+        c = get_cluster(b, "dev", "c1");
+        assert_int_equal(c.phase, CM_PHASE_READY);
+        cm_cluster_done(&c);
+        op = get_op(b, "op_1");
+        assert_int_equal(op.state, CM_OP_SUCCEEDED);
+        cm_operation_done(&op);
+}
+
+#define RACE_CLUSTERS 50
+#define RACE_OPS_PER_CLUSTER 10
+#define RACE_THREADS 8
+
+struct race {
+        struct cm_store *stores[2];
+        atomic_int running[RACE_CLUSTERS];
+        atomic_int claimed[RACE_CLUSTERS][RACE_OPS_PER_CLUSTER];
+        atomic_int finished;
+        atomic_int double_claims;
+        atomic_int overlaps;
+        atomic_int errors;
+};
+
+struct race_worker {
+        struct race *race;
+        unsigned idx;
+};
+
+static void *race_thread(void *p) {
+        struct race_worker *w = p;
+        struct race *race = w->race;
+        struct cm_store *s = race->stores[w->idx % 2];
+        const int total = RACE_CLUSTERS * RACE_OPS_PER_CLUSTER;
+        char owner[16];
+
+        if (cm_snprintf(owner, sizeof(owner), "w%u", w->idx) < 0) {
+                atomic_fetch_add(&race->errors, 1);
+                return NULL;
+        }
+        while (atomic_load(&race->finished) < total) {
+                _cleanup_(cm_operation_done) struct cm_operation op = {};
+                unsigned ci, k;
+                int r;
+
+                r = STORE_CALL(s, op_claim, owner, T0 + 1000 * SEC, 3600 * SEC, &op);
+                if (r == -EAGAIN) {
+                        usleep(200);
+                        continue;
+                }
+                if (r < 0 || sscanf(op.id, "op_c%u_%u", &ci, &k) != 2 || ci >= RACE_CLUSTERS ||
+                    k >= RACE_OPS_PER_CLUSTER) {
+                        atomic_fetch_add(&race->errors, 1);
+                        break;
+                }
+                if (atomic_exchange(&race->claimed[ci][k], 1) != 0)
+                        atomic_fetch_add(&race->double_claims, 1);
+                if (atomic_exchange(&race->running[ci], 1) != 0)
+                        atomic_fetch_add(&race->overlaps, 1);
+
+                r = STORE_CALL(s, op_finish, op.id, owner, T0 + 1000 * SEC, &outcome_ready);
+                atomic_store(&race->running[ci], 0);
+                if (r < 0) {
+                        atomic_fetch_add(&race->errors, 1);
+                        break;
+                }
+                /* Queue the cluster's next operation (nobody else can: it had one unfinished). */
+                if (k + 1 < RACE_OPS_PER_CLUSTER) {
+                        char id[32], name[16];
+
+                        if (cm_snprintf(id, sizeof(id), "op_c%03u_%02u", ci, k + 1) < 0 ||
+                            cm_snprintf(name, sizeof(name), "c%03u", ci) < 0 ||
+                            queue_op(s, "dev", name, -1, k % 2 ? SPEC : SPEC2, CM_OP_UPDATE, id, T0, NULL,
+                                     NULL) < 0) {
+                                atomic_fetch_add(&race->errors, 1);
+                                break;
+                        }
+                }
+                atomic_fetch_add(&race->finished, 1);
+        }
+        return NULL;
+}
+
+/*
+ * Eight workers on two store objects run 500 operations over 50 clusters: each operation is claimed
+ * once, no cluster ever has two running, and the final state adds up.
+ */
+static void test_concurrent_claims(void **state) {
+        struct fixture *f = *state;
+        _cleanup_(cm_store_closep) struct cm_store *b = NULL;
+        _cleanup_free_ struct race *race = NULL;
+        struct race_worker workers[RACE_THREADS];
+        pthread_t t[RACE_THREADS];
+        struct cm_op_stats stats = {};
+
+        race = new0(struct race, 1);
+        assert_non_null(race);
+        assert_int_equal(cm_store_open(f->url, &b), 0);
+        race->stores[0] = f->s;
+        race->stores[1] = b;
+
+        assert_int_equal(make_env(f->s, "dev"), 0);
+        for (unsigned i = 0; i < RACE_CLUSTERS; i++) {
+                char name[16], cl[16], op[32];
+
+                assert_true(cm_snprintf(name, sizeof(name), "c%03u", i) > 0);
+                assert_true(cm_snprintf(cl, sizeof(cl), "cl_%03u", i) > 0);
+                assert_true(cm_snprintf(op, sizeof(op), "op_c%03u_00", i) > 0);
+                assert_int_equal(make_cluster(f->s, "dev", name, cl, op, T0), 0);
+        }
+
+        for (unsigned i = 0; i < RACE_THREADS; i++) {
+                workers[i] = (struct race_worker){ .race = race, .idx = i };
+                assert_int_equal(pthread_create(&t[i], NULL, race_thread, &workers[i]), 0);
+        }
+        for (unsigned i = 0; i < RACE_THREADS; i++)
+                assert_int_equal(pthread_join(t[i], NULL), 0);
+
+        assert_int_equal(atomic_load(&race->errors), 0);
+        assert_int_equal(atomic_load(&race->double_claims), 0);
+        assert_int_equal(atomic_load(&race->overlaps), 0);
+        assert_int_equal(atomic_load(&race->finished), RACE_CLUSTERS * RACE_OPS_PER_CLUSTER);
+        for (unsigned i = 0; i < RACE_CLUSTERS; i++)
+                for (unsigned k = 0; k < RACE_OPS_PER_CLUSTER; k++)
+                        assert_int_equal(atomic_load(&race->claimed[i][k]), 1);
+
+        assert_int_equal(STORE_CALL(b, op_stats, T0 + 1000 * SEC, &stats), 0);
+        assert_int_equal(stats.count[CM_OP_CREATE][CM_OP_SUCCEEDED], RACE_CLUSTERS);
+        assert_int_equal(stats.count[CM_OP_UPDATE][CM_OP_SUCCEEDED],
+                         RACE_CLUSTERS * (RACE_OPS_PER_CLUSTER - 1));
+        assert_int_equal(stats.queue_depth, 0);
+        for (unsigned i = 0; i < RACE_CLUSTERS; i++) {
+                _cleanup_(cm_cluster_done) struct cm_cluster c = {};
+                char name[16];
+
+                assert_true(cm_snprintf(name, sizeof(name), "c%03u", i) > 0);
+                c = get_cluster(f->s, "dev", name);
+                assert_int_equal(c.generation, RACE_OPS_PER_CLUSTER);
+                assert_int_equal(c.observed_generation, RACE_OPS_PER_CLUSTER);
+                /* create + 9 updates + 10 finishes */
+                assert_int_equal(c.resource_version, 2 * RACE_OPS_PER_CLUSTER);
+        }
+}
+
+#define GRAB_OPS 300
+
+struct grab {
+        struct cm_store *stores[2];
+        atomic_int claimed[GRAB_OPS];
+        atomic_int total;
+        atomic_int errors;
+};
+
+struct grab_worker {
+        struct grab *grab;
+        unsigned idx;
+};
+
+static void *grab_thread(void *p) {
+        struct grab_worker *w = p;
+        struct cm_store *s = w->grab->stores[w->idx % 2];
+
+        for (;;) {
+                _cleanup_(cm_operation_done) struct cm_operation op = {};
+                unsigned i;
+                int r;
+
+                r = STORE_CALL(s, op_claim, w->idx % 2 ? "odd" : "even", T0, 3600 * SEC, &op);
+                if (r == -EAGAIN)
+                        break;
+                if (r < 0 || sscanf(op.id, "op_%u", &i) != 1 || i >= GRAB_OPS) {
+                        atomic_fetch_add(&w->grab->errors, 1);
+                        break;
+                }
+                atomic_fetch_add(&w->grab->claimed[i], 1);
+                atomic_fetch_add(&w->grab->total, 1);
+        }
+        return NULL;
+}
+
+/* Creates and claims all at once from both store objects: every operation claimed exactly once. */
+static void *grab_create_thread(void *p) {
+        struct grab_worker *w = p;
+        struct cm_store *s = w->grab->stores[w->idx % 2];
+
+        for (unsigned i = w->idx; i < GRAB_OPS; i += RACE_THREADS) {
+                char name[16], cl[16], op[16];
+
+                if (cm_snprintf(name, sizeof(name), "g%u", i) < 0 ||
+                    cm_snprintf(cl, sizeof(cl), "cl_%u", i) < 0 ||
+                    cm_snprintf(op, sizeof(op), "op_%u", i) < 0 ||
+                    make_cluster(s, "dev", name, cl, op, T0) < 0)
+                        atomic_fetch_add(&w->grab->errors, 1);
+        }
+        return NULL;
+}
+
+static void test_concurrent_create_and_grab(void **state) {
+        struct fixture *f = *state;
+        _cleanup_(cm_store_closep) struct cm_store *b = NULL;
+        _cleanup_free_ struct grab *grab = NULL;
+        struct grab_worker workers[RACE_THREADS];
+        pthread_t t[RACE_THREADS];
+        uint64_t n = 0;
+
+        grab = new0(struct grab, 1);
+        assert_non_null(grab);
+        assert_int_equal(cm_store_open(f->url, &b), 0);
+        grab->stores[0] = f->s;
+        grab->stores[1] = b;
+        assert_int_equal(make_env(f->s, "dev"), 0);
+
+        for (unsigned i = 0; i < RACE_THREADS; i++) {
+                workers[i] = (struct grab_worker){ .grab = grab, .idx = i };
+                assert_int_equal(pthread_create(&t[i], NULL, grab_create_thread, &workers[i]), 0);
+        }
+        for (unsigned i = 0; i < RACE_THREADS; i++)
+                assert_int_equal(pthread_join(t[i], NULL), 0);
+        assert_int_equal(atomic_load(&grab->errors), 0);
+        assert_int_equal(STORE_CALL(b, cluster_count, "dev", &n), 0);
+        assert_int_equal(n, GRAB_OPS);
+
+        for (unsigned i = 0; i < RACE_THREADS; i++)
+                assert_int_equal(pthread_create(&t[i], NULL, grab_thread, &workers[i]), 0);
+        for (unsigned i = 0; i < RACE_THREADS; i++)
+                assert_int_equal(pthread_join(t[i], NULL), 0);
+        assert_int_equal(atomic_load(&grab->errors), 0);
+        assert_int_equal(atomic_load(&grab->total), GRAB_OPS);
+        for (unsigned i = 0; i < GRAB_OPS; i++)
+                assert_int_equal(atomic_load(&grab->claimed[i]), 1);
+}
+
+/* ---- SQLite only: URL forms ---- */
+
+static void test_sqlite_urls(void **state) {
+        struct fixture *f = *state;
+        _cleanup_free_ char *dir = NULL, *plain = NULL, *missing = NULL;
+        struct cm_store *s = NULL;
+        char cwd[PATH_MAX];
+
+        /* The fixture's URL is sqlite:///abs/dir/store.db. */
+        assert_true(strneq(f->url, "sqlite:///", 10));
+        dir = xstrdup(f->url + strlen("sqlite://"));
+        *strrchr(dir, '/') = 0;
+
+        /* A plain path is the same database. */
+        assert_int_equal(asprintf(&plain, "%s/store.db", dir) > 0, 1);
+        assert_int_equal(cm_store_open(plain, &s), 0);
+        assert_int_equal(STORE_CALL(s, ping), 0);
+        s = cm_store_close(s);
+
+        /* sqlite:relative/path */
+        assert_non_null(getcwd(cwd, sizeof(cwd)));
+        assert_int_equal(chdir(dir), 0);
+        assert_int_equal(cm_store_open("sqlite:store.db", &s), 0);
+        assert_int_equal(STORE_CALL(s, ping), 0);
+        s = cm_store_close(s);
+        assert_int_equal(chdir(cwd), 0);
+
+        /* The directory is the caller's to create. */
+        assert_int_equal(asprintf(&missing, "sqlite://%s/no/such/dir.db", dir) > 0, 1);
+        assert_int_equal(cm_store_open(missing, &s), -ENOENT);
+        assert_null(s);
+
+        assert_int_equal(cm_store_open("sqlite://host/x.db", &s), -EINVAL);
+        assert_int_equal(cm_store_open("sqlite::memory:", &s), -EINVAL);
+        assert_int_equal(cm_store_open("sqlite:", &s), -EINVAL);
+        assert_int_equal(cm_store_open("nosuch://x/y", &s), -EPROTONOSUPPORT);
+        assert_null(s);
+}
+
+/* A file that is not a database fails at open with a clear error. */
+static void test_sqlite_not_a_database(void **state) {
+        struct fixture *f = *state;
+        _cleanup_free_ char *path = NULL;
+        struct cm_store *s = NULL;
+        FILE *fp;
+
+        assert_int_equal(asprintf(&path, "%s.junk", f->url + strlen("sqlite://")) > 0, 1);
+        fp = fopen(path, "we");
+        assert_non_null(fp);
+        for (int i = 0; i < 256; i++)
+                fputs("this is not a database file ", fp);
+        assert_int_equal(fclose(fp), 0);
+        assert_int_equal(cm_store_open(path, &s), -EBADMSG);
+        assert_null(s);
+        (void) unlink(path);
+        for (size_t i = 0; i < 2; i++) {
+                _cleanup_free_ char *p = NULL;
+                assert_int_equal(asprintf(&p, "%s%s", path, i == 0 ? "-wal" : "-shm") > 0, 1);
+                (void) unlink(p);
+        }
+}
+
+#define CASE(fn) cmocka_unit_test_setup_teardown(fn, fixture_setup, fixture_teardown)
+#define CASE_UNMIGRATED(fn) cmocka_unit_test_setup_teardown(fn, fixture_setup_unmigrated, fixture_teardown)
+
+int main(void) {
+        const struct CMUnitTest conformance[] = {
+                CASE_UNMIGRATED(test_migrate_ping),
+                CASE_UNMIGRATED(test_migrate_concurrent),
+                CASE(test_env_crud),
+                CASE(test_env_list_paging),
+                CASE(test_apikey),
+                CASE(test_cluster_create),
+                CASE(test_cluster_list_count),
+                CASE(test_cluster_update),
+                CASE(test_cluster_update_keep_spec),
+                CASE(test_cluster_set_status),
+                CASE(test_claim_order),
+                CASE(test_lease_takeover),
+                CASE(test_lease_wrong_owner),
+                CASE(test_finish_writes_status),
+                CASE(test_retry),
+                CASE(test_release),
+                CASE(test_delete_cluster),
+                CASE(test_cancel),
+                CASE(test_op_list),
+                CASE(test_op_stats),
+                CASE(test_op_log),
+                CASE(test_idempotency),
+                CASE(test_second_store),
+                CASE(test_concurrent_claims),
+                CASE(test_concurrent_create_and_grab),
+        };
+        const struct CMUnitTest sqlite_only[] = {
+                CASE(test_sqlite_urls),
+                CASE(test_sqlite_not_a_database),
+        };
+        int failed = 0;
+
+        for (size_t i = 0; i < ELEMENTSOF(factories); i++) {
+                char name[64];
+
+                current_factory = &factories[i];
+                if (cm_snprintf(name, sizeof(name), "store conformance: %s", factories[i].name) < 0)
+                        return 1;
+                failed += _cmocka_run_group_tests(name, conformance, ELEMENTSOF(conformance), NULL, NULL);
+        }
+        current_factory = &factories[0];
+        failed += cmocka_run_group_tests_name("store: sqlite specifics", sqlite_only, NULL, NULL);
+        return failed ? 1 : 0;
+}
