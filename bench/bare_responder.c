@@ -24,9 +24,16 @@ static size_t n_entries;
 static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
                                const char *version, const char *upload_data, size_t *upload_data_size,
                                void **con_cls) {
+        static int marker;
         struct MHD_Response *resp;
         enum MHD_Result ret;
 
+        /* Like the service: answer on the second call, once the request is complete (keeps the
+         * connection alive; answering in the first call makes libmicrohttpd close it). */
+        if (!*con_cls) {
+                *con_cls = &marker;
+                return MHD_YES;
+        }
         for (size_t i = 0; i < n_entries; i++) {
                 if (!streq(entries[i].path, url))
                         continue;

@@ -22,5 +22,6 @@ function(cm_apply_flags target)
     target_compile_options(${target} PRIVATE -fsanitize=fuzzer-no-link,address,undefined
                                              -fno-omit-frame-pointer)
     target_compile_definitions(${target} PRIVATE CM_FUZZING=1)
+    target_link_options(${target} PRIVATE -fsanitize=address,undefined)
   endif()
 endfunction()

@@ -4,13 +4,19 @@
 #include "api/encode.h"
 #include "base/util.h"
 
+/* Appends ,"key":"<time>" (or null); key is a literal without characters to escape. */
 static int add_time(struct strbuf *out, const char *key, uint64_t usec) {
         char ts[40];
+        int r;
 
+        if ((r = strbuf_addl(out, ",\"")) < 0 || (r = strbuf_adds(out, key)) < 0)
+                return r;
         if (usec == 0)
-                return strbuf_addf(out, ",\"%s\":null", key);
+                return strbuf_addl(out, "\":null");
         cm_format_rfc3339(usec, ts, sizeof(ts));
-        return strbuf_addf(out, ",\"%s\":\"%s\"", key, ts);
+        if ((r = strbuf_addl(out, "\":\"")) < 0 || (r = strbuf_adds(out, ts)) < 0)
+                return r;
+        return strbuf_addch(out, '"');
 }
 
 static int add_raw(struct strbuf *out, const char *json, const char *fallback) {
@@ -20,8 +26,8 @@ static int add_raw(struct strbuf *out, const char *json, const char *fallback) {
 int cm_encode_environment(struct strbuf *out, const struct cm_environment *e) {
         int r;
 
-        if ((r = strbuf_adds(out, "{\"name\":")) < 0 || (r = strbuf_add_json_string(out, e->name)) < 0 ||
-            (r = strbuf_adds(out, ",\"labels\":")) < 0 || (r = add_raw(out, e->labels_json, "{}")) < 0 ||
+        if ((r = strbuf_addl(out, "{\"name\":")) < 0 || (r = strbuf_add_json_string(out, e->name)) < 0 ||
+            (r = strbuf_addl(out, ",\"labels\":")) < 0 || (r = add_raw(out, e->labels_json, "{}")) < 0 ||
             (r = add_time(out, "createdAt", e->created_usec)) < 0)
                 return r;
         return strbuf_addch(out, '}');
@@ -30,17 +36,20 @@ int cm_encode_environment(struct strbuf *out, const struct cm_environment *e) {
 int cm_encode_cluster(struct strbuf *out, const struct cm_cluster *c) {
         int r;
 
-        if ((r = strbuf_adds(out, "{\"id\":")) < 0 || (r = strbuf_add_json_string(out, c->id)) < 0 ||
-            (r = strbuf_adds(out, ",\"name\":")) < 0 || (r = strbuf_add_json_string(out, c->name)) < 0 ||
-            (r = strbuf_adds(out, ",\"environment\":")) < 0 ||
-            (r = strbuf_add_json_string(out, c->env)) < 0 || (r = strbuf_adds(out, ",\"labels\":")) < 0 ||
-            (r = add_raw(out, c->labels_json, "{}")) < 0 || (r = strbuf_adds(out, ",\"spec\":")) < 0 ||
-            (r = add_raw(out, c->spec_json, "{}")) < 0 ||
-            (r = strbuf_addf(out, ",\"generation\":%" PRIi64 ",\"resourceVersion\":\"%" PRIi64 "\"",
-                             c->generation, c->resource_version)) < 0 ||
-            (r = strbuf_addf(
-                     out, ",\"status\":{\"phase\":\"%s\",\"observedGeneration\":%" PRIi64 ",\"conditions\":",
-                     cm_phase_to_string(c->phase) ?: "Pending", c->observed_generation)) < 0 ||
+        if ((r = strbuf_addl(out, "{\"id\":")) < 0 || (r = strbuf_add_json_string(out, c->id)) < 0 ||
+            (r = strbuf_addl(out, ",\"name\":")) < 0 || (r = strbuf_add_json_string(out, c->name)) < 0 ||
+            (r = strbuf_addl(out, ",\"environment\":")) < 0 ||
+            (r = strbuf_add_json_string(out, c->env)) < 0 || (r = strbuf_addl(out, ",\"labels\":")) < 0 ||
+            (r = add_raw(out, c->labels_json, "{}")) < 0 || (r = strbuf_addl(out, ",\"spec\":")) < 0 ||
+            (r = add_raw(out, c->spec_json, "{}")) < 0 || (r = strbuf_addl(out, ",\"generation\":")) < 0 ||
+            (r = strbuf_add_i64(out, c->generation)) < 0 ||
+            (r = strbuf_addl(out, ",\"resourceVersion\":\"")) < 0 ||
+            (r = strbuf_add_i64(out, c->resource_version)) < 0 ||
+            (r = strbuf_addl(out, "\",\"status\":{\"phase\":\"")) < 0 ||
+            (r = strbuf_adds(out, cm_phase_to_string(c->phase) ?: "Pending")) < 0 ||
+            (r = strbuf_addl(out, "\",\"observedGeneration\":")) < 0 ||
+            (r = strbuf_add_i64(out, c->observed_generation)) < 0 ||
+            (r = strbuf_addl(out, ",\"conditions\":")) < 0 ||
             (r = add_raw(out, c->conditions_json, "[]")) < 0)
                 return r;
         /* Engine-reported facts are members of status: splice the object's inside. */
@@ -60,12 +69,12 @@ int cm_encode_cluster(struct strbuf *out, const struct cm_cluster *c) {
 int cm_encode_operation(struct strbuf *out, const struct cm_operation *o) {
         int r;
 
-        if ((r = strbuf_adds(out, "{\"id\":")) < 0 || (r = strbuf_add_json_string(out, o->id)) < 0 ||
+        if ((r = strbuf_addl(out, "{\"id\":")) < 0 || (r = strbuf_add_json_string(out, o->id)) < 0 ||
             (r = strbuf_addf(out, ",\"type\":\"%s\",\"state\":\"%s\"",
                              cm_op_type_to_string(o->type) ?: "unknown",
                              cm_op_state_to_string(o->state) ?: "unknown")) < 0 ||
-            (r = strbuf_adds(out, ",\"environment\":")) < 0 ||
-            (r = strbuf_add_json_string(out, o->env)) < 0 || (r = strbuf_adds(out, ",\"cluster\":")) < 0 ||
+            (r = strbuf_addl(out, ",\"environment\":")) < 0 ||
+            (r = strbuf_add_json_string(out, o->env)) < 0 || (r = strbuf_addl(out, ",\"cluster\":")) < 0 ||
             (r = strbuf_add_json_string(out, o->cluster_name)) < 0 ||
             (r = strbuf_addf(out,
                              ",\"generation\":%" PRIi64 ",\"attempts\":%u,\"maxAttempts\":%u,\"error\":",
@@ -89,7 +98,7 @@ int cm_encode_list_end(struct strbuf *out, const char *next_token) {
         if (r < 0)
                 return r;
         if (next_token) {
-                r = strbuf_adds(out, ",\"nextPageToken\":");
+                r = strbuf_addl(out, ",\"nextPageToken\":");
                 if (r >= 0)
                         r = strbuf_add_json_string(out, next_token);
                 if (r < 0)

@@ -88,6 +88,13 @@ int strbuf_grow(struct strbuf *sb, size_t extra) {
 int strbuf_add(struct strbuf *sb, const void *data, size_t n) {
         int r;
 
+        /* Fast path: it fits the block and the cap. */
+        if (n < sb->alloc - sb->len && n <= sb->cap - sb->len) {
+                memcpy(sb->buf + sb->len, data, n);
+                sb->len += n;
+                sb->buf[sb->len] = 0;
+                return 0;
+        }
         r = strbuf_grow(sb, n);
         if (r < 0)
                 return r;
@@ -108,19 +115,51 @@ int strbuf_addch(struct strbuf *sb, char c) {
 
 int strbuf_vaddf(struct strbuf *sb, const char *fmt, va_list ap) {
         va_list aq;
+        size_t avail;
         int n, r;
 
+        /* One pass when the result fits the room left (the common case), a second after growing. */
+        if (sb->alloc - sb->len < 64 && strbuf_grow(sb, MIN((size_t) 64, sb->cap - sb->len)) < 0 &&
+            sb->alloc == 0)
+                return -ENOBUFS;
+        avail = sb->alloc > sb->len ? sb->alloc - sb->len : 0;
         va_copy(aq, ap);
-        n = vsnprintf(NULL, 0, fmt, aq);
+        n = avail > 0 ? vsnprintf(sb->buf + sb->len, avail, fmt, aq) : vsnprintf(NULL, 0, fmt, aq);
         va_end(aq);
-        if (n < 0)
+        if (n < 0) {
+                if (sb->buf)
+                        sb->buf[sb->len] = 0;
                 return -EINVAL;
+        }
+        if ((size_t) n < avail) {
+                if ((size_t) n > sb->cap - sb->len) {
+                        sb->buf[sb->len] = 0;
+                        return -ENOBUFS;
+                }
+                sb->len += (size_t) n;
+                return 0;
+        }
+        if (sb->buf)
+                sb->buf[sb->len] = 0;
         r = strbuf_grow(sb, (size_t) n);
         if (r < 0)
                 return r;
         (void) vsnprintf(sb->buf + sb->len, (size_t) n + 1, fmt, ap);
         sb->len += (size_t) n;
         return 0;
+}
+
+int strbuf_add_i64(struct strbuf *sb, int64_t v) {
+        char buf[24], *p = buf + sizeof(buf);
+        uint64_t u = v < 0 ? (uint64_t) 0 - (uint64_t) v : (uint64_t) v;
+
+        do {
+                *--p = (char) ('0' + u % 10);
+                u /= 10;
+        } while (u);
+        if (v < 0)
+                *--p = '-';
+        return strbuf_add(sb, p, (size_t) (buf + sizeof(buf) - p));
 }
 
 int strbuf_addf(struct strbuf *sb, const char *fmt, ...) {

@@ -32,9 +32,13 @@ _warn_unused_result_ char *strbuf_detach(struct strbuf *sb, size_t *ret_len);
 _warn_unused_result_ int strbuf_grow(struct strbuf *sb, size_t extra);
 _warn_unused_result_ int strbuf_add(struct strbuf *sb, const void *data, size_t n);
 _warn_unused_result_ int strbuf_adds(struct strbuf *sb, const char *s);
+/* Appends a string literal without measuring it at run time. */
+#define strbuf_addl(sb, lit) strbuf_add((sb), "" lit, sizeof(lit) - 1)
 _warn_unused_result_ int strbuf_addch(struct strbuf *sb, char c);
 _warn_unused_result_ _printf_(2, 3) int strbuf_addf(struct strbuf *sb, const char *fmt, ...);
-_warn_unused_result_ int strbuf_vaddf(struct strbuf *sb, const char *fmt, va_list ap);
+_warn_unused_result_ _printf_(2, 0) int strbuf_vaddf(struct strbuf *sb, const char *fmt, va_list ap);
+/* Appends the decimal digits of v. */
+_warn_unused_result_ int strbuf_add_i64(struct strbuf *sb, int64_t v);
 /* Appends s as a quoted JSON string; NULL appends `null`. Invalid UTF-8 is replaced by U+FFFD. */
 _warn_unused_result_ int strbuf_add_json_string(struct strbuf *sb, const char *s);
 _warn_unused_result_ int strbuf_add_json_stringn(struct strbuf *sb, const char *s, size_t n);

@@ -23,15 +23,56 @@ uint64_t cm_mono_usec(void) {
         return (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000;
 }
 
-void cm_format_rfc3339(uint64_t usec, char *buf, size_t size) {
-        time_t sec = (time_t) (usec / USEC_PER_SEC);
-        struct tm tm;
+static void put_digits(char *p, unsigned v, int width) {
+        for (int i = width - 1; i >= 0; i--) {
+                p[i] = (char) ('0' + v % 10);
+                v /= 10;
+        }
+}
 
-        if (!gmtime_r(&sec, &tm) ||
-            cm_snprintf(buf, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03uZ", tm.tm_year + 1900, tm.tm_mon + 1,
-                        tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                        (unsigned) ((usec % USEC_PER_SEC) / 1000)) < 0)
+/* Proleptic Gregorian date of a day count since 1970-01-01 (eras of 400 years; no tables, no locks). */
+static void civil_from_days(int64_t z, int64_t *ret_y, unsigned *ret_m, unsigned *ret_d) {
+        int64_t era, y;
+        unsigned doe, yoe, doy, mp;
+
+        z += 719468;
+        era = (z >= 0 ? z : z - 146096) / 146097;
+        doe = (unsigned) (z - era * 146097);
+        yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+        y = (int64_t) yoe + era * 400;
+        doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        mp = (5 * doy + 2) / 153;
+        *ret_d = doy - (153 * mp + 2) / 5 + 1;
+        *ret_m = mp < 10 ? mp + 3 : mp - 9;
+        *ret_y = y + (*ret_m <= 2);
+}
+
+void cm_format_rfc3339(uint64_t usec, char *buf, size_t size) {
+        uint64_t sec = usec / USEC_PER_SEC, sod = sec % 86400;
+        unsigned month, day;
+        int64_t year;
+
+        /* Hand-rolled: this runs for every timestamp of every response, and gmtime_r takes a lock. */
+        civil_from_days((int64_t) (sec / 86400), &year, &month, &day);
+        if (size < 25 || year > 9999) {
                 (void) cm_strlcpy(buf, "1970-01-01T00:00:00.000Z", size);
+                return;
+        }
+        put_digits(buf, (unsigned) year, 4);
+        buf[4] = '-';
+        put_digits(buf + 5, month, 2);
+        buf[7] = '-';
+        put_digits(buf + 8, day, 2);
+        buf[10] = 'T';
+        put_digits(buf + 11, (unsigned) (sod / 3600), 2);
+        buf[13] = ':';
+        put_digits(buf + 14, (unsigned) (sod / 60 % 60), 2);
+        buf[16] = ':';
+        put_digits(buf + 17, (unsigned) (sod % 60), 2);
+        buf[19] = '.';
+        put_digits(buf + 20, (unsigned) ((usec % USEC_PER_SEC) / 1000), 3);
+        buf[23] = 'Z';
+        buf[24] = 0;
 }
 
 int cm_parse_rfc3339(const char *s, uint64_t *ret_usec) {

@@ -60,8 +60,7 @@ struct cm_service *cm_service_free(struct cm_service *s) {
 }
 
 int cm_service_start(struct cm_service *s) {
-        if (s->cfg.workers == 0)
-                return 0;
+        /* With no workers, the heartbeat thread still runs the housekeeping (idempotency expiry). */
         return cm_workers_start(s, s->cfg.workers, &s->workers);
 }
 

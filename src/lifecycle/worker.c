@@ -25,6 +25,15 @@ struct worker_slot {
         atomic_bool cancel; /* the user cancelled it */
         atomic_bool stop; /* the service is stopping past its grace period */
         atomic_bool lease_lost; /* another worker holds it now */
+
+        /*
+         * Operation log output is buffered and stored in batches: by the heartbeat thread a few times a
+         * second, and with the outcome in the operation's final transaction. flush_lock orders the
+         * batches; log_lock guards the buffer.
+         */
+        pthread_mutex_t log_lock;
+        pthread_mutex_t flush_lock;
+        struct strbuf logbuf;
 };
 
 struct cm_workers {
@@ -76,22 +85,63 @@ bool cm_engine_ctx_cancelled(struct cm_engine_ctx *ctx) {
                atomic_load(&ctx->slot->lease_lost);
 }
 
-static void op_log(struct cm_service *svc, const char *op_id, const char *text, size_t n) {
-        _cleanup_strbuf_ struct strbuf line = STRBUF_INIT(8192);
-        char ts[40];
+#define LOG_BUFFER_MAX (256 * 1024)
+
+/* Stores the buffered output now (flush_lock held by the caller). */
+static void slot_flush_locked(struct worker_slot *slot, const char *op_id) {
+        struct cm_service *svc = slot->w->svc;
+        _cleanup_free_ char *text = NULL;
+        size_t n = 0;
         int r;
 
-        cm_format_rfc3339(cm_now_usec(), ts, sizeof(ts));
-        if (strbuf_addf(&line, "%s ", ts) < 0 || strbuf_add(&line, text, MIN(n, (size_t) 4096)) < 0 ||
-            strbuf_addch(&line, '\n') < 0)
+        pthread_mutex_lock(&slot->log_lock);
+        if (slot->logbuf.len > 0)
+                text = strbuf_detach(&slot->logbuf, &n);
+        pthread_mutex_unlock(&slot->log_lock);
+        if (!text || n == 0)
                 return;
-        r = STORE_CALL(svc->store, op_log_append, op_id, cm_now_usec(), line.buf, line.len);
+        r = STORE_CALL(svc->store, op_log_append, op_id, cm_now_usec(), text, n);
         if (r < 0)
                 log_warning_errno(r, "append to the log of operation %s: %m", op_id);
         cm_service_notify_log(svc);
 }
 
-_printf_(3, 4) static void op_logf(struct cm_service *svc, const char *op_id, const char *fmt, ...) {
+static void slot_flush(struct worker_slot *slot, const char *op_id) {
+        pthread_mutex_lock(&slot->flush_lock);
+        slot_flush_locked(slot, op_id);
+        pthread_mutex_unlock(&slot->flush_lock);
+}
+
+/* Adds one timestamped line to the operation's log buffer. */
+static void op_log(struct worker_slot *slot, const char *op_id, const char *text, size_t n) {
+        char ts[40];
+        bool full;
+        int r;
+
+        cm_format_rfc3339(cm_now_usec(), ts, sizeof(ts));
+        pthread_mutex_lock(&slot->log_lock);
+        r = strbuf_addf(&slot->logbuf, "%s ", ts);
+        if (r >= 0)
+                r = strbuf_add(&slot->logbuf, text, MIN(n, (size_t) 4096));
+        if (r >= 0)
+                r = strbuf_addch(&slot->logbuf, '\n');
+        full = r == -ENOBUFS || slot->logbuf.len > LOG_BUFFER_MAX / 2;
+        pthread_mutex_unlock(&slot->log_lock);
+        if (full) {
+                slot_flush(slot, op_id);
+                if (r == -ENOBUFS) {
+                        /* The line did not fit before the flush: it does now. */
+                        pthread_mutex_lock(&slot->log_lock);
+                        if (strbuf_addf(&slot->logbuf, "%s ", ts) < 0 ||
+                            strbuf_add(&slot->logbuf, text, MIN(n, (size_t) 4096)) < 0 ||
+                            strbuf_addch(&slot->logbuf, '\n') < 0)
+                                strbuf_reset(&slot->logbuf);
+                        pthread_mutex_unlock(&slot->log_lock);
+                }
+        }
+}
+
+_printf_(3, 4) static void op_logf(struct worker_slot *slot, const char *op_id, const char *fmt, ...) {
         char buf[2048];
         va_list ap;
         int n;
@@ -101,7 +151,7 @@ _printf_(3, 4) static void op_logf(struct cm_service *svc, const char *op_id, co
         va_end(ap);
         if (n < 0)
                 return;
-        op_log(svc, op_id, buf, strlen(buf));
+        op_log(slot, op_id, buf, strlen(buf));
 }
 
 void cm_engine_ctx_log(struct cm_engine_ctx *ctx, const char *fmt, ...) {
@@ -111,13 +161,13 @@ void cm_engine_ctx_log(struct cm_engine_ctx *ctx, const char *fmt, ...) {
         va_start(ap, fmt);
         (void) vsnprintf(buf, sizeof(buf), fmt, ap);
         va_end(ap);
-        op_log(ctx->svc, ctx->op->id, buf, strlen(buf));
+        op_log(ctx->slot, ctx->op->id, buf, strlen(buf));
 }
 
 static void spawn_on_line(void *userdata, const char *line, size_t n) {
         struct cm_engine_ctx *ctx = userdata;
 
-        op_log(ctx->svc, ctx->op->id, line, n);
+        op_log(ctx->slot, ctx->op->id, line, n);
 }
 
 static bool spawn_should_stop(void *userdata) {
@@ -168,7 +218,20 @@ static int finish(struct worker_slot *slot, const struct cm_operation *op, const
                         return -ENOMEM;
                 o->conditions_json = c2;
         }
+        /* The output not yet stored goes with the outcome, in the same transaction. */
+        pthread_mutex_lock(&slot->flush_lock);
+        pthread_mutex_lock(&slot->log_lock);
+        o->log_text = slot->logbuf.buf;
+        o->log_len = slot->logbuf.len;
+        pthread_mutex_unlock(&slot->log_lock);
         r = STORE_CALL(svc->store, op_finish, op->id, slot->owner, now, o);
+        pthread_mutex_lock(&slot->log_lock);
+        if (r >= 0)
+                strbuf_reset(&slot->logbuf);
+        pthread_mutex_unlock(&slot->log_lock);
+        if (r < 0)
+                slot_flush_locked(slot, op->id);
+        pthread_mutex_unlock(&slot->flush_lock);
         if (r == -ESRCH)
                 log_info("operation %s: lease lost to another worker; leaving it to them", op->id);
         else if (r < 0)
@@ -190,25 +253,26 @@ static void run_operation(struct worker_slot *slot, struct cm_operation *op) {
 
         log_info("operation %s (%s of %s/%s) attempt %u of %u", op->id, type, op->env, op->cluster_name,
                  op->attempts, op->max_attempts);
-        op_logf(svc, op->id, "%s attempt %u of %u started by %s", type, op->attempts, op->max_attempts,
+        op_logf(slot, op->id, "%s attempt %u of %u started by %s", type, op->attempts, op->max_attempts,
                 slot->owner);
 
         r = STORE_CALL(svc->store, cluster_get_by_id, op->cluster_id, &c);
         if (r == -ENOENT) {
                 if (op->type == CM_OP_DELETE) {
                         o = (struct cm_op_outcome){ .state = CM_OP_SUCCEEDED };
-                        op_logf(svc, op->id, "cluster already removed");
+                        op_logf(slot, op->id, "cluster already removed");
                         (void) finish(slot, op, NULL, &o, NULL, NULL, NULL, NULL);
                 } else {
                         o = (struct cm_op_outcome){ .state = CM_OP_FAILED,
                                                     .error = "the cluster no longer exists" };
-                        op_logf(svc, op->id, "failed: the cluster no longer exists");
+                        op_logf(slot, op->id, "failed: the cluster no longer exists");
                         (void) finish(slot, op, NULL, &o, NULL, NULL, NULL, NULL);
                 }
                 return;
         }
         if (r < 0) {
                 /* The store is unreachable: the lease expires and the operation is taken over later. */
+                slot_flush(slot, op->id);
                 log_error_errno(r, "load cluster of operation %s: %m", op->id);
                 return;
         }
@@ -218,14 +282,14 @@ static void run_operation(struct worker_slot *slot, struct cm_operation *op) {
                 char msg[256];
 
                 (void) cm_snprintf(msg, sizeof(msg), "engine '%s' is not available in this build", c.engine);
-                op_logf(svc, op->id, "failed: %s", msg);
+                op_logf(slot, op->id, "failed: %s", msg);
                 o = (struct cm_op_outcome){ .state = CM_OP_FAILED, .error = msg, .phase = CM_PHASE_FAILED };
                 (void) finish(slot, op, &c, &o, "False", "EngineUnavailable", "False", msg);
                 return;
         }
 
         {
-                _cleanup_free_ char *c1 = NULL, *c2 = NULL;
+                _cleanup_free_ char *c1 = NULL;
                 char msg[160];
 
                 (void) cm_snprintf(msg, sizeof(msg), "%s operation %s, attempt %u", type, op->id,
@@ -257,12 +321,13 @@ static void run_operation(struct worker_slot *slot, struct cm_operation *op) {
         json_decref(spec);
 
         if (atomic_load(&slot->lease_lost)) {
+                slot_flush(slot, op->id);
                 log_info("operation %s: lease lost while running; not recording an outcome", op->id);
                 goto out;
         }
 
         if (r >= 0) {
-                op_logf(svc, op->id, "%s succeeded", type);
+                op_logf(slot, op->id, "%s succeeded", type);
                 if (op->type == CM_OP_DELETE) {
                         o = (struct cm_op_outcome){ .state = CM_OP_SUCCEEDED, .delete_cluster = true };
                         (void) finish(slot, op, &c, &o, NULL, NULL, NULL, NULL);
@@ -280,7 +345,8 @@ static void run_operation(struct worker_slot *slot, struct cm_operation *op) {
 
         if (r == -ECANCELED && atomic_load(&slot->stop) && !atomic_load(&slot->cancel)) {
                 /* Shutdown: give the operation back for the next start or another replica. */
-                op_logf(svc, op->id, "stopped at a safe point for a service shutdown; it will be resumed");
+                op_logf(slot, op->id, "stopped at a safe point for a service shutdown; it will be resumed");
+                slot_flush(slot, op->id);
                 r = STORE_CALL(svc->store, op_release, op->id, slot->owner);
                 if (r < 0 && r != -ESRCH)
                         log_warning_errno(r, "release operation %s: %m", op->id);
@@ -288,7 +354,7 @@ static void run_operation(struct worker_slot *slot, struct cm_operation *op) {
         }
 
         if (r == -ECANCELED || atomic_load(&slot->cancel)) {
-                op_logf(svc, op->id, "%s cancelled", type);
+                op_logf(slot, op->id, "%s cancelled", type);
                 o = (struct cm_op_outcome){ .state = CM_OP_CANCELLED,
                                             .error = "cancelled by request",
                                             .phase = CM_PHASE_FAILED };
@@ -307,7 +373,7 @@ static void run_operation(struct worker_slot *slot, struct cm_operation *op) {
 
                 (void) cm_snprintf(msg, sizeof(msg), "attempt %u failed, retrying in %" PRIu64 " s: %s",
                                    op->attempts, (delay + USEC_PER_SEC / 2) / USEC_PER_SEC, res.message);
-                op_logf(svc, op->id, "%s", msg);
+                op_logf(slot, op->id, "%s", msg);
                 o = (struct cm_op_outcome){ .state = CM_OP_PENDING,
                                             .error = res.message,
                                             .next_run_usec = cm_now_usec() + delay,
@@ -317,7 +383,7 @@ static void run_operation(struct worker_slot *slot, struct cm_operation *op) {
                 goto out;
         }
 
-        op_logf(svc, op->id, "%s failed: %s", type, res.message);
+        op_logf(slot, op->id, "%s failed: %s", type, res.message);
         o = (struct cm_op_outcome){ .state = CM_OP_FAILED, .error = res.message, .phase = CM_PHASE_FAILED };
         (void) finish(slot, op, &c, &o, "False", "OperationFailed", "False", res.message);
 out:
@@ -380,6 +446,8 @@ static void *worker_main(void *userdata) {
                 pthread_mutex_unlock(&w->lock);
 
                 run_operation(slot, &op);
+                /* Whatever output a path above left behind belongs to this operation. */
+                slot_flush(slot, op.id);
 
                 pthread_mutex_lock(&w->lock);
                 slot->op_id[0] = 0;
@@ -421,14 +489,44 @@ static void heartbeat_once(struct cm_workers *w) {
         }
 }
 
+/* Stores buffered log output of running operations (the heartbeat thread, several times a second). */
+static void flush_logs(struct cm_workers *w) {
+        for (unsigned i = 0; i < w->n; i++) {
+                struct worker_slot *slot = &w->slots[i];
+                char op_id[48];
+
+                pthread_mutex_lock(&slot->flush_lock);
+                pthread_mutex_lock(&w->lock);
+                (void) cm_strlcpy(op_id, slot->op_id, sizeof(op_id));
+                pthread_mutex_unlock(&w->lock);
+                if (op_id[0])
+                        slot_flush_locked(slot, op_id);
+                pthread_mutex_unlock(&slot->flush_lock);
+        }
+}
+
 static void *heartbeat_main(void *userdata) {
         struct cm_workers *w = userdata;
-        uint64_t tick = MIN(w->svc->cfg.lease_usec / 3, USEC_PER_SEC);
+        uint64_t lease_tick = MIN(w->svc->cfg.lease_usec / 3, USEC_PER_SEC), tick = 200 * USEC_PER_MSEC;
+        uint64_t next_heartbeat = 0, next_expire = 0;
 
         while (!atomic_load(&w->hb_stopping)) {
                 struct timespec ts;
+                uint64_t now = cm_mono_usec();
 
-                heartbeat_once(w);
+                flush_logs(w);
+                if (now >= next_heartbeat) {
+                        heartbeat_once(w);
+                        next_heartbeat = now + lease_tick;
+                }
+                if (now >= next_expire) {
+                        /* Idempotency keys are kept for 24 hours. */
+                        int r = STORE_CALL(w->svc->store, idem_expire,
+                                           cm_now_usec() - 24 * 3600 * USEC_PER_SEC);
+                        if (r < 0)
+                                log_warning_errno(r, "expire idempotency keys: %m");
+                        next_expire = now + 600 * USEC_PER_SEC;
+                }
                 clock_gettime(CLOCK_MONOTONIC, &ts);
                 ts.tv_nsec += (long) tick * 1000;
                 while (ts.tv_nsec >= 1000000000L) {
@@ -493,6 +591,11 @@ struct cm_workers *cm_workers_stop(struct cm_workers *w) {
         if (w->heartbeat_started)
                 pthread_join(w->heartbeat, NULL);
 
+        for (unsigned i = 0; i < w->n; i++) {
+                strbuf_release(&w->slots[i].logbuf);
+                pthread_mutex_destroy(&w->slots[i].log_lock);
+                pthread_mutex_destroy(&w->slots[i].flush_lock);
+        }
         pthread_cond_destroy(&w->cond);
         pthread_mutex_destroy(&w->lock);
         free(w->slots);
@@ -526,6 +629,9 @@ int cm_workers_start(struct cm_service *s, unsigned n, struct cm_workers **ret) 
 
                 slot->w = w;
                 slot->index = i;
+                pthread_mutex_init(&slot->log_lock, NULL);
+                pthread_mutex_init(&slot->flush_lock, NULL);
+                strbuf_init(&slot->logbuf, LOG_BUFFER_MAX);
                 (void) cm_snprintf(slot->owner, sizeof(slot->owner), "%s/worker-%u", s->replica_id, i);
         }
         r = -pthread_create(&w->heartbeat, NULL, heartbeat_main, w);

@@ -222,6 +222,8 @@ void cm_handle_env_delete(struct cm_req *req) {
         int r;
 
         r = STORE_CALL(req->svc->store, env_delete, req->params[0]);
+        if (r >= 0 || r == -ENOENT)
+                cm_cache_invalidate(&req->srv->env_cache, req->params[0]);
         if (r == -ENOENT)
                 return reply_not_found(req, "environment", req->params[0]);
         if (r == -ENOTEMPTY)
@@ -264,31 +266,61 @@ out:
         cm_problem_done(&p);
 }
 
-void cm_handle_cluster_list(struct cm_req *req) {
-        struct cm_cluster *items = NULL;
-        const char *after;
+struct list_page {
+        struct strbuf *out;
         unsigned limit;
-        size_t n = 0, shown;
+        unsigned seen;
+        char last[64];
+};
+
+static int encode_cluster_item(const struct cm_cluster *c, void *userdata) {
+        struct list_page *pg = userdata;
         int r;
 
-        if (parse_limit(req, &limit) < 0 || parse_name_token(req, &after) < 0)
+        /* One more than asked tells whether there is a next page; it is not shown. */
+        if (pg->seen++ >= pg->limit)
+                return 0;
+        if (pg->seen > 1 && (r = strbuf_addch(pg->out, ',')) < 0)
+                return r;
+        (void) cm_strlcpy(pg->last, c->name, sizeof(pg->last));
+        return cm_encode_cluster(pg->out, c);
+}
+
+void cm_handle_cluster_list(struct cm_req *req) {
+        struct list_page pg = { .out = &req->out };
+        const char *after;
+        char key[CM_PAGE_CACHE_KEY_MAX];
+        int64_t version;
+        size_t start;
+        int r;
+
+        if (parse_limit(req, &pg.limit) < 0 || parse_name_token(req, &after) < 0)
                 return;
-        r = STORE_CALL(req->svc->store, cluster_list, req->params[0], after, limit + 1, &items, &n);
+        /* The version first: a page built after reading it is at least as new (store.h). */
+        r = STORE_CALL(req->svc->store, env_clusters_version, req->params[0], &version);
+        if (r == -ENOENT)
+                return reply_not_found(req, "environment", req->params[0]);
         if (r < 0)
                 return cm_reply_error(req, r, NULL);
-        shown = MIN(n, (size_t) limit);
-        r = strbuf_adds(&req->out, "{\"items\":[");
-        for (size_t i = 0; r >= 0 && i < shown; i++) {
-                if (i > 0)
-                        r = strbuf_addch(&req->out, ',');
-                if (r >= 0)
-                        r = cm_encode_cluster(&req->out, &items[i]);
+        (void) cm_snprintf(key, sizeof(key), "%s/%s/%u", req->params[0], after ?: "", pg.limit);
+        if (cm_page_cache_get(&req->srv->list_cache, key, version, &req->out) >= 0) {
+                cm_reply(req, 200);
+                return;
         }
+
+        /* Room for a typical page up front: no regrowth while encoding. */
+        r = strbuf_grow(&req->out, MIN((size_t) pg.limit * 640, (size_t) 1 << 20));
+        start = req->out.len;
         if (r >= 0)
-                r = cm_encode_list_end(&req->out, n > limit ? items[shown - 1].name : NULL);
-        cm_cluster_array_free(items, n);
+                r = strbuf_addl(&req->out, "{\"items\":[");
+        if (r >= 0)
+                r = STORE_CALL(req->svc->store, cluster_list_each, req->params[0], after, pg.limit + 1,
+                               encode_cluster_item, &pg);
+        if (r >= 0)
+                r = cm_encode_list_end(&req->out, pg.seen > pg.limit ? pg.last : NULL);
         if (r < 0)
                 return cm_reply_error(req, r, NULL);
+        cm_page_cache_put(&req->srv->list_cache, key, version, req->out.buf + start, req->out.len - start);
         cm_reply(req, 200);
 }
 

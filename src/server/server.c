@@ -314,14 +314,19 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
                 req->start_usec = cm_mono_usec();
                 strbuf_init(&req->body, s->cfg.max_body);
                 strbuf_init(&req->out, 64 * 1024 * 1024);
+                /* Most answers are a few hundred bytes: one allocation up front. */
+                if (strbuf_grow(&req->out, 1024) < 0) {
+                        free(req);
+                        return MHD_NO;
+                }
                 rid = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, REQ_ID_HEADER);
                 if (!rid || strlen(rid) >= sizeof(req->request_id) || strlen(rid) < 8 ||
                     strspn(rid, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_") !=
                             strlen(rid)) {
-                        if (cm_random_id("req_", req->request_id, sizeof(req->request_id)) < 0) {
-                                free(req);
-                                return MHD_NO;
-                        }
+                        /* Unique per process start and request; no random bytes on the hot path. */
+                        (void) cm_snprintf(req->request_id, sizeof(req->request_id), "req_%s%" PRIx64,
+                                           s->request_id_prefix,
+                                           (uint64_t) atomic_fetch_add(&s->request_counter, 1));
                 } else
                         (void) cm_strlcpy(req->request_id, rid, sizeof(req->request_id));
                 *con_cls = req;
@@ -395,6 +400,17 @@ static void *follow_main(void *userdata) {
         return NULL;
 }
 
+_printf_(2, 0) static void mhd_log(void *cls, const char *fmt, va_list ap) {
+        char msg[512];
+        size_t n;
+
+        (void) vsnprintf(msg, sizeof(msg), fmt, ap);
+        n = strlen(msg);
+        while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == '.'))
+                msg[--n] = 0;
+        log_warning("http: %s", msg);
+}
+
 static int parse_listen(const char *listen, struct sockaddr_storage *ret, socklen_t *ret_len) {
         _cleanup_free_ char *host = NULL;
         struct addrinfo hints = { .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV, .ai_socktype = SOCK_STREAM };
@@ -452,18 +468,31 @@ int cm_server_start(const struct cm_server_config *cfg, struct cm_service *svc, 
                 goto fail;
         }
         pthread_mutex_init(&s->follow_lock, NULL);
+        cm_cache_init(&s->auth_cache, 5 * USEC_PER_SEC);
+        cm_cache_init(&s->env_cache, 5 * USEC_PER_SEC);
+        cm_page_cache_init(&s->list_cache);
+        {
+                char rnd[32];
 
-        flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME;
+                r = cm_random_id("", rnd, sizeof(rnd));
+                if (r < 0)
+                        goto fail;
+                rnd[8] = 0;
+                (void) cm_strlcpy(s->request_id_prefix, rnd, sizeof(s->request_id_prefix));
+        }
+
+        flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
         if (addr.ss_family == AF_INET6)
                 flags |= MHD_USE_IPv6;
         s->daemon = MHD_start_daemon(
                 flags, 0, NULL, NULL, access_handler, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *) &addr,
                 MHD_OPTION_THREAD_POOL_SIZE, (unsigned) cfg->threads, MHD_OPTION_CONNECTION_LIMIT,
                 (unsigned) cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned) 120,
-                MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t) 128 * 1024, MHD_OPTION_NOTIFY_COMPLETED,
-                request_completed, s, MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned) 1024, MHD_OPTION_END);
+                MHD_OPTION_NOTIFY_COMPLETED, request_completed, s, MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned) 1024,
+                MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
         if (!s->daemon) {
-                r = -EADDRINUSE;
+                /* libmicrohttpd said why through mhd_log; binding is what usually fails. */
+                r = -EADDRNOTAVAIL;
                 goto fail;
         }
         info = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
@@ -502,6 +531,9 @@ struct cm_server *cm_server_stop(struct cm_server *s) {
                 MHD_stop_daemon(s->daemon);
         }
         pthread_mutex_destroy(&s->follow_lock);
+        cm_cache_done(&s->auth_cache);
+        cm_cache_done(&s->env_cache);
+        cm_page_cache_done(&s->list_cache);
         free(s->suspended);
         free(s->route_metrics);
         free(s);

@@ -4,6 +4,8 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+#include "server/cache.h"
+#include "server/pagecache.h"
 #include "server/server.h"
 
 /* HTTP status codes counted per route (anything else counts as "other"). */
@@ -37,6 +39,13 @@ struct cm_server {
         bool follow_thread_started;
         atomic_bool stopping;
         atomic_uint active_streams;
+
+        /* Short-lived positive answers of the authentication and authorization steps. */
+        struct cm_cache auth_cache; /* "k:<token sha256>" → "<role> <key id> <name>" */
+        struct cm_cache env_cache; /* "<env>" → "1" */
+        struct cm_page_cache list_cache; /* encoded pages of cluster lists */
+        char request_id_prefix[16];
+        atomic_uint_fast64_t request_counter;
 };
 
 extern const int cm_metric_codes[CM_METRIC_CODES];

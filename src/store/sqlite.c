@@ -50,6 +50,7 @@ enum stmt_id {
         STMT_PING_VERSIONS,
         STMT_ENV_INSERT,
         STMT_ENV_GET,
+        STMT_ENV_CLUSTERS_VERSION,
         STMT_ENV_LIST,
         STMT_ENV_HAS_CLUSTERS,
         STMT_ENV_DELETE,
@@ -106,6 +107,7 @@ static const char *const stmt_sql[_STMT_MAX] = {
         [STMT_ENV_INSERT] =
                 "INSERT INTO environments (name, labels, created) VALUES (?1, coalesce(?2, '{}'), ?3)",
         [STMT_ENV_GET] = "SELECT name, labels, created FROM environments WHERE name = ?1",
+        [STMT_ENV_CLUSTERS_VERSION] = "SELECT clusters_version FROM environments WHERE name = ?1",
         [STMT_ENV_LIST] =
                 "SELECT name, labels, created FROM environments WHERE name > ?1 ORDER BY name LIMIT ?2",
         [STMT_ENV_HAS_CLUSTERS] = "SELECT 1 FROM clusters WHERE env = ?1 LIMIT 1",
@@ -691,6 +693,8 @@ static int store_conn(struct sqlite_store *s, struct sqlite_conn **ret) {
         r = conn_open(s, &c);
         if (r < 0)
                 return r;
+        if (!c)
+                return -EIO;
         r = pthread_setspecific(s->key, c);
         if (r != 0) {
                 conn_free(c);
@@ -1203,6 +1207,72 @@ static int sqlite_cluster_list(struct cm_store *base, const char *env, const cha
         return 0;
 }
 
+static const char *col_text(sqlite3_stmt *st, int i) {
+        return (const char *) sqlite3_column_text(st, i);
+}
+
+static int sqlite_cluster_list_each(struct cm_store *base, const char *env, const char *after,
+                                    unsigned limit, int (*fn)(const struct cm_cluster *c, void *userdata),
+                                    void *userdata) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        struct sqlite_conn *c;
+        int r;
+
+        if (!env || !fn)
+                return -EINVAL;
+        r = store_read(base, STMT_CLUSTER_LIST, BINDS(BT(env), BT(after ?: ""), BI(limit)), &c, &st);
+        if (r < 0)
+                return r;
+        while ((r = stmt_step(c, st)) > 0) {
+                /* A view into the row: no copies (the list route's hot path). */
+                struct cm_cluster v = {
+                        .id = CM_UNCONST(char *, col_text(st, 0)),
+                        .env = CM_UNCONST(char *, col_text(st, 1)),
+                        .name = CM_UNCONST(char *, col_text(st, 2)),
+                        .engine = CM_UNCONST(char *, col_text(st, 3)),
+                        .labels_json = CM_UNCONST(char *, col_text(st, 4)),
+                        .spec_json = CM_UNCONST(char *, col_text(st, 5)),
+                        .generation = sqlite3_column_int64(st, 6),
+                        .resource_version = sqlite3_column_int64(st, 7),
+                        .conditions_json = CM_UNCONST(char *, col_text(st, 9)),
+                        .status_json = CM_UNCONST(char *, col_text(st, 10)),
+                        .observed_generation = sqlite3_column_int64(st, 11),
+                        .created_usec = col_u64(st, 12),
+                        .updated_usec = col_u64(st, 13),
+                };
+
+                if (!v.id || !v.env || !v.name || !v.engine || !v.labels_json || !v.spec_json ||
+                    !v.conditions_json || !v.status_json)
+                        return -ENOMEM;
+                if (cm_phase_from_string(col_text(st, 8), &v.phase) < 0)
+                        return log_debug_errno(-EBADMSG, "sqlite: cluster '%s' has an unknown phase: %m",
+                                               v.id);
+                r = fn(&v, userdata);
+                if (r < 0)
+                        return r;
+        }
+        return r < 0 ? r : 0;
+}
+
+static int sqlite_env_clusters_version(struct cm_store *base, const char *env, int64_t *ret) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        struct sqlite_conn *c;
+        int r;
+
+        if (!env || !ret)
+                return -EINVAL;
+        r = store_read(base, STMT_ENV_CLUSTERS_VERSION, BINDS(BT(env)), &c, &st);
+        if (r < 0)
+                return r;
+        r = stmt_step(c, st);
+        if (r < 0)
+                return r;
+        if (r == 0)
+                return -ENOENT;
+        *ret = sqlite3_column_int64(st, 0);
+        return 0;
+}
+
 static int sqlite_cluster_count(struct cm_store *base, const char *env, uint64_t *ret) {
         if (!env || !ret)
                 return -EINVAL;
@@ -1579,6 +1649,12 @@ static int op_finish_tx(struct sqlite_conn *c, void *userdata) {
                         return r;
         }
 
+        if (o->log_len > 0) {
+                r = conn_run(c, STMT_LOG_APPEND,
+                             BINDS(BT(ctx->id), BI(ctx->now), BN(o->log_text, o->log_len)));
+                if (r < 0)
+                        return r;
+        }
         if (o->delete_cluster)
                 r = conn_run(c, STMT_CLUSTER_DELETE, BINDS(BT(cluster_id)));
         else
@@ -1593,7 +1669,8 @@ static int sqlite_op_finish(struct cm_store *base, const char *id, const char *o
         struct op_finish_ctx ctx = { .id = id, .owner = owner, .now = now, .o = o };
 
         if (!id || !owner || !o || now > INT64_MAX || o->next_run_usec > INT64_MAX ||
-            !cm_phase_to_string(o->phase) || !cm_op_state_to_string(o->state) || o->state == CM_OP_RUNNING)
+            !cm_phase_to_string(o->phase) || !cm_op_state_to_string(o->state) || o->state == CM_OP_RUNNING ||
+            (o->log_len > 0 && !o->log_text) || o->log_len > INT_MAX)
                 return -EINVAL;
         return store_write(to_sqlite(base), op_finish_tx, &ctx);
 }
@@ -1914,6 +1991,8 @@ const struct cm_store_ops cm_store_sqlite_ops = {
         .cluster_get = sqlite_cluster_get,
         .cluster_get_by_id = sqlite_cluster_get_by_id,
         .cluster_list = sqlite_cluster_list,
+        .cluster_list_each = sqlite_cluster_list_each,
+        .env_clusters_version = sqlite_env_clusters_version,
         .cluster_count = sqlite_cluster_count,
         .cluster_create = sqlite_cluster_create,
         .cluster_update = sqlite_cluster_update,

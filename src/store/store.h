@@ -37,27 +37,30 @@ struct cm_op_stats {
 
 /* What a worker writes when an operation reaches an end (or retries). */
 struct cm_op_outcome {
-        enum cm_op_state state;      /* SUCCEEDED, FAILED, CANCELLED, or PENDING for a retry */
-        const char *error;           /* NULL on success; already redacted */
-        uint64_t next_run_usec;      /* for a retry */
+        enum cm_op_state state; /* SUCCEEDED, FAILED, CANCELLED, or PENDING for a retry */
+        const char *error; /* NULL on success; already redacted */
+        uint64_t next_run_usec; /* for a retry */
         /* cluster status written in the same transaction */
         enum cm_phase phase;
         const char *conditions_json; /* NULL: leave as is */
-        const char *status_json;     /* NULL: leave as is */
+        const char *status_json; /* NULL: leave as is */
         bool set_observed_generation; /* observed_generation := operation generation */
-        bool delete_cluster;          /* the cluster record is removed (delete succeeded) */
+        bool delete_cluster; /* the cluster record is removed (delete succeeded) */
+        /* Operation log output not yet stored, appended as one chunk in the same transaction. */
+        const char *log_text;
+        size_t log_len;
 };
 
 /* The result of an idempotency lookup. */
 enum cm_idem_state {
-        CM_IDEM_NEW,      /* placeholder inserted: handle the request, then idem_finish/idem_abort */
-        CM_IDEM_DONE,     /* a stored response: return it again */
-        CM_IDEM_BUSY,     /* the first request with this key is still being handled */
+        CM_IDEM_NEW, /* placeholder inserted: handle the request, then idem_finish/idem_abort */
+        CM_IDEM_DONE, /* a stored response: return it again */
+        CM_IDEM_BUSY, /* the first request with this key is still being handled */
         CM_IDEM_MISMATCH, /* the key was used with another request */
 };
 
 struct cm_store_ops {
-        const char *name;   /* "sqlite" */
+        const char *name; /* "sqlite" */
         const char *scheme; /* URL scheme handled: "sqlite" for sqlite:///path or a plain path */
 
         int (*open)(const char *url, struct cm_store **ret);
@@ -87,7 +90,20 @@ struct cm_store_ops {
         /* Clusters of env ordered by name, names > after, at most limit. */
         int (*cluster_list)(struct cm_store *s, const char *env, const char *after, unsigned limit,
                             struct cm_cluster **ret, size_t *ret_n);
+        /*
+         * The same page without copies: fn is called for each cluster with a record whose strings
+         * point into the backend's row memory, valid only during the call. fn must not call the
+         * store; a negative return from fn stops the walk and is returned.
+         */
+        int (*cluster_list_each)(struct cm_store *s, const char *env, const char *after, unsigned limit,
+                                 int (*fn)(const struct cm_cluster *c, void *userdata), void *userdata);
         int (*cluster_count)(struct cm_store *s, const char *env, uint64_t *ret);
+        /*
+         * A number that changes whenever any cluster of env is created, changed (spec or status) or
+         * removed, in the same transaction as that write: a page of clusters read after reading it
+         * is at least as new as it. -ENOENT when env does not exist.
+         */
+        int (*env_clusters_version)(struct cm_store *s, const char *env, int64_t *ret);
         /*
          * Inserts the cluster (generation 1, resource_version 1) and its create operation in one
          * transaction. -EEXIST when the name is taken in env, -ENOENT when env does not exist.
@@ -144,7 +160,8 @@ struct cm_store_ops {
         int (*op_stats)(struct cm_store *s, uint64_t now, struct cm_op_stats *ret);
 
         /* Appends one chunk (a line or several) to the operation's log. */
-        int (*op_log_append)(struct cm_store *s, const char *op_id, uint64_t now, const char *text, size_t n);
+        int (*op_log_append)(struct cm_store *s, const char *op_id, uint64_t now, const char *text,
+                             size_t n);
         /*
          * Appends the log chunks with sequence > after to out (up to out's cap; stops before a chunk
          * that does not fit) and sets *ret_last to the last sequence appended (after when none).
@@ -161,8 +178,9 @@ struct cm_store_ops {
          * CM_IDEM_DONE. finish stores the response of a placeholder (-ENOENT when there is none);
          * abort removes a placeholder (never a stored response; -ENOENT when there is none).
          */
-        int (*idem_begin)(struct cm_store *s, const char *principal, const char *key, const char *request_hash,
-                          uint64_t now, enum cm_idem_state *ret_state, int *ret_status, char **ret_body);
+        int (*idem_begin)(struct cm_store *s, const char *principal, const char *key,
+                          const char *request_hash, uint64_t now, enum cm_idem_state *ret_state,
+                          int *ret_status, char **ret_body);
         int (*idem_finish)(struct cm_store *s, const char *principal, const char *key, int status,
                            const char *body);
         int (*idem_abort)(struct cm_store *s, const char *principal, const char *key);

@@ -362,3 +362,21 @@ def test_request_id_echoed(server):
     assert r.headers["X-Request-Id"] == "abcdef-123456"
     r = server.get("/v1/environments", headers={"X-Request-Id": "bad id!"})
     assert r.headers["X-Request-Id"].startswith("req_")
+
+
+def test_list_is_never_stale(server):
+    """Lists are served from a cache of encoded pages; every write must show on the next read."""
+    path = "/v1/environments/default/clusters"
+    assert server.get(path).json()["items"] == []
+    op = server.create_cluster("a1", {"durationMs": 1})
+    items = server.get(path).json()["items"]
+    assert [c["name"] for c in items] == ["a1"]
+    server.wait_op(op["id"])
+    assert server.get(path).json()["items"][0]["status"]["phase"] == "Ready"
+    r = server.put(f"{path}/a1", {"labels": {"v": "2"}, "spec": {"engine": "test", "test": {"durationMs": 1}}})
+    assert r.status_code == 202
+    assert server.get(path).json()["items"][0]["labels"] == {"v": "2"}
+    server.wait_op(r.json()["id"])
+    d = server.delete(f"{path}/a1").json()
+    server.wait_op(d["id"])
+    assert server.get(path).json()["items"] == []

@@ -97,6 +97,21 @@ static void test_time_roundtrip(void **state) {
         assert_int_equal(cm_parse_rfc3339(buf, &t), 0);
         assert_int_equal(t, UINT64_C(1767323045678000));
         assert_int_equal(cm_parse_rfc3339("2026-01-02T03:04:05", &t), -EINVAL);
+        /* The hand-rolled formatter agrees with gmtime_r across leap years and centuries. */
+        for (uint64_t s = 0; s < UINT64_C(253402300799); s += UINT64_C(86400) * 37 + 3601) {
+                char want[40];
+                time_t tt = (time_t) s;
+                struct tm tm;
+
+                assert_non_null(gmtime_r(&tt, &tm));
+                assert_true(strftime(want, sizeof(want), "%Y-%m-%dT%H:%M:%S.000Z", &tm) > 0);
+                cm_format_rfc3339(s * USEC_PER_SEC, buf, sizeof(buf));
+                assert_string_equal(buf, want);
+        }
+        cm_format_rfc3339(0, buf, sizeof(buf));
+        assert_string_equal(buf, "1970-01-01T00:00:00.000Z");
+        cm_format_rfc3339(UINT64_C(951782400) * USEC_PER_SEC, buf, sizeof(buf));
+        assert_string_equal(buf, "2000-02-29T00:00:00.000Z");
         assert_int_equal(cm_parse_rfc3339("garbage", &t), -EINVAL);
 }
 

@@ -1530,6 +1530,112 @@ static void test_sqlite_not_a_database(void **state) {
 #define CASE(fn) cmocka_unit_test_setup_teardown(fn, fixture_setup, fixture_teardown)
 #define CASE_UNMIGRATED(fn) cmocka_unit_test_setup_teardown(fn, fixture_setup_unmigrated, fixture_teardown)
 
+/* ---- list views, version of an environment's clusters, logs written with the outcome ---- */
+
+struct each_ctx {
+        char names[8][16];
+        size_t n;
+};
+
+static int each_collect(const struct cm_cluster *c, void *userdata) {
+        struct each_ctx *ctx = userdata;
+
+        assert_non_null(c->id);
+        assert_non_null(c->spec_json);
+        assert_non_null(c->conditions_json);
+        assert_string_equal(c->env, "dev");
+        if (ctx->n >= ELEMENTSOF(ctx->names))
+                return -E2BIG;
+        assert_int_equal(cm_strlcpy(ctx->names[ctx->n++], c->name, sizeof(ctx->names[0])), 0);
+        return 0;
+}
+
+static int each_stop(const struct cm_cluster *c, void *userdata) {
+        return -ECANCELED;
+}
+
+static void test_cluster_list_each(void **state) {
+        struct fixture *f = *state;
+        struct each_ctx ctx = {};
+
+        assert_int_equal(make_env(f->s, "dev"), 0);
+        assert_int_equal(make_cluster(f->s, "dev", "b", "cl_b", "op_b", T0), 0);
+        assert_int_equal(make_cluster(f->s, "dev", "a", "cl_a", "op_a", T0), 0);
+        assert_int_equal(make_cluster(f->s, "dev", "c", "cl_c", "op_c", T0), 0);
+        assert_int_equal(STORE_CALL(f->s, cluster_list_each, "dev", NULL, 2, each_collect, &ctx), 0);
+        assert_int_equal(ctx.n, 2);
+        assert_string_equal(ctx.names[0], "a");
+        assert_string_equal(ctx.names[1], "b");
+        ctx.n = 0;
+        assert_int_equal(STORE_CALL(f->s, cluster_list_each, "dev", "b", 10, each_collect, &ctx), 0);
+        assert_int_equal(ctx.n, 1);
+        assert_string_equal(ctx.names[0], "c");
+        assert_int_equal(STORE_CALL(f->s, cluster_list_each, "dev", NULL, 10, each_stop, NULL), -ECANCELED);
+        ctx.n = 0;
+        assert_int_equal(STORE_CALL(f->s, cluster_list_each, "none", NULL, 10, each_collect, &ctx), 0);
+        assert_int_equal(ctx.n, 0);
+}
+
+static int64_t version_of(struct cm_store *s, const char *env) {
+        int64_t v = -1;
+
+        assert_int_equal(STORE_CALL(s, env_clusters_version, env, &v), 0);
+        return v;
+}
+
+static void test_env_clusters_version(void **state) {
+        struct fixture *f = *state;
+        const struct cm_op_outcome gone = { .state = CM_OP_SUCCEEDED, .delete_cluster = true };
+        int64_t v0, v1, v2, v3, v4, v5, other;
+
+        assert_int_equal(make_env(f->s, "dev"), 0);
+        assert_int_equal(make_env(f->s, "other"), 0);
+        assert_int_equal(STORE_CALL(f->s, env_clusters_version, "none", &v0), -ENOENT);
+        v0 = version_of(f->s, "dev");
+        other = version_of(f->s, "other");
+        assert_int_equal(make_cluster(f->s, "dev", "c1", "cl_1", "op_1", T0), 0);
+        v1 = version_of(f->s, "dev");
+        assert_true(v1 != v0);
+        run_op(f->s, "op_1", T0 + SEC);
+        v2 = version_of(f->s, "dev");
+        assert_true(v2 != v1);
+        assert_int_equal(STORE_CALL(f->s, cluster_set_status, "cl_1", CM_PHASE_READY, "[]", NULL), 0);
+        v3 = version_of(f->s, "dev");
+        assert_true(v3 != v2);
+        assert_int_equal(
+                queue_op(f->s, "dev", "c1", -1, SPEC2, CM_OP_UPDATE, "op_2", T0 + 2 * SEC, NULL, NULL), 0);
+        v4 = version_of(f->s, "dev");
+        assert_true(v4 != v3);
+        run_op(f->s, "op_2", T0 + 3 * SEC);
+        assert_int_equal(
+                queue_op(f->s, "dev", "c1", -1, NULL, CM_OP_DELETE, "op_3", T0 + 4 * SEC, NULL, NULL), 0);
+        claim_expect(f->s, "w", T0 + 5 * SEC, "op_3");
+        v5 = version_of(f->s, "dev");
+        assert_int_equal(STORE_CALL(f->s, op_finish, "op_3", "w", T0 + 6 * SEC, &gone), 0);
+        assert_true(version_of(f->s, "dev") != v5);
+        /* Another environment's version did not move. */
+        assert_int_equal(version_of(f->s, "other"), other);
+}
+
+static void test_finish_appends_log(void **state) {
+        struct fixture *f = *state;
+        _cleanup_strbuf_ struct strbuf out = STRBUF_INIT(4096);
+        struct cm_op_outcome ok = outcome_ready;
+        int64_t last = 0;
+
+        assert_int_equal(make_env(f->s, "dev"), 0);
+        assert_int_equal(make_cluster(f->s, "dev", "c1", "cl_1", "op_1", T0), 0);
+        claim_expect(f->s, "w", T0 + SEC, "op_1");
+        assert_int_equal(STORE_CALL(f->s, op_log_append, "op_1", T0 + SEC, "first\n", 6), 0);
+        ok.log_text = "last\n";
+        ok.log_len = 5;
+        /* A lost lease writes nothing, not even the log. */
+        assert_int_equal(STORE_CALL(f->s, op_finish, "op_1", "someone-else", T0 + 2 * SEC, &ok), -ESRCH);
+        assert_int_equal(STORE_CALL(f->s, op_finish, "op_1", "w", T0 + 2 * SEC, &ok), 0);
+        assert_true(STORE_CALL(f->s, op_log_read, "op_1", 0, &out, &last) >= 0);
+        assert_string_equal(out.buf, "first\nlast\n");
+}
+
 int main(void) {
         const struct CMUnitTest conformance[] = {
                 CASE_UNMIGRATED(test_migrate_ping),
@@ -1549,6 +1655,9 @@ int main(void) {
                 CASE(test_retry),
                 CASE(test_release),
                 CASE(test_delete_cluster),
+                CASE(test_cluster_list_each),
+                CASE(test_env_clusters_version),
+                CASE(test_finish_appends_log),
                 CASE(test_cancel),
                 CASE(test_op_list),
                 CASE(test_op_stats),
