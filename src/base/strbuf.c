@@ -124,14 +124,15 @@ int strbuf_vaddf(struct strbuf *sb, const char *fmt, va_list ap) {
                 return -ENOBUFS;
         avail = sb->alloc > sb->len ? sb->alloc - sb->len : 0;
         va_copy(aq, ap);
-        n = avail > 0 ? vsnprintf(sb->buf + sb->len, avail, fmt, aq) : vsnprintf(NULL, 0, fmt, aq);
+        n = sb->buf && avail > 0 ? vsnprintf(sb->buf + sb->len, avail, fmt, aq)
+                                 : vsnprintf(NULL, 0, fmt, aq);
         va_end(aq);
         if (n < 0) {
                 if (sb->buf)
                         sb->buf[sb->len] = 0;
                 return -EINVAL;
         }
-        if ((size_t) n < avail) {
+        if (sb->buf && (size_t) n < avail) {
                 if ((size_t) n > sb->cap - sb->len) {
                         sb->buf[sb->len] = 0;
                         return -ENOBUFS;

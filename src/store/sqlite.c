@@ -303,7 +303,7 @@ static int sql_errno(sqlite3 *db, int rc, const char *what) {
 }
 
 static int conn_fail(struct sqlite_conn *c, int rc, const char *what) {
-        return sql_errno(c->db, rc, what);
+        return sql_errno(c ? c->db : NULL, rc, what);
 }
 
 /* Parameters bound in order (?1, ?2, ...): BT(text or NULL), BN(text, length), BI(integer). */
@@ -681,7 +681,7 @@ static int conn_open(struct sqlite_store *s, struct sqlite_conn **ret) {
 
 /* The calling thread's connection, opened on first use. */
 static int store_conn(struct sqlite_store *s, struct sqlite_conn **ret) {
-        struct sqlite_conn *c;
+        struct sqlite_conn *c = NULL;
         int r;
 
         c = pthread_getspecific(s->key);
@@ -792,7 +792,7 @@ static void batch_run(struct sqlite_conn *c, struct write_req *head) {
  */
 static int store_write(struct sqlite_store *s, write_fn fn, void *userdata) {
         struct write_req req = { .fn = fn, .userdata = userdata };
-        struct sqlite_conn *c;
+        struct sqlite_conn *c = NULL;
         int r;
 
         r = store_conn(s, &c);
@@ -800,7 +800,9 @@ static int store_write(struct sqlite_store *s, write_fn fn, void *userdata) {
                 return r;
 
         pthread_mutex_lock(&s->lock);
+        /* req lives on this stack until it is done: the queue holds it only while this call waits. */
         *s->queue_tail = &req;
+        // cppcheck-suppress autoVariables
         s->queue_tail = &req.next;
         while (!req.done) {
                 struct write_req *head, *last;
@@ -839,7 +841,7 @@ static int store_write(struct sqlite_store *s, write_fn fn, void *userdata) {
 }
 
 static void sqlite_store_free(struct sqlite_store *s) {
-        struct sqlite_conn *c;
+        struct sqlite_conn *c = NULL;
 
         if (!s)
                 return;
@@ -889,7 +891,7 @@ static int parse_url(const char *url, char **ret) {
 
 static int sqlite_open(const char *url, struct cm_store **ret) {
         _cleanup_(sqlite_store_freep) struct sqlite_store *s = NULL;
-        struct sqlite_conn *c;
+        struct sqlite_conn *c = NULL;
         int r;
 
         if (!url || !ret)
@@ -978,7 +980,7 @@ static int sqlite_migrate(struct cm_store *base) {
 }
 
 static int sqlite_ping(struct cm_store *base) {
-        struct sqlite_conn *c;
+        struct sqlite_conn *c = NULL;
         int64_t n;
         int r;
 
@@ -999,7 +1001,7 @@ static int sqlite_ping(struct cm_store *base) {
 /* A read on the calling thread's connection: prepares, binds and hands the statement over. */
 static int store_read(struct cm_store *base, enum stmt_id id, const struct bindv *v, size_t n,
                       struct sqlite_conn **ret_conn, sqlite3_stmt **ret) {
-        struct sqlite_conn *c;
+        struct sqlite_conn *c = NULL;
         int r;
 
         r = store_conn(to_sqlite(base), &c);
@@ -1013,7 +1015,7 @@ static int store_read(struct cm_store *base, enum stmt_id id, const struct bindv
 }
 
 static int read_int(struct cm_store *base, enum stmt_id id, const struct bindv *v, size_t n, uint64_t *ret) {
-        struct sqlite_conn *c;
+        struct sqlite_conn *c = NULL;
         int64_t x;
         int r;
 
@@ -1051,7 +1053,7 @@ static int sqlite_env_create(struct cm_store *base, const struct cm_environment 
 
 static int sqlite_env_get(struct cm_store *base, const char *name, struct cm_environment *ret) {
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
-        struct sqlite_conn *c;
+        struct sqlite_conn *c = NULL;
         int r;
 
         if (!name || !ret)
@@ -1068,7 +1070,7 @@ static int sqlite_env_get(struct cm_store *base, const char *name, struct cm_env
 static int sqlite_env_list(struct cm_store *base, const char *after, unsigned limit,
                            struct cm_environment **ret, size_t *ret_n) {
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
-        struct sqlite_conn *c;
+        struct sqlite_conn *c = NULL;
         void *a;
         int r;
 
@@ -1133,7 +1135,7 @@ static int sqlite_apikey_create(struct cm_store *base, const struct cm_apikey *k
 
 static int sqlite_apikey_get_by_hash(struct cm_store *base, const char *hash, struct cm_apikey *ret) {
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
-        struct sqlite_conn *c;
+        struct sqlite_conn *c = NULL;
         int r;
 
         if (!hash || !ret)
@@ -1158,7 +1160,7 @@ static int sqlite_apikey_count(struct cm_store *base, uint64_t *ret) {
 static int sqlite_cluster_get(struct cm_store *base, const char *env, const char *name,
                               struct cm_cluster *ret) {
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
-        struct sqlite_conn *c;
+        struct sqlite_conn *c = NULL;
         int r;
 
         if (!env || !name || !ret)
@@ -1174,7 +1176,7 @@ static int sqlite_cluster_get(struct cm_store *base, const char *env, const char
 
 static int sqlite_cluster_get_by_id(struct cm_store *base, const char *id, struct cm_cluster *ret) {
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
-        struct sqlite_conn *c;
+        struct sqlite_conn *c = NULL;
         int r;
 
         if (!id || !ret)
@@ -1191,7 +1193,7 @@ static int sqlite_cluster_get_by_id(struct cm_store *base, const char *id, struc
 static int sqlite_cluster_list(struct cm_store *base, const char *env, const char *after, unsigned limit,
                                struct cm_cluster **ret, size_t *ret_n) {
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
-        struct sqlite_conn *c;
+        struct sqlite_conn *c = NULL;
         void *a;
         int r;
 
@@ -1215,7 +1217,7 @@ static int sqlite_cluster_list_each(struct cm_store *base, const char *env, cons
                                     unsigned limit, int (*fn)(const struct cm_cluster *c, void *userdata),
                                     void *userdata) {
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
-        struct sqlite_conn *c;
+        struct sqlite_conn *c = NULL;
         int r;
 
         if (!env || !fn)
@@ -1256,7 +1258,7 @@ static int sqlite_cluster_list_each(struct cm_store *base, const char *env, cons
 
 static int sqlite_env_clusters_version(struct cm_store *base, const char *env, int64_t *ret) {
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
-        struct sqlite_conn *c;
+        struct sqlite_conn *c = NULL;
         int r;
 
         if (!env || !ret)
@@ -1482,7 +1484,7 @@ static int sqlite_cluster_set_status(struct cm_store *base, const char *cluster_
 
 static int sqlite_op_get(struct cm_store *base, const char *id, struct cm_operation *ret) {
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
-        struct sqlite_conn *c;
+        struct sqlite_conn *c = NULL;
         int r;
 
         if (!id || !ret)
@@ -1499,7 +1501,7 @@ static int sqlite_op_get(struct cm_store *base, const char *id, struct cm_operat
 static int sqlite_op_list(struct cm_store *base, const char *env, const char *cluster_name, int64_t before,
                           unsigned limit, struct cm_operation **ret, size_t *ret_n) {
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
-        struct sqlite_conn *c;
+        struct sqlite_conn *c = NULL;
         void *a;
         int r;
 
@@ -1734,7 +1736,7 @@ static int sqlite_op_cancel(struct cm_store *base, const char *id, uint64_t now,
 static int sqlite_op_stats(struct cm_store *base, uint64_t now, struct cm_op_stats *ret) {
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
         struct cm_op_stats stats = {};
-        struct sqlite_conn *c;
+        struct sqlite_conn *c = NULL;
         int r;
 
         if (!ret || now > INT64_MAX)
@@ -1792,7 +1794,7 @@ static int sqlite_op_log_append(struct cm_store *base, const char *op_id, uint64
 static int sqlite_op_log_read(struct cm_store *base, const char *op_id, int64_t after, struct strbuf *out,
                               int64_t *ret_last) {
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
-        struct sqlite_conn *c;
+        struct sqlite_conn *c = NULL;
         size_t start;
         int64_t last = after;
         int r, n = 0;

@@ -1,0 +1,190 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "base/common.h"
+
+#include "base/fileio.h"
+#include "base/parse.h"
+#include "base/secret.h"
+#include "base/strbuf.h"
+#include "cli/internal.h"
+
+#define SSHKEY_FILE_MAX (64U * 1024U)
+
+static int sshkey_create(struct cm_cli *cli, const struct cm_cli_noun *noun, const struct cm_cli_verb *verb,
+                         int argc, char **argv) {
+        const char *private_file = NULL, *public_file = NULL;
+        const struct cm_cli_opt opts[] = {
+                { "private-key-file", 0, CM_CLI_OPT_STRING, &private_file },
+                { "public-key-file", 0, CM_CLI_OPT_STRING, &public_file },
+        };
+        _cleanup_strbuf_ struct strbuf path = STRBUF_INIT(1024);
+        _cleanup_erase_free_ char *private_key = NULL;
+        _cleanup_free_ char *public_key = NULL;
+        _cleanup_(cm_client_response_done) struct cm_client_response resp = {};
+        struct strbuf body;
+        struct cm_client_request req = { .method = "POST" };
+        struct cm_client *c;
+        size_t private_len = 0, public_len = 0, n_pos;
+        const char *pos[1];
+        json_t *key = NULL;
+        int r, ret = CM_EXIT_FAILURE;
+
+        if (cm_cli_parse_args(cli, noun, verb, argc, argv, opts, ELEMENTSOF(opts), pos, 1, 1, &n_pos) < 0)
+                return CM_EXIT_USAGE;
+        if (!private_file && !public_file)
+                return cm_cli_usage_error(cli, noun, verb,
+                                          "give the key: --private-key-file FILE or --public-key-file FILE");
+
+        if (private_file) {
+                /* The secure reader wipes every copy it does not hand over; this one is wiped below. */
+                r = cm_read_file(private_file, SSHKEY_FILE_MAX, true, &private_key, &private_len);
+                if (r < 0)
+                        return cm_cli_error(cli, "cannot read %s: %s", private_file,
+                                            r == -EFBIG ? "larger than 64 KiB, not an SSH key"
+                                                        : strerror(-r));
+        }
+        if (public_file) {
+                r = cm_read_file(public_file, SSHKEY_FILE_MAX, false, &public_key, &public_len);
+                if (r < 0)
+                        return cm_cli_error(cli, "cannot read %s: %s", public_file,
+                                            r == -EFBIG ? "larger than 64 KiB, not an SSH key"
+                                                        : strerror(-r));
+                while (public_len > 0 &&
+                       (public_key[public_len - 1] == '\n' || public_key[public_len - 1] == '\r'))
+                        public_key[--public_len] = 0;
+        }
+
+        /* The body carries the private key: built in a secret buffer, never through jansson. */
+        strbuf_init_secret(&body, 2 * SSHKEY_FILE_MAX * 6 + 4096);
+        if ((r = strbuf_adds(&body, "{\"name\":")) < 0 || (r = strbuf_add_json_string(&body, pos[0])) < 0)
+                goto nomem;
+        if (public_key && ((r = strbuf_adds(&body, ",\"publicKey\":")) < 0 ||
+                           (r = strbuf_add_json_stringn(&body, public_key, public_len)) < 0))
+                goto nomem;
+        if (private_key && ((r = strbuf_adds(&body, ",\"privateKey\":")) < 0 ||
+                            (r = strbuf_add_json_stringn(&body, private_key, private_len)) < 0))
+                goto nomem;
+        if ((r = strbuf_addch(&body, '}')) < 0)
+                goto nomem;
+        private_key = cm_erase_and_free(private_key);
+
+        if (cm_cli_env_path(cli, &path, "sshkeys", NULL, NULL) < 0)
+                goto nomem;
+        c = cm_cli_client(cli);
+        if (!c)
+                goto out;
+        req.path = path.buf;
+        req.body = body.buf;
+        req.body_len = body.len;
+        r = cm_client_perform(c, &req, &resp);
+        strbuf_release(&body); /* wipes the key */
+        if (r < 0) {
+                cm_cli_error(cli, "%s", cm_client_last_error(c));
+                goto out;
+        }
+        if (resp.status < 200 || resp.status >= 300) {
+                cm_cli_print_problem(cli, &resp);
+                goto out;
+        }
+        if (cli->output != CM_OUTPUT_TABLE && resp.body.len > 0) {
+                key = json_loadb(resp.body.buf, resp.body.len, 0, NULL);
+                if (json_is_object(key)) {
+                        ret = cm_cli_print(cli, CM_RESOURCE_SSHKEY, key);
+                        goto out;
+                }
+        }
+        fprintf(cli->out, "ssh key %s created\n", pos[0]);
+        ret = CM_EXIT_OK;
+        goto out;
+nomem:
+        cm_cli_error(cli, "out of memory");
+out:
+        strbuf_release(&body);
+        json_decref(key);
+        return ret;
+}
+
+static int sshkey_list(struct cm_cli *cli, const struct cm_cli_noun *noun, const struct cm_cli_verb *verb,
+                       int argc, char **argv) {
+        const char *limit_s = NULL;
+        const struct cm_cli_opt opts[] = {
+                { "limit", 0, CM_CLI_OPT_STRING, &limit_s },
+        };
+        _cleanup_strbuf_ struct strbuf path = STRBUF_INIT(1024);
+        const char *pos[1];
+        json_t *items = NULL;
+        unsigned limit = 0;
+        size_t n_pos;
+        int r;
+
+        if (cm_cli_parse_args(cli, noun, verb, argc, argv, opts, ELEMENTSOF(opts), pos, 0, 0, &n_pos) < 0)
+                return CM_EXIT_USAGE;
+        if (limit_s && (safe_atou(limit_s, &limit) < 0 || limit < 1 || limit > 500))
+                return cm_cli_usage_error(cli, noun, verb, "--limit takes a number from 1 to 500, not '%s'",
+                                          limit_s);
+        if (cm_cli_env_path(cli, &path, "sshkeys", NULL, NULL) < 0)
+                return cm_cli_error(cli, "the environment name is too long");
+        if (cm_cli_list(cli, path.buf, limit, &items) < 0)
+                return CM_EXIT_FAILURE;
+        r = cm_cli_print(cli, CM_RESOURCE_SSHKEY, items);
+        json_decref(items);
+        return r;
+}
+
+static int sshkey_get(struct cm_cli *cli, const struct cm_cli_noun *noun, const struct cm_cli_verb *verb,
+                      int argc, char **argv) {
+        _cleanup_strbuf_ struct strbuf path = STRBUF_INIT(1024);
+        const char *pos[1];
+        json_t *key = NULL;
+        size_t n_pos;
+        int r;
+
+        if (cm_cli_parse_args(cli, noun, verb, argc, argv, NULL, 0, pos, 1, 1, &n_pos) < 0)
+                return CM_EXIT_USAGE;
+        if (cm_cli_env_path(cli, &path, "sshkeys", pos[0], NULL) < 0)
+                return cm_cli_error(cli, "the name is too long");
+        if (cm_cli_call(cli, "GET", path.buf, NULL, NULL, &key, NULL) < 0)
+                return CM_EXIT_FAILURE;
+        if (!json_is_object(key)) {
+                json_decref(key);
+                return cm_cli_error(cli, "the answer is not an SSH key");
+        }
+        r = cm_cli_print(cli, CM_RESOURCE_SSHKEY, key);
+        json_decref(key);
+        return r;
+}
+
+static int sshkey_delete(struct cm_cli *cli, const struct cm_cli_noun *noun, const struct cm_cli_verb *verb,
+                         int argc, char **argv) {
+        _cleanup_strbuf_ struct strbuf path = STRBUF_INIT(1024);
+        const char *pos[1];
+        size_t n_pos;
+
+        if (cm_cli_parse_args(cli, noun, verb, argc, argv, NULL, 0, pos, 1, 1, &n_pos) < 0)
+                return CM_EXIT_USAGE;
+        if (cm_cli_env_path(cli, &path, "sshkeys", pos[0], NULL) < 0)
+                return cm_cli_error(cli, "the name is too long");
+        if (cm_cli_call(cli, "DELETE", path.buf, NULL, NULL, NULL, NULL) < 0)
+                return CM_EXIT_FAILURE;
+        if (cli->output == CM_OUTPUT_TABLE)
+                fprintf(cli->out, "ssh key %s deleted\n", pos[0]);
+        return CM_EXIT_OK;
+}
+
+static const struct cm_cli_verb sshkey_verbs[] = {
+        { "create", "NAME (--private-key-file FILE | --public-key-file FILE)",
+          "Store an SSH key for engines that reach nodes over SSH (spec.rke.nodes[].sshKey). The private "
+          "key\n"
+          "      is write-only: it is stored encrypted and never shown again.",
+          sshkey_create },
+        { "list", "[--limit N]", "List the SSH keys (public parts only).", sshkey_list },
+        { "get", "NAME", "Show one SSH key (public part only).", sshkey_get },
+        { "delete", "NAME", "Delete an SSH key.", sshkey_delete },
+};
+
+const struct cm_cli_noun cm_cli_noun_sshkey = {
+        .name = "sshkey",
+        .summary = "SSH keys for engines that reach nodes over SSH: create, list, get, delete",
+        .description = "SSH keys of an environment, named in cluster specs (spec.rke.nodes[].sshKey).",
+        .verbs = sshkey_verbs,
+        .n_verbs = ELEMENTSOF(sshkey_verbs),
+};

@@ -1,0 +1,144 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+
+#include <jansson.h>
+
+#include "base/common.h"
+#include "cli/cli.h"
+#include "cli/output.h"
+#include "client/client.h"
+
+/*
+ * What the subcommands share: the invocation's settings, argument parsing, calls to the API that
+ * print errors for people, and waiting for operations. Not used outside src/cli.
+ */
+
+#define CM_CLI_DEFAULT_SERVER "http://127.0.0.1:8080"
+#define CM_CLI_DEFAULT_ENV "default"
+/* Everything printed at once (a list, a document) is built in a buffer of at most this size. */
+#define CM_CLI_OUTPUT_MAX (64U * 1024U * 1024U)
+/* At most this many items are gathered by following nextPageToken. */
+#define CM_CLI_LIST_MAX 100000U
+#define CM_CLI_LIST_VALUES_MAX 64U
+
+struct cm_cli {
+        FILE *out;
+        FILE *err;
+        const char *server; /* flag, CLUSTERMGMT_SERVER or the default */
+        const char *env; /* flag, CLUSTERMGMT_ENV or "default" */
+        const char *ca_file; /* flag or NULL */
+        const char *token_flag;
+        enum cm_output_format output;
+        struct cm_client *client; /* created by cm_cli_client() on first use */
+};
+
+struct cm_cli_verb;
+
+struct cm_cli_noun {
+        const char *name;
+        const char *summary;
+        const char *description; /* printed by `clustermgmt NOUN --help` above the verbs */
+        const struct cm_cli_verb *verbs;
+        size_t n_verbs;
+};
+
+struct cm_cli_verb {
+        const char *name;
+        const char *synopsis; /* arguments and flags after the verb */
+        const char *summary;
+        int (*run)(struct cm_cli *cli, const struct cm_cli_noun *noun, const struct cm_cli_verb *verb,
+                   int argc, char **argv);
+};
+
+extern const struct cm_cli_noun cm_cli_noun_env;
+extern const struct cm_cli_noun cm_cli_noun_cluster;
+extern const struct cm_cli_noun cm_cli_noun_op;
+extern const struct cm_cli_noun cm_cli_noun_sshkey;
+
+/* Repeated flag values (--label), in the order given. */
+struct cm_cli_list {
+        const char *items[CM_CLI_LIST_VALUES_MAX];
+        size_t n;
+};
+
+enum cm_cli_opt_kind {
+        CM_CLI_OPT_FLAG, /* bool * */
+        CM_CLI_OPT_STRING, /* const char ** */
+        CM_CLI_OPT_LIST, /* struct cm_cli_list * */
+};
+
+struct cm_cli_opt {
+        const char *name; /* long name without dashes */
+        char short_name; /* 0 when none */
+        enum cm_cli_opt_kind kind;
+        void *target;
+};
+
+/*
+ * Parses the arguments after the verb (argv[0] is the verb): flags from opts ("--name value",
+ * "--name=value", "-x value"), positional arguments into pos (between min_pos and max_pos of them),
+ * "--" ends the flags. On a usage error prints it with the verb's synopsis and returns -EINVAL.
+ */
+_warn_unused_result_ int cm_cli_parse_args(struct cm_cli *cli, const struct cm_cli_noun *noun,
+                                           const struct cm_cli_verb *verb, int argc, char **argv,
+                                           const struct cm_cli_opt *opts, size_t n_opts, const char **pos,
+                                           size_t min_pos, size_t max_pos, size_t *ret_n_pos);
+
+/* Prints "error: ...", the verb's usage line and the help hint; returns CM_EXIT_USAGE. */
+_printf_(4, 5) int cm_cli_usage_error(struct cm_cli *cli, const struct cm_cli_noun *noun,
+                                      const struct cm_cli_verb *verb, const char *fmt, ...);
+/* Prints "error: ..." to err; returns CM_EXIT_FAILURE. */
+_printf_(2, 3) int cm_cli_error(struct cm_cli *cli, const char *fmt, ...);
+/* Prints "warning: ..." to err. */
+_printf_(2, 3) void cm_cli_warning(struct cm_cli *cli, const char *fmt, ...);
+
+/*
+ * Parses one --label value "KEY=VALUE" into labels (a JSON object). Keys are an optional DNS
+ * subdomain prefix and '/', then 1-63 of [A-Za-z0-9._-] (253 in all); values 0-63 of the same
+ * characters. On failure returns -EINVAL (or -EEXIST for a key given twice) and points *reason at a
+ * static explanation.
+ */
+int cm_cli_label_parse(const char *arg, json_t *labels, const char **reason);
+
+/* The client, created on first use (resolving the token); NULL after printing why it cannot be. */
+struct cm_client *cm_cli_client(struct cm_cli *cli);
+
+/*
+ * Sends a request with a JSON body (or NULL) and decodes a JSON answer. On a 2xx answer returns 0
+ * and hands over the decoded body when ret_json is not NULL (NULL for an empty body). On an error
+ * answer or a transport error prints it for people and returns a negative errno (-EREMOTEIO for an
+ * error answer; its status in *answer_status when not NULL).
+ */
+_warn_unused_result_ int cm_cli_call(struct cm_cli *cli, const char *method, const char *path,
+                                     const json_t *body, const char *const *headers, json_t **ret_json,
+                                     long *answer_status);
+/* Prints an error answer (problem+json or not) with hints; returns CM_EXIT_FAILURE. */
+int cm_cli_print_problem(struct cm_cli *cli, const struct cm_client_response *resp);
+
+/* GETs path (which has no query) page by page and gathers the items; limit 0 gathers all of them. */
+_warn_unused_result_ int cm_cli_list(struct cm_cli *cli, const char *path, unsigned limit,
+                                     json_t **ret_items);
+
+/* Prints a resource or a list of them (v an array) in the chosen output format; returns an exit status. */
+int cm_cli_print(struct cm_cli *cli, enum cm_resource kind, const json_t *v);
+
+/* Builds "/v1/environments/<env>[/<what>[/<name>[/<rest>]]]" with the segments escaped. */
+_warn_unused_result_ int cm_cli_env_path(struct cm_cli *cli, struct strbuf *sb, const char *what,
+                                         const char *name, const char *rest);
+
+/*
+ * Polls the operation until it ends or timeout_sec passes (0: no timeout), printing progress and new
+ * log lines to err. Prints the outcome and returns CM_EXIT_OK when it succeeded, CM_EXIT_FAILURE when
+ * it failed or was cancelled (or cannot be read), CM_EXIT_TIMEOUT on timeout.
+ */
+int cm_cli_wait_operation(struct cm_cli *cli, const char *id, unsigned timeout_sec);
+
+/* Parses --timeout SECONDS (a positive integer); prints a usage error and returns -EINVAL otherwise. */
+_warn_unused_result_ int cm_cli_parse_timeout(struct cm_cli *cli, const struct cm_cli_noun *noun,
+                                              const struct cm_cli_verb *verb, const char *s, unsigned *ret);
+
+/* Prints the accepted operation (or, with wait, waits for it); returns an exit status. */
+int cm_cli_operation_accepted(struct cm_cli *cli, json_t *op, bool wait, unsigned timeout_sec);
+
+/* String member of a JSON object, or NULL. */
+const char *cm_cli_json_str(const json_t *obj, const char *key);

@@ -1,0 +1,451 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "base/common.h"
+
+#include "base/util.h"
+#include "cli/output.h"
+#include "cli/yaml.h"
+
+#define TABLE_MAX_COLUMNS 8U
+#define TABLE_GAP "   "
+#define CELL_MAX 256U
+
+int cm_output_format_from_string(const char *s, enum cm_output_format *ret) {
+        if (streq(s, "table"))
+                *ret = CM_OUTPUT_TABLE;
+        else if (streq(s, "json"))
+                *ret = CM_OUTPUT_JSON;
+        else if (streq(s, "yaml"))
+                *ret = CM_OUTPUT_YAML;
+        else
+                return -EINVAL;
+        return 0;
+}
+
+void cm_output_age(uint64_t created_usec, uint64_t now_usec, char *buf, size_t size) {
+        uint64_t s = now_usec > created_usec ? (now_usec - created_usec) / USEC_PER_SEC : 0;
+
+        if (s < 120)
+                (void) snprintf(buf, size, "%" PRIu64 "s", s);
+        else if (s < 10 * 60)
+                (void) snprintf(buf, size, "%" PRIu64 "m%" PRIu64 "s", s / 60, s % 60);
+        else if (s < 3 * 3600)
+                (void) snprintf(buf, size, "%" PRIu64 "m", s / 60);
+        else if (s < 8 * 3600)
+                (void) snprintf(buf, size, "%" PRIu64 "h%" PRIu64 "m", s / 3600, (s % 3600) / 60);
+        else if (s < 2 * 86400)
+                (void) snprintf(buf, size, "%" PRIu64 "h", s / 3600);
+        else if (s < 8 * 86400)
+                (void) snprintf(buf, size, "%" PRIu64 "d%" PRIu64 "h", s / 86400, (s % 86400) / 3600);
+        else
+                (void) snprintf(buf, size, "%" PRIu64 "d", s / 86400);
+}
+
+int cm_output_add_clean(struct strbuf *out, const char *s) {
+        const unsigned char *p = (const unsigned char *) s;
+        int r;
+
+        while (*p) {
+                size_t n = 0;
+
+                while (p[n] >= 0x20 && p[n] != 0x7f &&
+                       !(p[n] == 0xc2 && p[n + 1] >= 0x80 && p[n + 1] <= 0x9f))
+                        n++;
+                r = strbuf_add(out, p, n);
+                if (r < 0)
+                        return r;
+                p += n;
+                if (!*p)
+                        break;
+                r = strbuf_addch(out, '?');
+                if (r < 0)
+                        return r;
+                p += (p[0] == 0xc2) ? 2 : 1;
+        }
+        return 0;
+}
+
+static const char *json_str(const json_t *obj, const char *key) {
+        return json_string_value(json_object_get(obj, key));
+}
+
+int cm_output_labels(struct strbuf *out, const json_t *labels) {
+        const char *key;
+        json_t *value;
+        bool first = true;
+        int r;
+
+        if (!json_is_object(labels) || json_object_size(labels) == 0)
+                return strbuf_adds(out, "<none>");
+        json_object_foreach(CM_UNCONST(json_t *, labels), key, value) {
+                if (!first && (r = strbuf_addch(out, ',')) < 0)
+                        return r;
+                first = false;
+                if ((r = cm_output_add_clean(out, key)) < 0 || (r = strbuf_addch(out, '=')) < 0 ||
+                    (r = cm_output_add_clean(out, json_is_string(value) ? json_string_value(value) : "?")) <
+                            0)
+                        return r;
+        }
+        return 0;
+}
+
+/* A table being built: cells are cleaned copies, widths counted in characters (not bytes). */
+struct table {
+        size_t n_columns;
+        size_t n_cells;
+        char **cells;
+        size_t alloc;
+        size_t widths[TABLE_MAX_COLUMNS];
+};
+
+static void table_done(struct table *t) {
+        for (size_t i = 0; i < t->n_cells; i++)
+                free(t->cells[i]);
+        free(t->cells);
+        *t = (struct table){};
+}
+
+static size_t utf8_width(const char *s) {
+        size_t w = 0;
+
+        for (const unsigned char *p = (const unsigned char *) s; *p; p++)
+                if ((*p & 0xC0) != 0x80)
+                        w++;
+        return w;
+}
+
+static int table_add(struct table *t, const char *text) {
+        _cleanup_strbuf_ struct strbuf sb = STRBUF_INIT(CELL_MAX * 2);
+        _cleanup_free_ char *cut = NULL;
+        size_t col = t->n_cells % t->n_columns, w, n;
+        char *cell;
+        int r;
+
+        if (isempty(text))
+                text = "-";
+        n = strlen(text);
+        if (n > CELL_MAX) {
+                /* Cut long cells at a character boundary. */
+                n = CELL_MAX;
+                while (n > 0 && ((unsigned char) text[n] & 0xC0) == 0x80)
+                        n--;
+                cut = strndup(text, n);
+                if (!cut)
+                        return -ENOMEM;
+                text = cut;
+        }
+        r = cm_output_add_clean(&sb, text);
+        if (r < 0)
+                return r;
+        if (t->n_cells == t->alloc) {
+                size_t alloc = t->alloc ? t->alloc * 2 : 32;
+                char **p = reallocarray(t->cells, alloc, sizeof(char *));
+                if (!p)
+                        return -ENOMEM;
+                t->cells = p;
+                t->alloc = alloc;
+        }
+        cell = strbuf_detach(&sb, NULL);
+        if (!cell)
+                return -ENOMEM;
+        w = utf8_width(cell);
+        t->widths[col] = MAX(t->widths[col], w);
+        t->cells[t->n_cells++] = cell;
+        return 0;
+}
+
+static int table_render(const struct table *t, struct strbuf *out) {
+        int r;
+
+        for (size_t i = 0; i < t->n_cells; i++) {
+                size_t col = i % t->n_columns;
+                bool last = col == t->n_columns - 1;
+
+                r = strbuf_adds(out, t->cells[i]);
+                if (r < 0)
+                        return r;
+                if (last) {
+                        r = strbuf_addch(out, '\n');
+                } else {
+                        size_t pad = t->widths[col] - utf8_width(t->cells[i]);
+                        r = strbuf_addf(out, "%*s" TABLE_GAP, (int) pad, "");
+                }
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+static void age_of(const json_t *item, uint64_t now_usec, char *buf, size_t size) {
+        const char *created = json_str(item, "createdAt");
+        uint64_t usec;
+
+        if (!created || cm_parse_rfc3339(created, &usec) < 0) {
+                (void) snprintf(buf, size, "-");
+                return;
+        }
+        cm_output_age(usec, now_usec, buf, size);
+}
+
+static void int_of(const json_t *v, char *buf, size_t size) {
+        if (json_is_integer(v))
+                (void) snprintf(buf, size, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+        else
+                (void) snprintf(buf, size, "-");
+}
+
+static int row_environment(struct table *t, const json_t *item, uint64_t now_usec) {
+        _cleanup_strbuf_ struct strbuf labels = STRBUF_INIT(CELL_MAX * 4);
+        char age[32];
+        int r;
+
+        r = cm_output_labels(&labels, json_object_get(item, "labels"));
+        if (r < 0 && r != -ENOBUFS)
+                return r;
+        age_of(item, now_usec, age, sizeof(age));
+        if ((r = table_add(t, json_str(item, "name"))) < 0 || (r = table_add(t, labels.buf)) < 0 ||
+            (r = table_add(t, age)) < 0)
+                return r;
+        return 0;
+}
+
+static int row_cluster(struct table *t, const json_t *item, uint64_t now_usec) {
+        const json_t *status = json_object_get(item, "status");
+        char gen[32], nodes[32], age[32];
+        int r;
+
+        int_of(json_object_get(item, "generation"), gen, sizeof(gen));
+        int_of(json_object_get(status, "nodes"), nodes, sizeof(nodes));
+        age_of(item, now_usec, age, sizeof(age));
+        if ((r = table_add(t, json_str(item, "name"))) < 0 ||
+            (r = table_add(t, json_str(json_object_get(item, "spec"), "engine"))) < 0 ||
+            (r = table_add(t, json_str(status, "phase"))) < 0 || (r = table_add(t, gen)) < 0 ||
+            (r = table_add(t, nodes)) < 0 || (r = table_add(t, age)) < 0)
+                return r;
+        return 0;
+}
+
+static int row_operation(struct table *t, const json_t *item, uint64_t now_usec) {
+        const json_t *attempts = json_object_get(item, "attempts"),
+                     *max = json_object_get(item, "maxAttempts");
+        char att[48], age[32];
+        int r;
+
+        if (json_is_integer(attempts) && json_is_integer(max))
+                (void) snprintf(att, sizeof(att), "%" JSON_INTEGER_FORMAT "/%" JSON_INTEGER_FORMAT,
+                                json_integer_value(attempts), json_integer_value(max));
+        else
+                int_of(attempts, att, sizeof(att));
+        age_of(item, now_usec, age, sizeof(age));
+        if ((r = table_add(t, json_str(item, "id"))) < 0 || (r = table_add(t, json_str(item, "type"))) < 0 ||
+            (r = table_add(t, json_str(item, "state"))) < 0 ||
+            (r = table_add(t, json_str(item, "cluster"))) < 0 || (r = table_add(t, att)) < 0 ||
+            (r = table_add(t, age)) < 0)
+                return r;
+        return 0;
+}
+
+static int row_sshkey(struct table *t, const json_t *item, uint64_t now_usec) {
+        const char *pub = json_str(item, "publicKey");
+        char type[64] = "", age[32];
+        int r;
+
+        /* An OpenSSH public key starts with its type: "ssh-ed25519 AAAA... comment". */
+        if (pub) {
+                size_t n = strcspn(pub, " \t\r\n");
+                (void) snprintf(type, sizeof(type), "%.*s", (int) MIN(n, sizeof(type) - 1), pub);
+        }
+        age_of(item, now_usec, age, sizeof(age));
+        if ((r = table_add(t, json_str(item, "name"))) < 0 || (r = table_add(t, type)) < 0 ||
+            (r = table_add(t, json_str(item, "fingerprint"))) < 0 || (r = table_add(t, age)) < 0)
+                return r;
+        return 0;
+}
+
+struct table_kind {
+        const char *const *headers;
+        size_t n_columns;
+        int (*row)(struct table *t, const json_t *item, uint64_t now_usec);
+};
+
+static const char *const env_headers[] = { "NAME", "LABELS", "AGE" };
+static const char *const cluster_headers[] = { "NAME", "ENGINE", "PHASE", "GENERATION", "NODES", "AGE" };
+static const char *const op_headers[] = { "ID", "TYPE", "STATE", "CLUSTER", "ATTEMPTS", "AGE" };
+static const char *const sshkey_headers[] = { "NAME", "TYPE", "FINGERPRINT", "AGE" };
+
+static const struct table_kind table_kinds[] = {
+        [CM_RESOURCE_ENVIRONMENT] = { env_headers, ELEMENTSOF(env_headers), row_environment },
+        [CM_RESOURCE_CLUSTER] = { cluster_headers, ELEMENTSOF(cluster_headers), row_cluster },
+        [CM_RESOURCE_OPERATION] = { op_headers, ELEMENTSOF(op_headers), row_operation },
+        [CM_RESOURCE_SSHKEY] = { sshkey_headers, ELEMENTSOF(sshkey_headers), row_sshkey },
+};
+
+/* "Label:   value" detail lines below a single resource's row. */
+static int detail(struct strbuf *out, const char *label, const char *value) {
+        int r;
+
+        if (isempty(value))
+                return 0;
+        if ((r = strbuf_addf(out, "%-21s", label)) < 0 || (r = cm_output_add_clean(out, value)) < 0)
+                return r;
+        return strbuf_addch(out, '\n');
+}
+
+static int cluster_details(struct strbuf *out, const json_t *c) {
+        const json_t *status = json_object_get(c, "status"), *conds = json_object_get(status, "conditions");
+        _cleanup_strbuf_ struct strbuf labels = STRBUF_INIT(64 * 1024);
+        const json_t *cond;
+        char buf[64];
+        size_t i;
+        int r;
+
+        if ((r = strbuf_addch(out, '\n')) < 0 ||
+            (r = detail(out, "Environment:", json_str(c, "environment"))) < 0)
+                return r;
+        r = cm_output_labels(&labels, json_object_get(c, "labels"));
+        if (r < 0)
+                return r;
+        if ((r = detail(out, "Labels:", labels.buf)) < 0)
+                return r;
+        if (json_is_integer(json_object_get(status, "observedGeneration"))) {
+                int_of(json_object_get(status, "observedGeneration"), buf, sizeof(buf));
+                if ((r = detail(out, "Observed generation:", buf)) < 0)
+                        return r;
+        }
+        if ((r = detail(out, "Endpoint:", json_str(status, "endpoint"))) < 0 ||
+            (r = detail(out, "Kubernetes version:", json_str(status, "kubernetesVersion"))) < 0 ||
+            (r = detail(out, "Created:", json_str(c, "createdAt"))) < 0 ||
+            (r = detail(out, "Updated:", json_str(c, "updatedAt"))) < 0)
+                return r;
+        if (!json_is_array(conds) || json_array_size(conds) == 0)
+                return 0;
+        if ((r = strbuf_adds(out, "Conditions:\n")) < 0)
+                return r;
+        json_array_foreach(conds, i, cond) {
+                const char *reason = json_str(cond, "reason"), *message = json_str(cond, "message");
+
+                if ((r = strbuf_adds(out, "  ")) < 0 ||
+                    (r = cm_output_add_clean(out, strna(json_str(cond, "type")))) < 0 ||
+                    (r = strbuf_addch(out, '=')) < 0 ||
+                    (r = cm_output_add_clean(out, strna(json_str(cond, "status")))) < 0)
+                        return r;
+                if (reason &&
+                    ((r = strbuf_adds(out, " (")) < 0 || (r = cm_output_add_clean(out, reason)) < 0 ||
+                     (r = strbuf_addch(out, ')')) < 0))
+                        return r;
+                if (!isempty(message) &&
+                    ((r = strbuf_adds(out, ": ")) < 0 || (r = cm_output_add_clean(out, message)) < 0))
+                        return r;
+                if ((r = strbuf_addch(out, '\n')) < 0)
+                        return r;
+        }
+        return 0;
+}
+
+static int operation_details(struct strbuf *out, const json_t *op) {
+        int r;
+
+        if ((r = strbuf_addch(out, '\n')) < 0 ||
+            (r = detail(out, "Environment:", json_str(op, "environment"))) < 0 ||
+            (r = detail(out, "Requested by:", json_str(op, "requestedBy"))) < 0 ||
+            (r = detail(out, "Created:", json_str(op, "createdAt"))) < 0 ||
+            (r = detail(out, "Started:", json_str(op, "startedAt"))) < 0 ||
+            (r = detail(out, "Finished:", json_str(op, "finishedAt"))) < 0 ||
+            (r = detail(out, "Next attempt:", json_str(op, "nextRunAt"))) < 0)
+                return r;
+        if (json_is_true(json_object_get(op, "cancelRequested")) &&
+            (r = detail(out, "Cancel requested:", "yes")) < 0)
+                return r;
+        return detail(out, "Error:", json_str(op, "error"));
+}
+
+static int render_table(struct strbuf *out, enum cm_resource kind, const json_t *v, uint64_t now_usec) {
+        const struct table_kind *k = &table_kinds[kind];
+        struct table t = { .n_columns = k->n_columns };
+        const json_t *item;
+        size_t i;
+        int r = 0;
+
+        for (i = 0; i < k->n_columns && r >= 0; i++)
+                r = table_add(&t, k->headers[i]);
+        if (json_is_array(v)) {
+                json_array_foreach(v, i, item) {
+                        if (r < 0)
+                                break;
+                        if (json_is_object(item))
+                                r = k->row(&t, item, now_usec);
+                }
+        } else if (r >= 0)
+                r = k->row(&t, v, now_usec);
+        if (r >= 0)
+                r = table_render(&t, out);
+        table_done(&t);
+        if (r < 0 || json_is_array(v))
+                return r;
+        if (kind == CM_RESOURCE_CLUSTER)
+                return cluster_details(out, v);
+        if (kind == CM_RESOURCE_OPERATION)
+                return operation_details(out, v);
+        return 0;
+}
+
+int cm_output_render(struct strbuf *out, enum cm_output_format fmt, enum cm_resource kind, const json_t *v,
+                     uint64_t now_usec) {
+        json_t *doc;
+        int r;
+
+        if ((unsigned) kind >= ELEMENTSOF(table_kinds) || (!json_is_object(v) && !json_is_array(v)))
+                return -EINVAL;
+        if (fmt == CM_OUTPUT_TABLE)
+                return render_table(out, kind, v, now_usec);
+
+        if (json_is_array(v)) {
+                doc = json_pack("{s:O}", "items", CM_UNCONST(json_t *, v));
+                if (!doc)
+                        return -ENOMEM;
+        } else
+                doc = json_incref(CM_UNCONST(json_t *, v));
+
+        if (fmt == CM_OUTPUT_YAML)
+                r = cm_json_to_yaml(doc, out);
+        else {
+                char *text = json_dumps(doc, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+
+                if (!text)
+                        r = -ENOMEM;
+                else {
+                        r = strbuf_adds(out, text);
+                        if (r >= 0)
+                                r = strbuf_addch(out, '\n');
+                        free(text);
+                }
+        }
+        json_decref(doc);
+        return r;
+}
+
+int cm_output_problem(struct strbuf *out, const struct cm_client_problem *p) {
+        int r;
+
+        if ((r = strbuf_adds(out, "error: ")) < 0 ||
+            (r = cm_output_add_clean(out, isempty(p->title) ? cm_http_status_text(p->status) : p->title)) <
+                    0)
+                return r;
+        if (!isempty(p->detail) && (!p->title || !streq(p->detail, p->title)) &&
+            ((r = strbuf_adds(out, ": ")) < 0 || (r = cm_output_add_clean(out, p->detail)) < 0))
+                return r;
+        if ((r = strbuf_addch(out, '\n')) < 0)
+                return r;
+        for (size_t i = 0; i < p->n_errors; i++) {
+                const struct cm_client_problem_field *f = &p->errors[i];
+
+                if ((r = strbuf_adds(out, "  ")) < 0)
+                        return r;
+                if (!isempty(f->field) &&
+                    ((r = cm_output_add_clean(out, f->field)) < 0 || (r = strbuf_adds(out, ": ")) < 0))
+                        return r;
+                if ((r = cm_output_add_clean(out, f->reason ?: "invalid")) < 0 ||
+                    (r = strbuf_addch(out, '\n')) < 0)
+                        return r;
+        }
+        return 0;
+}

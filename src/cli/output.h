@@ -1,0 +1,53 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+
+#include <jansson.h>
+
+#include "base/common.h"
+#include "base/strbuf.h"
+#include "client/client.h"
+
+/*
+ * How the CLI shows resources: aligned tables for people (`-o table`, the default), the server's JSON
+ * pretty-printed (`-o json`) or YAML (`-o yaml`). Text that came from the server is cleaned of
+ * control characters before it reaches a terminal in tables and error messages.
+ */
+
+enum cm_output_format {
+        CM_OUTPUT_TABLE,
+        CM_OUTPUT_JSON,
+        CM_OUTPUT_YAML,
+};
+
+enum cm_resource {
+        CM_RESOURCE_ENVIRONMENT,
+        CM_RESOURCE_CLUSTER,
+        CM_RESOURCE_OPERATION,
+        CM_RESOURCE_SSHKEY,
+};
+
+/* "table", "json", "yaml" → the format; -EINVAL otherwise. */
+int cm_output_format_from_string(const char *s, enum cm_output_format *ret);
+
+/*
+ * Appends v to out: one resource (an object) or a list (an array of them; JSON and YAML show it as
+ * {"items": [...]}). In tables, AGE is computed against now_usec; a single cluster or operation also
+ * gets a few detail lines below its row (endpoint, conditions; an operation's error).
+ */
+_warn_unused_result_ int cm_output_render(struct strbuf *out, enum cm_output_format fmt,
+                                          enum cm_resource kind, const json_t *v, uint64_t now_usec);
+
+/* "45s", "3m12s", "2h5m", "3d4h", "120d": the time from created_usec to now_usec, kubectl-style. */
+void cm_output_age(uint64_t created_usec, uint64_t now_usec, char *buf, size_t size);
+
+/* Appends s with control characters (and C1 controls) replaced by '?', so it cannot drive a terminal. */
+_warn_unused_result_ int cm_output_add_clean(struct strbuf *out, const char *s);
+
+/*
+ * Appends a problem for people: "error: <title>: <detail>" and one "  <field>: <reason>" line per field
+ * error, each ending in a newline.
+ */
+_warn_unused_result_ int cm_output_problem(struct strbuf *out, const struct cm_client_problem *p);
+
+/* Appends "k=v,k2=v2" of a labels object, or "<none>". */
+_warn_unused_result_ int cm_output_labels(struct strbuf *out, const json_t *labels);
