@@ -63,6 +63,14 @@ const char *cm_engine_ctx_data_dir(struct cm_engine_ctx *ctx);
 bool cm_engine_ctx_cancelled(struct cm_engine_ctx *ctx);
 _printf_(2, 3) void cm_engine_ctx_log(struct cm_engine_ctx *ctx, const char *fmt, ...);
 /*
+ * The cluster's state files (kubeconfig, cluster.yml, cluster.rkestate, SSH keys...), kept encrypted
+ * and versioned in the state vault. Write engines' files as soon as they appear, also when a step
+ * fails. load returns a copy the caller must wipe (cm_erase_and_free / cm_wipe) and free; -ENOENT when
+ * the file does not exist.
+ */
+int cm_engine_ctx_store_file(struct cm_engine_ctx *ctx, const char *name, const void *data, size_t n);
+int cm_engine_ctx_load_file(struct cm_engine_ctx *ctx, const char *name, char **ret, size_t *ret_n);
+/*
  * Runs argv (argv[0] a path; no shell) in its own process group with stdin from /dev/null, its
  * stdout and stderr line by line into the operation log, until it exits. When the context is
  * cancelled, the group gets SIGTERM, then SIGKILL after a grace period, and -ECANCELED is returned.

@@ -11,6 +11,7 @@
 #include "engine/engine.h"
 #include "lifecycle/conditions.h"
 #include "lifecycle/service.h"
+#include "lifecycle/statefiles.h"
 #include "lifecycle/worker.h"
 
 struct worker_slot {
@@ -162,6 +163,14 @@ void cm_engine_ctx_log(struct cm_engine_ctx *ctx, const char *fmt, ...) {
         (void) vsnprintf(buf, sizeof(buf), fmt, ap);
         va_end(ap);
         op_log(ctx->slot, ctx->op->id, buf, strlen(buf));
+}
+
+int cm_engine_ctx_store_file(struct cm_engine_ctx *ctx, const char *name, const void *data, size_t n) {
+        return cm_state_file_write(ctx->svc, ctx->cluster, name, data, n);
+}
+
+int cm_engine_ctx_load_file(struct cm_engine_ctx *ctx, const char *name, char **ret, size_t *ret_n) {
+        return cm_state_file_read(ctx->svc, ctx->cluster, name, ret, ret_n);
 }
 
 static void spawn_on_line(void *userdata, const char *line, size_t n) {

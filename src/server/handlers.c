@@ -369,29 +369,6 @@ void cm_handle_cluster_delete(struct cm_req *req) {
         cm_problem_done(&p);
 }
 
-static void kubeconfig_common(struct cm_req *req, const char *what) {
-        _cleanup_(cm_cluster_done) struct cm_cluster c = {};
-        char detail[256];
-        int r;
-
-        r = STORE_CALL(req->svc->store, cluster_get, req->params[0], req->params[1], &c);
-        if (r == -ENOENT)
-                return reply_not_found(req, "cluster", req->params[1]);
-        if (r < 0)
-                return cm_reply_error(req, r, NULL);
-        /* Kubeconfigs live in the encrypted state vault that engines write; none is stored yet. */
-        (void) cm_snprintf(detail, sizeof(detail), "no %s is stored for cluster '%s'", what, c.name);
-        reply_problemf(req, 404, "kubeconfig-unavailable", "Not found", detail);
-}
-
-void cm_handle_cluster_kubeconfig(struct cm_req *req) {
-        kubeconfig_common(req, "admin kubeconfig");
-}
-
-void cm_handle_cluster_kubeconfig_customer(struct cm_req *req) {
-        kubeconfig_common(req, "customer kubeconfig");
-}
-
 void cm_handle_cluster_operations(struct cm_req *req) {
         _cleanup_(cm_cluster_done) struct cm_cluster c = {};
         struct cm_operation *items = NULL;
@@ -576,26 +553,4 @@ void cm_handle_op_log(struct cm_req *req) {
                 return cm_reply_error(req, -ENOMEM, NULL);
         }
         cm_reply_stream(req, 200, "text/plain; charset=utf-8", resp);
-}
-
-void cm_handle_sshkey_create(struct cm_req *req) {
-        /* Private keys are only ever stored encrypted: without the state vault this build refuses. */
-        reply_problemf(
-                req, 501, "vault-unavailable", "Not implemented",
-                "SSH keys are stored only in the encrypted state vault, which this build does not have; "
-                "the key was not stored");
-}
-
-void cm_handle_sshkey_list(struct cm_req *req) {
-        if (strbuf_adds(&req->out, "{\"items\":[]}") < 0)
-                return cm_reply_error(req, -ENOMEM, NULL);
-        cm_reply(req, 200);
-}
-
-void cm_handle_sshkey_get(struct cm_req *req) {
-        reply_not_found(req, "SSH key", req->params[1]);
-}
-
-void cm_handle_sshkey_delete(struct cm_req *req) {
-        reply_not_found(req, "SSH key", req->params[1]);
 }
