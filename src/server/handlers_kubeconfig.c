@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Routes whose answers come from the state vault: kubeconfigs and SSH keys. */
+/* Kubeconfig routes: the admin kubeconfig and the customer kubeconfig of a cluster. */
 #include "base/common.h"
 
 #include "api/problem.h"
@@ -49,24 +49,3 @@ void cm_handle_cluster_kubeconfig_customer(struct cm_req *req) {
         kubeconfig_common(req, "customer kubeconfig");
 }
 
-void cm_handle_sshkey_create(struct cm_req *req) {
-        /* Private keys are only ever stored encrypted: without the state vault this build refuses. */
-        reply_problemf(
-                req, 501, "vault-unavailable", "Not implemented",
-                "SSH keys are stored only in the encrypted state vault, which this build does not have; "
-                "the key was not stored");
-}
-
-void cm_handle_sshkey_list(struct cm_req *req) {
-        if (strbuf_adds(&req->out, "{\"items\":[]}") < 0)
-                return cm_reply_error(req, -ENOMEM, NULL);
-        cm_reply(req, 200);
-}
-
-void cm_handle_sshkey_get(struct cm_req *req) {
-        reply_not_found(req, "SSH key", req->params[1]);
-}
-
-void cm_handle_sshkey_delete(struct cm_req *req) {
-        reply_not_found(req, "SSH key", req->params[1]);
-}
