@@ -161,11 +161,21 @@ void cm_hex(const void *data, size_t n, char *out) {
         out[2 * n] = 0;
 }
 
+static EVP_MD *sha256_md;
+
+/* Fetched once: an implicit fetch per digest takes provider locks on every call. */
+static void sha256_fetch(void) {
+        sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
 void cm_sha256_hex(const void *data, size_t n, char out[static 65]) {
+        static pthread_once_t once = PTHREAD_ONCE_INIT;
         uint8_t md[SHA256_DIGEST_LENGTH];
         unsigned mdlen = 0;
 
-        if (EVP_Digest(data, n, md, &mdlen, EVP_sha256(), NULL) != 1 || mdlen != sizeof(md)) {
+        (void) pthread_once(&once, sha256_fetch);
+        if (EVP_Digest(data, n, md, &mdlen, sha256_md ? sha256_md : EVP_sha256(), NULL) != 1 ||
+            mdlen != sizeof(md)) {
                 /* Cannot happen with a working libcrypto; never return a guessable digest. */
                 memset(md, 0xff, sizeof(md));
         }

@@ -103,13 +103,6 @@ bad:
         return -EINVAL;
 }
 
-static int set_etag(struct cm_req *req, int64_t rv) {
-        char etag[32];
-
-        (void) cm_snprintf(etag, sizeof(etag), "\"%" PRIi64 "\"", rv);
-        return cm_reply_header(req, "ETag", etag);
-}
-
 void cm_handle_healthz(struct cm_req *req) {
         if (strbuf_adds(&req->out, "{\"status\":\"ok\"}") < 0)
                 return cm_reply_error(req, -ENOMEM, NULL);
@@ -286,18 +279,36 @@ static int encode_cluster_item(const struct cm_cluster *c, void *userdata) {
         return cm_encode_cluster(pg->out, c);
 }
 
+/*
+ * The version that tags cached answers about env's clusters: the store's process-wide change counter
+ * when it has one (no database read), else the environment's clusters version.
+ */
+static int read_version(struct cm_req *req, uint64_t *ret) {
+        struct cm_store *store = req->svc->store;
+        int64_t v;
+        int r;
+
+        if (store->ops->change_counter)
+                return STORE_CALL(store, change_counter, ret);
+        r = STORE_CALL(store, env_clusters_version, req->params[0], &v);
+        if (r < 0)
+                return r;
+        *ret = (uint64_t) v;
+        return 0;
+}
+
 void cm_handle_cluster_list(struct cm_req *req) {
         struct list_page pg = { .out = &req->out };
         const char *after;
         char key[CM_PAGE_CACHE_KEY_MAX];
-        int64_t version;
+        uint64_t version;
         size_t start;
         int r;
 
         if (parse_limit(req, &pg.limit) < 0 || parse_name_token(req, &after) < 0)
                 return;
         /* The version first: a page built after reading it is at least as new (store.h). */
-        r = STORE_CALL(req->svc->store, env_clusters_version, req->params[0], &version);
+        r = read_version(req, &version);
         if (r == -ENOENT)
                 return reply_not_found(req, "environment", req->params[0]);
         if (r < 0)
@@ -326,14 +337,57 @@ void cm_handle_cluster_list(struct cm_req *req) {
 
 void cm_handle_cluster_get(struct cm_req *req) {
         _cleanup_(cm_cluster_done) struct cm_cluster c = {};
+        char key[CM_PAGE_CACHE_KEY_MAX], etag[32];
+        uint64_t version = 0;
+        bool cacheable;
+        size_t start;
         int r;
+
+        /* Only with a change counter: a per-cluster version would cost the database read it saves. */
+        cacheable = req->svc->store->ops->change_counter && read_version(req, &version) >= 0 &&
+                    cm_snprintf(key, sizeof(key), "%s/%s", req->params[0], req->params[1]) >= 0;
+        /* A cached answer is the ETag (its own length-prefixed line) and the body. */
+        if (cacheable && cm_page_cache_get(&req->srv->cluster_cache, key, version, &req->out) >= 0) {
+                char *nl = memchr(req->out.buf, '\n', req->out.len);
+
+                if (nl && (size_t) (nl - req->out.buf) < sizeof(etag)) {
+                        memcpy(etag, req->out.buf, (size_t) (nl - req->out.buf));
+                        etag[nl - req->out.buf] = 0;
+                        memmove(req->out.buf, nl + 1, req->out.len - (size_t) (nl - req->out.buf) - 1);
+                        req->out.len -= (size_t) (nl - req->out.buf) + 1;
+                        req->out.buf[req->out.len] = 0;
+                        (void) cm_reply_header(req, "ETag", etag);
+                        cm_reply(req, 200);
+                        return;
+                }
+                strbuf_reset(&req->out);
+        }
 
         r = STORE_CALL(req->svc->store, cluster_get, req->params[0], req->params[1], &c);
         if (r == -ENOENT)
                 return reply_not_found(req, "cluster", req->params[1]);
-        if (r < 0 || (r = cm_encode_cluster(&req->out, &c)) < 0 ||
-            (r = set_etag(req, c.resource_version)) < 0)
+        if (r < 0)
                 return cm_reply_error(req, r, NULL);
+        (void) cm_snprintf(etag, sizeof(etag), "\"%" PRIi64 "\"", c.resource_version);
+        start = req->out.len;
+        r = strbuf_adds(&req->out, etag);
+        if (r >= 0)
+                r = strbuf_addch(&req->out, '\n');
+        if (r >= 0)
+                r = cm_encode_cluster(&req->out, &c);
+        if (r < 0)
+                return cm_reply_error(req, r, NULL);
+        if (cacheable)
+                cm_page_cache_put(&req->srv->cluster_cache, key, version, req->out.buf + start,
+                                  req->out.len - start);
+        /* Drop the ETag line from the body. */
+        {
+                size_t skip = strlen(etag) + 1;
+                memmove(req->out.buf + start, req->out.buf + start + skip, req->out.len - start - skip);
+                req->out.len -= skip;
+                req->out.buf[req->out.len] = 0;
+        }
+        (void) cm_reply_header(req, "ETag", etag);
         cm_reply(req, 200);
 }
 

@@ -470,7 +470,12 @@ int cm_server_start(const struct cm_server_config *cfg, struct cm_service *svc, 
         pthread_mutex_init(&s->follow_lock, NULL);
         cm_cache_init(&s->auth_cache, 5 * USEC_PER_SEC);
         cm_cache_init(&s->env_cache, 5 * USEC_PER_SEC);
-        cm_page_cache_init(&s->list_cache);
+        /* Pages of up to 256 KiB (limit=100 is ~64 KiB); clusters of up to 16 KiB. */
+        r = cm_page_cache_init(&s->list_cache, 32, 256 * 1024);
+        if (r >= 0)
+                r = cm_page_cache_init(&s->cluster_cache, 1024, 16 * 1024);
+        if (r < 0)
+                goto fail;
         {
                 char rnd[32];
 
@@ -535,6 +540,7 @@ struct cm_server *cm_server_stop(struct cm_server *s) {
         cm_cache_done(&s->auth_cache);
         cm_cache_done(&s->env_cache);
         cm_page_cache_done(&s->list_cache);
+        cm_page_cache_done(&s->cluster_cache);
         free(s->suspended);
         free(s->route_metrics);
         free(s);

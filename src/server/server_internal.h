@@ -44,6 +44,7 @@ struct cm_server {
         struct cm_cache auth_cache; /* "k:<token sha256>" → "<role> <key id> <name>" */
         struct cm_cache env_cache; /* "<env>" → "1" */
         struct cm_page_cache list_cache; /* encoded pages of cluster lists */
+        struct cm_page_cache cluster_cache; /* encoded single clusters (backends with a change counter) */
         char request_id_prefix[16];
         atomic_uint_fast64_t request_counter;
 };

@@ -3,6 +3,10 @@
 
 #include <pthread.h>
 #include <sqlite3.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <fcntl.h>
+#include <stdatomic.h>
 
 #include "base/log.h"
 #include "base/strbuf.h"
@@ -222,9 +226,27 @@ struct write_req {
         struct write_req *next;
 };
 
+/*
+ * One per database file open in this process: the file lock that keeps other processes out, and the
+ * count of committed writes (the cache version of readers: this process is the only writer).
+ */
+struct sqlite_file {
+        dev_t dev;
+        ino_t ino;
+        pid_t pid; /* a forked child inherits the list, not the right to share its lock */
+        int lock_fd;
+        unsigned refs;
+        atomic_uint_fast64_t writes;
+        struct sqlite_file *next;
+};
+
+static pthread_mutex_t files_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct sqlite_file *files;
+
 struct sqlite_store {
         struct cm_store base;
         char *path;
+        struct sqlite_file *file;
         pthread_key_t key;
         bool key_created;
         bool lock_created;
@@ -837,7 +859,81 @@ static int store_write(struct sqlite_store *s, write_fn fn, void *userdata) {
                 pthread_cond_broadcast(&s->written);
         }
         pthread_mutex_unlock(&s->lock);
+        if (req.result >= 0)
+                atomic_fetch_add(&s->file->writes, 1);
         return req.result;
+}
+
+/*
+ * Locks the database for this process: `<path>-lock`, flock()ed exclusively. Other store objects of
+ * this process on the same file share the lock; another process gets -EBUSY.
+ */
+static int file_acquire(const char *path, struct sqlite_file **ret) {
+        _cleanup_free_ char *lock_path = NULL;
+        struct sqlite_file *f;
+        struct stat st;
+        int fd, r;
+
+        if (asprintf(&lock_path, "%s-lock", path) < 0)
+                return -ENOMEM;
+        fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOCTTY, 0600);
+        if (fd < 0)
+                return negative_errno();
+        if (fstat(fd, &st) < 0) {
+                r = negative_errno();
+                close(fd);
+                return r;
+        }
+        pthread_mutex_lock(&files_lock);
+        for (f = files; f; f = f->next)
+                if (f->dev == st.st_dev && f->ino == st.st_ino && f->pid == getpid())
+                        break;
+        if (f) {
+                /* flock() locks per open file: a second lock here would conflict with our own. */
+                close(fd);
+                f->refs++;
+                pthread_mutex_unlock(&files_lock);
+                *ret = f;
+                return 0;
+        }
+        if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+                r = errno == EWOULDBLOCK ? -EBUSY : negative_errno();
+                pthread_mutex_unlock(&files_lock);
+                close(fd);
+                return log_debug_errno(r, "sqlite: '%s' is locked by another process: %m", lock_path);
+        }
+        f = new0(struct sqlite_file, 1);
+        if (!f) {
+                pthread_mutex_unlock(&files_lock);
+                close(fd);
+                return -ENOMEM;
+        }
+        f->dev = st.st_dev;
+        f->ino = st.st_ino;
+        f->pid = getpid();
+        f->lock_fd = fd;
+        f->refs = 1;
+        f->next = files;
+        files = f;
+        pthread_mutex_unlock(&files_lock);
+        *ret = f;
+        return 0;
+}
+
+static void file_release(struct sqlite_file *f) {
+        if (!f)
+                return;
+        pthread_mutex_lock(&files_lock);
+        if (--f->refs == 0) {
+                for (struct sqlite_file **p = &files; *p; p = &(*p)->next)
+                        if (*p == f) {
+                                *p = f->next;
+                                break;
+                        }
+                close(f->lock_fd);
+                free(f);
+        }
+        pthread_mutex_unlock(&files_lock);
 }
 
 static void sqlite_store_free(struct sqlite_store *s) {
@@ -861,6 +957,8 @@ static void sqlite_store_free(struct sqlite_store *s) {
                 (void) pthread_cond_destroy(&s->written);
         if (s->lock_created)
                 (void) pthread_mutex_destroy(&s->lock);
+        /* Connections are closed: now another process may open the database. */
+        file_release(s->file);
         free(s->path);
         free(s);
 }
@@ -889,11 +987,22 @@ static int parse_url(const char *url, char **ret) {
         return 0;
 }
 
+/*
+ * Process-wide SQLite settings, once, before any connection: no memory statistics (they take a global
+ * mutex on every allocation, which every request thread would contend on).
+ */
+static void sqlite_global_init(void) {
+        (void) sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+        (void) sqlite3_initialize();
+}
+
 static int sqlite_open(const char *url, struct cm_store **ret) {
+        static pthread_once_t once = PTHREAD_ONCE_INIT;
         _cleanup_(sqlite_store_freep) struct sqlite_store *s = NULL;
         struct sqlite_conn *c = NULL;
         int r;
 
+        (void) pthread_once(&once, sqlite_global_init);
         if (!url || !ret)
                 return -EINVAL;
         if (sqlite3_threadsafe() == 0)
@@ -907,6 +1016,9 @@ static int sqlite_open(const char *url, struct cm_store **ret) {
         r = parse_url(url, &s->path);
         if (r < 0)
                 return log_debug_errno(r, "sqlite: invalid database URL: %m");
+        r = file_acquire(s->path, &s->file);
+        if (r < 0)
+                return r;
         r = pthread_mutex_init(&s->lock, NULL);
         if (r != 0)
                 return -r;
@@ -1272,6 +1384,11 @@ static int sqlite_env_clusters_version(struct cm_store *base, const char *env, i
         if (r == 0)
                 return -ENOENT;
         *ret = sqlite3_column_int64(st, 0);
+        return 0;
+}
+
+static int sqlite_change_counter(struct cm_store *base, uint64_t *ret) {
+        *ret = atomic_load(&to_sqlite(base)->file->writes);
         return 0;
 }
 
@@ -1995,6 +2112,7 @@ const struct cm_store_ops cm_store_sqlite_ops = {
         .cluster_list = sqlite_cluster_list,
         .cluster_list_each = sqlite_cluster_list_each,
         .env_clusters_version = sqlite_env_clusters_version,
+        .change_counter = sqlite_change_counter,
         .cluster_count = sqlite_cluster_count,
         .cluster_create = sqlite_cluster_create,
         .cluster_update = sqlite_cluster_update,

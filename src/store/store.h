@@ -105,6 +105,13 @@ struct cm_store_ops {
          */
         int (*env_clusters_version)(struct cm_store *s, const char *env, int64_t *ret);
         /*
+         * Optional (NULL for backends that replicas share): a count of the writes committed through
+         * this process, for a backend that guarantees this process is the database's only writer
+         * (SQLite locks the file for one process). It moves after every committed write, before the
+         * write's caller returns, so a value read before reading data never labels older data.
+         */
+        int (*change_counter)(struct cm_store *s, uint64_t *ret);
+        /*
          * Inserts the cluster (generation 1, resource_version 1) and its create operation in one
          * transaction. -EEXIST when the name is taken in env, -ENOENT when env does not exist.
          */

@@ -2,6 +2,7 @@
 #include "base/common.h"
 
 #include <setjmp.h>
+#include <sys/wait.h>
 #include <cmocka.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -1527,6 +1528,59 @@ static void test_sqlite_not_a_database(void **state) {
         }
 }
 
+/* The database belongs to one process: another one is refused until the first closes it. */
+static int open_in_child(const char *url) {
+        int status = 0;
+        pid_t pid = fork();
+
+        if (pid == 0) {
+                struct cm_store *s = NULL;
+                int r = cm_store_open(url, &s);
+                cm_store_close(s);
+                _exit(r == -EBUSY ? 10 : r == 0 ? 0 : 20);
+        }
+        assert_true(pid > 0);
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(WIFEXITED(status));
+        return WEXITSTATUS(status);
+}
+
+static void test_sqlite_one_process(void **state) {
+        struct fixture *f = *state;
+        struct cm_store *second = NULL;
+
+        assert_int_equal(open_in_child(f->url), 10);
+        /* Another store object of this process shares the database. */
+        assert_int_equal(cm_store_open(f->url, &second), 0);
+        assert_int_equal(STORE_CALL(second, ping), 0);
+        second = cm_store_close(second);
+        assert_int_equal(open_in_child(f->url), 10);
+        f->s = cm_store_close(f->s);
+        assert_int_equal(open_in_child(f->url), 0);
+        assert_int_equal(cm_store_open(f->url, &f->s), 0);
+}
+
+/* Optional: the change counter moves with every committed write, and not with reads. */
+static void test_change_counter(void **state) {
+        struct fixture *f = *state;
+        uint64_t a = 0, b = 0, c = 0;
+        struct cm_environment e = {};
+
+        if (!f->s->ops->change_counter)
+                skip();
+        assert_int_equal(STORE_CALL(f->s, change_counter, &a), 0);
+        assert_int_equal(make_env(f->s, "dev"), 0);
+        assert_int_equal(STORE_CALL(f->s, change_counter, &b), 0);
+        assert_true(b > a);
+        assert_int_equal(STORE_CALL(f->s, env_get, "dev", &e), 0);
+        cm_environment_done(&e);
+        assert_int_equal(STORE_CALL(f->s, change_counter, &c), 0);
+        assert_true(c == b);
+        assert_int_equal(make_cluster(f->s, "dev", "c1", "cl_1", "op_1", T0), 0);
+        assert_int_equal(STORE_CALL(f->s, change_counter, &c), 0);
+        assert_true(c > b);
+}
+
 #define CASE(fn) cmocka_unit_test_setup_teardown(fn, fixture_setup, fixture_teardown)
 #define CASE_UNMIGRATED(fn) cmocka_unit_test_setup_teardown(fn, fixture_setup_unmigrated, fixture_teardown)
 
@@ -1670,6 +1724,8 @@ int main(void) {
         const struct CMUnitTest sqlite_only[] = {
                 CASE(test_sqlite_urls),
                 CASE(test_sqlite_not_a_database),
+                CASE(test_sqlite_one_process),
+                CASE(test_change_counter),
         };
         int failed = 0;
 
