@@ -12,10 +12,7 @@
 #define PAGE_TOKEN_MAX 1024U
 
 static const struct cm_cli_noun *const nouns[] = {
-        &cm_cli_noun_env,
-        &cm_cli_noun_cluster,
-        &cm_cli_noun_op,
-        &cm_cli_noun_sshkey,
+        &cm_cli_noun_env, &cm_cli_noun_cluster, &cm_cli_noun_op, &cm_cli_noun_sshkey, &cm_cli_noun_vault,
 };
 
 static const char global_usage[] = "usage: clustermgmt [--server URL] [--token TOKEN] [--env ENV] [-o "

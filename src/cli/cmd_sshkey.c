@@ -12,9 +12,11 @@
 static int sshkey_create(struct cm_cli *cli, const struct cm_cli_noun *noun, const struct cm_cli_verb *verb,
                          int argc, char **argv) {
         const char *private_file = NULL, *public_file = NULL;
+        bool generate = false;
         const struct cm_cli_opt opts[] = {
                 { "private-key-file", 0, CM_CLI_OPT_STRING, &private_file },
                 { "public-key-file", 0, CM_CLI_OPT_STRING, &public_file },
+                { "generate", 0, CM_CLI_OPT_FLAG, &generate },
         };
         _cleanup_strbuf_ struct strbuf path = STRBUF_INIT(1024);
         _cleanup_erase_free_ char *private_key = NULL;
@@ -30,9 +32,14 @@ static int sshkey_create(struct cm_cli *cli, const struct cm_cli_noun *noun, con
 
         if (cm_cli_parse_args(cli, noun, verb, argc, argv, opts, ELEMENTSOF(opts), pos, 1, 1, &n_pos) < 0)
                 return CM_EXIT_USAGE;
-        if (!private_file && !public_file)
+        if (generate && (private_file || public_file))
                 return cm_cli_usage_error(cli, noun, verb,
-                                          "give the key: --private-key-file FILE or --public-key-file FILE");
+                                          "--generate makes a new key: it takes no --private-key-file or "
+                                          "--public-key-file");
+        if (!generate && !private_file)
+                return cm_cli_usage_error(cli, noun, verb,
+                                          "give the key: --private-key-file FILE or --public-key-file FILE "
+                                          "with it (checked against it), or --generate");
 
         if (private_file) {
                 /* The secure reader wipes every copy it does not hand over; this one is wiped below. */
@@ -63,6 +70,8 @@ static int sshkey_create(struct cm_cli *cli, const struct cm_cli_noun *noun, con
         if (private_key && ((r = strbuf_adds(&body, ",\"privateKey\":")) < 0 ||
                             (r = strbuf_add_json_stringn(&body, private_key, private_len)) < 0))
                 goto nomem;
+        if (generate && (r = strbuf_adds(&body, ",\"generate\":true")) < 0)
+                goto nomem;
         if ((r = strbuf_addch(&body, '}')) < 0)
                 goto nomem;
         private_key = cm_erase_and_free(private_key);
@@ -89,6 +98,16 @@ static int sshkey_create(struct cm_cli *cli, const struct cm_cli_noun *noun, con
                 key = json_loadb(resp.body.buf, resp.body.len, 0, NULL);
                 if (json_is_object(key)) {
                         ret = cm_cli_print(cli, CM_RESOURCE_SSHKEY, key);
+                        goto out;
+                }
+        }
+        if (generate && !key && resp.body.len > 0) {
+                /* The public key, to put in the nodes' authorized_keys; the private key never leaves. */
+                key = json_loadb(resp.body.buf, resp.body.len, 0, NULL);
+                if (json_is_string(json_object_get(key, "publicKey"))) {
+                        fprintf(cli->out, "ssh key %s created; add its public key to the nodes:\n%s\n",
+                                pos[0], json_string_value(json_object_get(key, "publicKey")));
+                        ret = CM_EXIT_OK;
                         goto out;
                 }
         }
@@ -171,10 +190,11 @@ static int sshkey_delete(struct cm_cli *cli, const struct cm_cli_noun *noun, con
 }
 
 static const struct cm_cli_verb sshkey_verbs[] = {
-        { "create", "NAME (--private-key-file FILE | --public-key-file FILE)",
+        { "create", "NAME (--private-key-file FILE [--public-key-file FILE] | --generate)",
           "Store an SSH key for engines that reach nodes over SSH (spec.rke.nodes[].sshKey). The private "
           "key\n"
-          "      is write-only: it is stored encrypted and never shown again.",
+          "      is write-only: it is stored encrypted and never shown again. --generate makes an ed25519\n"
+          "      key pair in the service and prints only its public key.",
           sshkey_create },
         { "list", "[--limit N]", "List the SSH keys (public parts only).", sshkey_list },
         { "get", "NAME", "Show one SSH key (public part only).", sshkey_get },

@@ -54,6 +54,7 @@ extern const struct cm_cli_noun cm_cli_noun_env;
 extern const struct cm_cli_noun cm_cli_noun_cluster;
 extern const struct cm_cli_noun cm_cli_noun_op;
 extern const struct cm_cli_noun cm_cli_noun_sshkey;
+extern const struct cm_cli_noun cm_cli_noun_vault;
 
 /* Repeated flag values (--label), in the order given. */
 struct cm_cli_list {

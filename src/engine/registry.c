@@ -3,6 +3,7 @@
 
 #include "base/strbuf.h"
 #include "engine/engine.h"
+#include "engine/local/local.h"
 
 /* Filled at start-up before threads exist, read-only afterwards: no lock needed. */
 static const struct cm_engine_ops *engines[16];
@@ -42,4 +43,5 @@ void cm_engine_names(char *buf, size_t size) {
 
 void cm_engines_register_builtin(void) {
         /* Product engines (rke, local) register here as they arrive. */
+        (void) cm_engine_register(&cm_engine_local_ops);
 }

@@ -18,6 +18,7 @@ void cm_service_config_defaults(struct cm_service_config *c) {
                 .backoff_cap_usec = 300 * USEC_PER_SEC,
                 .poll_usec = 1 * USEC_PER_SEC,
                 .shutdown_grace_usec = 10 * USEC_PER_SEC,
+                .state_retention_usec = 30 * 86400 * USEC_PER_SEC,
         };
 }
 

@@ -24,14 +24,18 @@ struct cm_service_config {
         uint64_t backoff_cap_usec; /* longest retry delay */
         uint64_t poll_usec; /* idle workers look for work this often (other replicas' work) */
         uint64_t shutdown_grace_usec; /* on stop, running steps get this long before being asked to stop */
+        uint64_t
+                state_retention_usec; /* archived state of deleted clusters is kept this long (0: forever) */
 };
 
 void cm_service_config_defaults(struct cm_service_config *c);
 
 struct cm_workers;
+struct cm_vault;
 
 struct cm_service {
         struct cm_store *store;
+        struct cm_vault *vault; /* the state vault; NULL: none (state files and SSH keys refused) */
         struct cm_service_config cfg;
         char replica_id[48];
 

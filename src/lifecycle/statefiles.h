@@ -16,3 +16,11 @@ int cm_state_file_write(struct cm_service *s, const struct cm_cluster *c, const 
                         size_t n);
 int cm_state_file_read(struct cm_service *s, const struct cm_cluster *c, const char *name, char **ret,
                        size_t *ret_n);
+/*
+ * A deleted cluster's files are archived, not destroyed: kept for the service's retention period, then
+ * purged (cm_state_files_purge, run by the service's housekeeping). 0 when there was nothing to archive
+ * or no vault.
+ */
+int cm_state_files_archive(struct cm_service *s, const char *cluster_id);
+/* Purges archives older than the retention period; returns how many were removed. */
+int cm_state_files_purge(struct cm_service *s);

@@ -339,6 +339,20 @@ static void run_operation(struct worker_slot *slot, struct cm_operation *op) {
                 op_logf(slot, op->id, "%s succeeded", type);
                 if (op->type == CM_OP_DELETE) {
                         o = (struct cm_op_outcome){ .state = CM_OP_SUCCEEDED, .delete_cluster = true };
+                        /* The state is archived before the record goes: a retry finds the cluster again. */
+                        r = cm_state_files_archive(svc, c.id);
+                        if (r < 0) {
+                                log_error_errno(r, "archive the state of cluster %s: %m", c.id);
+                                o = (struct cm_op_outcome){ .state = CM_OP_PENDING,
+                                                            .phase = c.phase,
+                                                            .error = "archiving the cluster's state failed",
+                                                            .next_run_usec = cm_now_usec() +
+                                                                             svc->cfg.backoff_base_usec };
+                                (void) finish(slot, op, &c, &o, "False", "ArchiveFailed", "True", o.error);
+                                goto out;
+                        }
+                        op_logf(slot, op->id, "state files archived for %" PRIu64 " days",
+                                svc->cfg.state_retention_usec / (86400 * USEC_PER_SEC));
                         (void) finish(slot, op, &c, &o, NULL, NULL, NULL, NULL);
                 } else {
                         o = (struct cm_op_outcome){ .state = CM_OP_SUCCEEDED,
@@ -534,6 +548,12 @@ static void *heartbeat_main(void *userdata) {
                                            cm_now_usec() - 24 * 3600 * USEC_PER_SEC);
                         if (r < 0)
                                 log_warning_errno(r, "expire idempotency keys: %m");
+                        /* Archived state of deleted clusters is kept for the retention period. */
+                        r = cm_state_files_purge(w->svc);
+                        if (r < 0)
+                                log_warning_errno(r, "purge archived cluster state: %m");
+                        else if (r > 0)
+                                log_info("purged the archived state of %d deleted clusters", r);
                         next_expire = now + 600 * USEC_PER_SEC;
                 }
                 clock_gettime(CLOCK_MONOTONIC, &ts);

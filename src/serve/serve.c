@@ -13,10 +13,13 @@
 #include "base/secret.h"
 #include "base/util.h"
 #include "engine/engine.h"
+#include "engine/local/local.h"
 #include "lifecycle/service.h"
 #include "serve/serve.h"
 #include "server/server.h"
 #include "store/store.h"
+#include "vault/crypto.h"
+#include "vault/vault.h"
 
 struct serve_options {
         const char *listen;
@@ -31,6 +34,10 @@ struct serve_options {
         unsigned shutdown_grace_seconds;
         unsigned poll_ms;
         const char *log_level;
+        const char *state_dir;
+        const char *vault_key_file;
+        unsigned state_retention_days;
+        const char *localk8s_path;
 };
 
 static void serve_usage(FILE *f) {
@@ -52,8 +59,19 @@ static void serve_usage(FILE *f) {
               "  --shutdown-grace-seconds N  CLUSTERMGMT_SHUTDOWN_GRACE_SECONDS  default 10\n"
               "  --poll-ms N                 CLUSTERMGMT_POLL_MS      idle workers look for work, default "
               "1000\n"
+              "  --state-dir DIR             CLUSTERMGMT_STATE_DIR    state vault, default "
+              "<data-dir>/state\n"
+              "  --vault-key-file FILE       CLUSTERMGMT_VAULT_KEY_FILE  vault keyring, default "
+              "<data-dir>/vault.key\n"
+              "                              (generated on first start; keep production keys off the state "
+              "volume)\n"
+              "  --state-retention-days N    CLUSTERMGMT_STATE_RETENTION_DAYS  archived state of deleted "
+              "clusters, default 30\n"
               "  --log-level LEVEL           CLUSTERMGMT_LOG_LEVEL    debug|info|warning|error, default "
-              "info\n",
+              "info\n"
+              "  --localk8s-path PATH        CLUSTERMGMT_LOCALK8S_PATH  helper of the local engine,\n"
+              "                              default: clustermgmt-localk8s next to this binary,\n"
+              "                              else ./bin/clustermgmt-localk8s\n",
               f);
 }
 
@@ -83,6 +101,10 @@ static int parse_options(int argc, char *argv[], struct serve_options *o) {
                 OPT_GRACE,
                 OPT_POLL,
                 OPT_LOG_LEVEL,
+                OPT_STATE_DIR,
+                OPT_VAULT_KEY_FILE,
+                OPT_STATE_RETENTION,
+                OPT_LOCALK8S_PATH,
         };
         static const struct option longopts[] = {
                 { "listen", required_argument, NULL, OPT_LISTEN },
@@ -97,6 +119,10 @@ static int parse_options(int argc, char *argv[], struct serve_options *o) {
                 { "shutdown-grace-seconds", required_argument, NULL, OPT_GRACE },
                 { "poll-ms", required_argument, NULL, OPT_POLL },
                 { "log-level", required_argument, NULL, OPT_LOG_LEVEL },
+                { "state-dir", required_argument, NULL, OPT_STATE_DIR },
+                { "vault-key-file", required_argument, NULL, OPT_VAULT_KEY_FILE },
+                { "state-retention-days", required_argument, NULL, OPT_STATE_RETENTION },
+                { "localk8s-path", required_argument, NULL, OPT_LOCALK8S_PATH },
                 { "help", no_argument, NULL, 'h' },
                 {},
         };
@@ -117,6 +143,10 @@ static int parse_options(int argc, char *argv[], struct serve_options *o) {
                 { "CLUSTERMGMT_SHUTDOWN_GRACE_SECONDS", OPT_GRACE },
                 { "CLUSTERMGMT_POLL_MS", OPT_POLL },
                 { "CLUSTERMGMT_LOG_LEVEL", OPT_LOG_LEVEL },
+                { "CLUSTERMGMT_STATE_DIR", OPT_STATE_DIR },
+                { "CLUSTERMGMT_VAULT_KEY_FILE", OPT_VAULT_KEY_FILE },
+                { "CLUSTERMGMT_STATE_RETENTION_DAYS", OPT_STATE_RETENTION },
+                { "CLUSTERMGMT_LOCALK8S_PATH", OPT_LOCALK8S_PATH },
         };
         int c;
 
@@ -192,6 +222,19 @@ static int parse_options(int argc, char *argv[], struct serve_options *o) {
                         case OPT_LOG_LEVEL:
                                 o->log_level = arg;
                                 break;
+                        case OPT_STATE_DIR:
+                                o->state_dir = arg;
+                                break;
+                        case OPT_VAULT_KEY_FILE:
+                                o->vault_key_file = arg;
+                                break;
+                        case OPT_STATE_RETENTION:
+                                if (parse_uint_opt(name, arg, 1, 36500, &o->state_retention_days) < 0)
+                                        return -EINVAL;
+                                break;
+                        case OPT_LOCALK8S_PATH:
+                                o->localk8s_path = arg;
+                                break;
                         default:
                                 fputs("Try 'clustermgmt serve --help'.\n", stderr);
                                 return -EINVAL;
@@ -251,8 +294,52 @@ out:
         return r;
 }
 
+/*
+ * The state vault: the keyring (generated 0600 on first start) and the directory. Archived state of
+ * clusters deleted more than the retention period ago is purged here.
+ */
+static int open_vault(const struct serve_options *o, struct cm_vault **ret) {
+        _cleanup_free_ char *dir = NULL, *key_file = NULL;
+        _cleanup_(cm_keyring_freep) struct cm_keyring *kr = NULL;
+        bool created = false;
+        uint64_t keep_usec, now = cm_now_usec();
+        int r;
+
+        if (o->state_dir)
+                dir = strdup(o->state_dir);
+        else if (asprintf(&dir, "%s/state", o->data_dir) < 0)
+                dir = NULL;
+        if (o->vault_key_file)
+                key_file = strdup(o->vault_key_file);
+        else if (asprintf(&key_file, "%s/vault.key", o->data_dir) < 0)
+                key_file = NULL;
+        if (!dir || !key_file)
+                return -ENOMEM;
+
+        r = cm_keyring_load_or_create(key_file, &kr, &created);
+        if (r < 0)
+                return log_error_errno(r, "load the vault key file '%s': %m", key_file);
+        if (created)
+                log_warning("generated a vault key in '%s' (mode 0600); production keys belong outside the "
+                            "state volume: give one with --vault-key-file",
+                            key_file);
+        r = cm_vault_open(dir, kr, CM_VAULT_KEEP_DEFAULT, ret);
+        if (r < 0)
+                return log_error_errno(r, "open the state vault '%s': %m", dir);
+        keep_usec = (uint64_t) o->state_retention_days * 86400 * USEC_PER_SEC;
+        r = cm_vault_purge(*ret, now > keep_usec ? now - keep_usec : 0);
+        if (r < 0)
+                log_warning_errno(r, "purge archived state older than %u days: %m", o->state_retention_days);
+        else if (r > 0)
+                log_info("purged the archived state of %d deleted clusters", r);
+        return 0;
+}
+
 int cm_serve_main(int argc, char *argv[]) {
-        struct serve_options o = { .listen = "127.0.0.1:8080", .data_dir = "./data" };
+        struct serve_options o = { .listen = "127.0.0.1:8080",
+                                   .data_dir = "./data",
+                                   .state_retention_days = 30 };
+        struct cm_vault *vault = NULL;
         struct cm_service_config scfg;
         struct cm_server_config hcfg;
         _cleanup_free_ char *db = NULL;
@@ -283,6 +370,11 @@ int cm_serve_main(int argc, char *argv[]) {
                         return 2;
                 }
                 log_set_level(lvl);
+        }
+
+        if (cm_engine_local_set_helper(o.localk8s_path) < 0) {
+                fprintf(stderr, "clustermgmt serve: --localk8s-path is too long\n");
+                return 2;
         }
 
         /* The process holds keys and tokens: no core dumps, no ptrace by other users' processes. */
@@ -326,10 +418,17 @@ int cm_serve_main(int argc, char *argv[]) {
         scfg.backoff_base_usec = (uint64_t) o.retry_base_ms * USEC_PER_MSEC;
         scfg.backoff_cap_usec = (uint64_t) o.retry_max_seconds * USEC_PER_SEC;
         scfg.shutdown_grace_usec = (uint64_t) o.shutdown_grace_seconds * USEC_PER_SEC;
+        scfg.state_retention_usec = (uint64_t) o.state_retention_days * 86400 * USEC_PER_SEC;
         scfg.poll_usec = (uint64_t) o.poll_ms * USEC_PER_MSEC;
-        r = cm_service_new(store, &scfg, &svc);
+        r = open_vault(&o, &vault);
         if (r < 0)
                 return 1;
+        r = cm_service_new(store, &scfg, &svc);
+        if (r < 0) {
+                vault = cm_vault_close(vault);
+                return 1;
+        }
+        svc->vault = vault;
         r = cm_service_bootstrap(svc);
         if (r < 0) {
                 log_error_errno(r, "bootstrap: %m");
@@ -351,6 +450,10 @@ int cm_serve_main(int argc, char *argv[]) {
                 log_error_errno(r, "start workers: %m");
                 goto out;
         }
+        /* Adopts the local clusters still running from the last start; supervises them from now on. */
+        r = cm_engine_local_start(svc);
+        if (r < 0)
+                goto out;
         {
                 char names[256], fields[512];
 
@@ -375,6 +478,8 @@ out:
         /* Stop taking requests first, then let running steps finish or give their leases back. */
         srv = cm_server_stop(srv);
         svc = cm_service_free(svc);
+        vault = cm_vault_close(vault);
+        cm_engine_local_stop();
         log_info("stopped");
         return r < 0 ? 1 : 0;
 }

@@ -3,9 +3,14 @@
 #include "base/common.h"
 
 #include "api/problem.h"
+#include "base/secret.h"
 #include "base/strbuf.h"
+#include "lifecycle/statefiles.h"
 #include "server/handlers.h"
 #include "server/server_internal.h"
+
+/* The state file an engine stores the admin kubeconfig in. */
+#define ADMIN_KUBECONFIG_FILE "kube_config_cluster.yml"
 
 static void reply_problemf(struct cm_req *req, int status, const char *type, const char *title,
                            const char *detail) {
@@ -26,7 +31,64 @@ static void reply_not_found(struct cm_req *req, const char *what, const char *na
         cm_problem_done(&p);
 }
 
-static void kubeconfig_common(struct cm_req *req, const char *what) {
+/* A response body holding a secret: wiped when libmicrohttpd is done with it. */
+struct secret_body {
+        char *buf;
+        size_t len;
+};
+
+static void secret_body_free(void *cls) {
+        struct secret_body *b = cls;
+
+        if (!b)
+                return;
+        cm_wipe(b->buf, b->len);
+        free(b->buf);
+        free(b);
+}
+
+void cm_handle_cluster_kubeconfig(struct cm_req *req) {
+        _cleanup_(cm_cluster_done) struct cm_cluster c = {};
+        struct secret_body *body;
+        struct MHD_Response *resp;
+        char *data = NULL, detail[256];
+        size_t n = 0;
+        int r;
+
+        r = STORE_CALL(req->svc->store, cluster_get, req->params[0], req->params[1], &c);
+        if (r == -ENOENT)
+                return reply_not_found(req, "cluster", req->params[1]);
+        if (r < 0)
+                return cm_reply_error(req, r, NULL);
+
+        r = cm_state_file_read(req->svc, &c, ADMIN_KUBECONFIG_FILE, &data, &n);
+        if (r == -ENOENT || r == -EOPNOTSUPP) {
+                (void) cm_snprintf(detail, sizeof(detail),
+                                   "no admin kubeconfig is stored for cluster '%s'%s", c.name,
+                                   r == -EOPNOTSUPP ? " (this service has no state vault)"
+                                                    : "; it appears once the cluster is provisioned");
+                return reply_problemf(req, 404, "kubeconfig-unavailable", "Not found", detail);
+        }
+        if (r < 0)
+                return cm_reply_error(req, r, NULL);
+
+        body = new0(struct secret_body, 1);
+        if (!body) {
+                cm_wipe(data, n);
+                free(data);
+                return cm_reply_error(req, -ENOMEM, NULL);
+        }
+        *body = (struct secret_body){ .buf = data, .len = n };
+        /* libmicrohttpd sends from our buffer (no copy) and calls secret_body_free when done. */
+        resp = MHD_create_response_from_buffer_with_free_callback_cls(n, data, secret_body_free, body);
+        if (!resp) {
+                secret_body_free(body);
+                return cm_reply_error(req, -ENOMEM, NULL);
+        }
+        cm_reply_stream(req, 200, "application/yaml", resp);
+}
+
+void cm_handle_cluster_kubeconfig_customer(struct cm_req *req) {
         _cleanup_(cm_cluster_done) struct cm_cluster c = {};
         char detail[256];
         int r;
@@ -36,16 +98,7 @@ static void kubeconfig_common(struct cm_req *req, const char *what) {
                 return reply_not_found(req, "cluster", req->params[1]);
         if (r < 0)
                 return cm_reply_error(req, r, NULL);
-        /* Kubeconfigs live in the encrypted state vault that engines write; none is stored yet. */
-        (void) cm_snprintf(detail, sizeof(detail), "no %s is stored for cluster '%s'", what, c.name);
+        (void) cm_snprintf(detail, sizeof(detail),
+                           "the customer kubeconfig of cluster '%s' is not configured", c.name);
         reply_problemf(req, 404, "kubeconfig-unavailable", "Not found", detail);
 }
-
-void cm_handle_cluster_kubeconfig(struct cm_req *req) {
-        kubeconfig_common(req, "admin kubeconfig");
-}
-
-void cm_handle_cluster_kubeconfig_customer(struct cm_req *req) {
-        kubeconfig_common(req, "customer kubeconfig");
-}
-

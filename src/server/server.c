@@ -312,7 +312,8 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
                 req->method = method;
                 req->url = url;
                 req->start_usec = cm_mono_usec();
-                strbuf_init(&req->body, s->cfg.max_body);
+                /* Bodies may carry private keys: growing copies and wipes, release wipes. */
+                strbuf_init_secret(&req->body, s->cfg.max_body);
                 strbuf_init(&req->out, 64 * 1024 * 1024);
                 /* Most answers are a few hundred bytes: one allocation up front. */
                 if (strbuf_grow(&req->out, 1024) < 0) {

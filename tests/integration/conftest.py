@@ -171,3 +171,120 @@ def make_server(binary, request, tmp_path):
 @pytest.fixture
 def server(make_server):
     return make_server().start()
+
+
+# --- The local engine: one real local cluster shared by the tests that need one. ---
+
+REPO_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+LOCALK8S = os.path.join(REPO_ROOT, "bin", "clustermgmt-localk8s")
+
+
+def localk8s_helper():
+    """The helper binary, or a skip (a failure in CI, which must not skip silently)."""
+    if os.access(LOCALK8S, os.X_OK):
+        return LOCALK8S
+    reason = f"{LOCALK8S} is missing: build it with `make localk8s` (scripts/build-localk8s.sh)"
+    if os.environ.get("CI") == "true":
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+def local_helper_pids(data_dir):
+    """Pids of helpers running on clusters under data_dir."""
+    out = subprocess.run(["pgrep", "-f", os.path.join(data_dir, "local") + "/"], capture_output=True, text=True)
+    return [int(p) for p in out.stdout.split()]
+
+
+def stop_local_helpers(data_dir):
+    """Kills helpers left running under data_dir; returns the pids it found."""
+    pids = local_helper_pids(data_dir)
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return pids
+
+
+class LocalCluster:
+    """A local cluster created through the API of its own server."""
+
+    def __init__(self, server, name, env="default"):
+        self.server = server
+        self.name = name
+        self.env = env
+
+    @property
+    def path(self):
+        return f"/v1/environments/{self.env}/clusters/{self.name}"
+
+    def get(self):
+        r = self.server.get(self.path)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    def data_dir(self):
+        base = os.path.join(self.server.data_dir, "local", self.env)
+        dirs = [os.path.join(base, d) for d in os.listdir(base)] if os.path.isdir(base) else []
+        assert len(dirs) == 1, dirs
+        return dirs[0]
+
+    def helper_pid(self):
+        with open(os.path.join(self.data_dir(), "localk8s.pid")) as f:
+            return int(f.read().strip())
+
+    def kubeconfig(self, path):
+        r = self.server.get(self.path + "/kubeconfig")
+        assert r.status_code == 200, r.text
+        with open(path, "wb") as f:
+            f.write(r.content)
+        os.chmod(path, 0o600)
+        return r
+
+
+def start_local_server(binary, data_dir, valgrind=False):
+    return Server(binary, data_dir, valgrind=valgrind, extra_args=["--localk8s-path", localk8s_helper()]).start()
+
+
+def create_local_cluster(server, name, nodes, timeout=150):
+    r = server.post("/v1/environments/default/clusters",
+                    {"name": name, "spec": {"engine": "local", "local": {"nodes": nodes}}})
+    assert r.status_code == 202, r.text
+    op = server.wait_op(r.json()["id"], timeout=timeout)
+    log = server.get(f"/v1/operations/{op['id']}/log").text
+    assert op["state"] == "succeeded", f"{op}\n{log}\n{server.log()}"
+    return LocalCluster(server, name)
+
+
+@pytest.fixture(scope="session")
+def local_cluster(binary, request, tmp_path_factory):
+    """One local cluster (3 nodes) on a server of its own, shared by every test that needs a real cluster.
+
+    Tests may change it (scale, restart the server, kill the helper) but must leave it Ready. At the end
+    the cluster is deleted through the API and no helper may be left running.
+    """
+    helper = localk8s_helper()
+    assert helper
+    data_dir = str(tmp_path_factory.mktemp("local-cluster"))
+    server = start_local_server(binary, data_dir, valgrind=request.config.getoption("--valgrind"))
+    cluster = None
+    try:
+        cluster = create_local_cluster(server, "shared", 3)
+        yield cluster
+    finally:
+        problems = []
+        if server.proc is None:
+            server.start()
+        if cluster is not None:
+            r = server.delete(cluster.path)
+            if r.status_code == 202:
+                op = server.wait_op(r.json()["id"], timeout=90)
+                if op["state"] != "succeeded":
+                    problems.append(f"delete failed: {op}")
+        rc = server.stop()
+        if rc != 0:
+            problems.append(f"serve exited with {rc}:\n{server.log()}")
+        leftovers = stop_local_helpers(data_dir)
+        if leftovers:
+            problems.append(f"helpers left running: {leftovers}")
+        assert not problems, problems
