@@ -41,9 +41,10 @@ debug: deps
 run: release localk8s
 	./bin/clustermgmt serve
 
-# The whole suite, under AddressSanitizer and UndefinedBehaviorSanitizer (the local engine's tests
-# need the helper, so it is built first).
-test: debug localk8s
+# The whole suite: a smoke run of the uninstrumented build under valgrind memcheck, then every test
+# under AddressSanitizer and UndefinedBehaviorSanitizer (the local engine's tests need the helper, so
+# it is built first).
+test: debug localk8s valgrind
 	ctest --test-dir build/debug --output-on-failure -j$(JOBS)
 
 unit: debug
