@@ -7,6 +7,7 @@
 #include "base/parse.h"
 #include "base/util.h"
 #include "server/handlers.h"
+#include "server/pagecache.h"
 #include "server/server_internal.h"
 
 extern const char cm_openapi_json[];
@@ -279,6 +280,20 @@ static int encode_cluster_item(const struct cm_cluster *c, void *userdata) {
         return cm_encode_cluster(pg->out, c);
 }
 
+/* Answers with a cached blob, handed to libmicrohttpd without a copy (it drops the reference). */
+static void reply_blob(struct cm_req *req, struct cm_blob *b) {
+        struct MHD_Response *resp;
+
+        resp = MHD_create_response_from_buffer_with_free_callback_cls(b->len, b->data, cm_blob_unref_cb, b);
+        if (!resp) {
+                cm_blob_unref(b);
+                return cm_reply_error(req, -ENOMEM, NULL);
+        }
+        if (b->tag[0])
+                (void) cm_reply_header(req, "ETag", b->tag);
+        cm_reply_stream(req, 200, "application/json", resp);
+}
+
 /*
  * The version that tags cached answers about env's clusters: the store's process-wide change counter
  * when it has one (no database read), else the environment's clusters version.
@@ -314,9 +329,10 @@ void cm_handle_cluster_list(struct cm_req *req) {
         if (r < 0)
                 return cm_reply_error(req, r, NULL);
         (void) cm_snprintf(key, sizeof(key), "%s/%s/%u", req->params[0], after ?: "", pg.limit);
-        if (cm_page_cache_get(&req->srv->list_cache, key, version, &req->out) >= 0) {
-                cm_reply(req, 200);
-                return;
+        {
+                struct cm_blob *b = cm_page_cache_get(&req->srv->list_cache, key, version);
+                if (b)
+                        return reply_blob(req, b);
         }
 
         /* Room for a typical page up front: no regrowth while encoding. */
@@ -331,7 +347,11 @@ void cm_handle_cluster_list(struct cm_req *req) {
                 r = cm_encode_list_end(&req->out, pg.seen > pg.limit ? pg.last : NULL);
         if (r < 0)
                 return cm_reply_error(req, r, NULL);
-        cm_page_cache_put(&req->srv->list_cache, key, version, req->out.buf + start, req->out.len - start);
+        {
+                struct cm_blob *b = cm_blob_new(req->out.buf + start, req->out.len - start, NULL);
+                cm_page_cache_put(&req->srv->list_cache, key, version, b);
+                cm_blob_unref(b);
+        }
         cm_reply(req, 200);
 }
 
@@ -340,52 +360,27 @@ void cm_handle_cluster_get(struct cm_req *req) {
         char key[CM_PAGE_CACHE_KEY_MAX], etag[32];
         uint64_t version = 0;
         bool cacheable;
-        size_t start;
         int r;
 
         /* Only with a change counter: a per-cluster version would cost the database read it saves. */
         cacheable = req->svc->store->ops->change_counter && read_version(req, &version) >= 0 &&
                     cm_snprintf(key, sizeof(key), "%s/%s", req->params[0], req->params[1]) >= 0;
-        /* A cached answer is the ETag (its own length-prefixed line) and the body. */
-        if (cacheable && cm_page_cache_get(&req->srv->cluster_cache, key, version, &req->out) >= 0) {
-                char *nl = memchr(req->out.buf, '\n', req->out.len);
-
-                if (nl && (size_t) (nl - req->out.buf) < sizeof(etag)) {
-                        memcpy(etag, req->out.buf, (size_t) (nl - req->out.buf));
-                        etag[nl - req->out.buf] = 0;
-                        memmove(req->out.buf, nl + 1, req->out.len - (size_t) (nl - req->out.buf) - 1);
-                        req->out.len -= (size_t) (nl - req->out.buf) + 1;
-                        req->out.buf[req->out.len] = 0;
-                        (void) cm_reply_header(req, "ETag", etag);
-                        cm_reply(req, 200);
-                        return;
-                }
-                strbuf_reset(&req->out);
+        if (cacheable) {
+                struct cm_blob *b = cm_page_cache_get(&req->srv->cluster_cache, key, version);
+                if (b)
+                        return reply_blob(req, b);
         }
 
         r = STORE_CALL(req->svc->store, cluster_get, req->params[0], req->params[1], &c);
         if (r == -ENOENT)
                 return reply_not_found(req, "cluster", req->params[1]);
-        if (r < 0)
+        if (r < 0 || (r = cm_encode_cluster(&req->out, &c)) < 0)
                 return cm_reply_error(req, r, NULL);
         (void) cm_snprintf(etag, sizeof(etag), "\"%" PRIi64 "\"", c.resource_version);
-        start = req->out.len;
-        r = strbuf_adds(&req->out, etag);
-        if (r >= 0)
-                r = strbuf_addch(&req->out, '\n');
-        if (r >= 0)
-                r = cm_encode_cluster(&req->out, &c);
-        if (r < 0)
-                return cm_reply_error(req, r, NULL);
-        if (cacheable)
-                cm_page_cache_put(&req->srv->cluster_cache, key, version, req->out.buf + start,
-                                  req->out.len - start);
-        /* Drop the ETag line from the body. */
-        {
-                size_t skip = strlen(etag) + 1;
-                memmove(req->out.buf + start, req->out.buf + start + skip, req->out.len - start - skip);
-                req->out.len -= skip;
-                req->out.buf[req->out.len] = 0;
+        if (cacheable) {
+                struct cm_blob *b = cm_blob_new(req->out.buf, req->out.len, etag);
+                cm_page_cache_put(&req->srv->cluster_cache, key, version, b);
+                cm_blob_unref(b);
         }
         (void) cm_reply_header(req, "ETag", etag);
         cm_reply(req, 200);

@@ -1,7 +1,40 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "base/common.h"
 
+#include "base/strbuf.h"
 #include "server/pagecache.h"
+
+struct cm_blob *cm_blob_new(const char *data, size_t n, const char *tag) {
+        struct cm_blob *b;
+
+        if (n > SIZE_MAX - sizeof(struct cm_blob) - 1)
+                return NULL;
+        b = malloc(sizeof(struct cm_blob) + n + 1);
+        if (!b)
+                return NULL;
+        atomic_init(&b->refs, 1);
+        b->len = n;
+        if (cm_strlcpy(b->tag, tag ?: "", sizeof(b->tag)) < 0)
+                b->tag[0] = 0;
+        memcpy(b->data, data, n);
+        b->data[n] = 0;
+        return b;
+}
+
+struct cm_blob *cm_blob_ref(struct cm_blob *b) {
+        if (b)
+                atomic_fetch_add(&b->refs, 1);
+        return b;
+}
+
+void cm_blob_unref(struct cm_blob *b) {
+        if (b && atomic_fetch_sub(&b->refs, 1) == 1)
+                free(b);
+}
+
+void cm_blob_unref_cb(void *b) {
+        cm_blob_unref(b);
+}
 
 int cm_page_cache_init(struct cm_page_cache *c, size_t entries, size_t entry_max) {
         *c = (struct cm_page_cache){ .entry_max = entry_max };
@@ -17,7 +50,7 @@ void cm_page_cache_done(struct cm_page_cache *c) {
         if (!c->entries)
                 return;
         for (size_t i = 0; i < c->n_sets * CM_PAGE_CACHE_WAYS; i++)
-                free(c->entries[i].data);
+                cm_blob_unref(c->entries[i].blob);
         free(c->entries);
         c->entries = NULL;
         pthread_mutex_destroy(&c->lock);
@@ -34,39 +67,33 @@ static struct cm_page_entry *set_of(struct cm_page_cache *c, const char *key) {
         return &c->entries[(h % c->n_sets) * CM_PAGE_CACHE_WAYS];
 }
 
-int cm_page_cache_get(struct cm_page_cache *c, const char *key, uint64_t version, struct strbuf *out) {
+struct cm_blob *cm_page_cache_get(struct cm_page_cache *c, const char *key, uint64_t version) {
         struct cm_page_entry *set;
-        int r = -ENOENT;
+        struct cm_blob *b = NULL;
 
         if (!c->entries)
-                return -ENOENT;
+                return NULL;
         set = set_of(c, key);
         pthread_mutex_lock(&c->lock);
         for (size_t i = 0; i < CM_PAGE_CACHE_WAYS; i++) {
                 struct cm_page_entry *e = &set[i];
 
-                if (!e->data || e->version != version || !streq(e->key, key))
+                if (!e->blob || e->version != version || !streq(e->key, key))
                         continue;
-                r = strbuf_add(out, e->data, e->len);
+                b = cm_blob_ref(e->blob);
                 e->used = ++c->clock;
                 break;
         }
         pthread_mutex_unlock(&c->lock);
-        return r;
+        return b;
 }
 
-void cm_page_cache_put(struct cm_page_cache *c, const char *key, uint64_t version, const char *data,
-                       size_t n) {
+void cm_page_cache_put(struct cm_page_cache *c, const char *key, uint64_t version, struct cm_blob *blob) {
         struct cm_page_entry *set, *victim;
-        char *copy;
+        struct cm_blob *old;
 
-        if (!c->entries || n > c->entry_max || strlen(key) >= CM_PAGE_CACHE_KEY_MAX)
+        if (!c->entries || !blob || blob->len > c->entry_max || strlen(key) >= CM_PAGE_CACHE_KEY_MAX)
                 return;
-        copy = malloc(n ?: 1);
-        if (!copy)
-                return;
-        memcpy(copy, data, n);
-
         set = set_of(c, key);
         pthread_mutex_lock(&c->lock);
         /* The same key (any version) is replaced; else an empty way; else the least recently used. */
@@ -74,21 +101,21 @@ void cm_page_cache_put(struct cm_page_cache *c, const char *key, uint64_t versio
         for (size_t i = 0; i < CM_PAGE_CACHE_WAYS; i++) {
                 struct cm_page_entry *e = &set[i];
 
-                if (e->data && streq(e->key, key)) {
+                if (e->blob && streq(e->key, key)) {
                         victim = e;
                         break;
                 }
-                if (!e->data) {
-                        if (victim->data)
+                if (!e->blob) {
+                        if (victim->blob)
                                 victim = e;
-                } else if (victim->data && e->used < victim->used)
+                } else if (victim->blob && e->used < victim->used)
                         victim = e;
         }
-        free(victim->data);
+        old = victim->blob;
         (void) cm_strlcpy(victim->key, key, sizeof(victim->key));
         victim->version = version;
-        victim->data = copy;
-        victim->len = n;
+        victim->blob = cm_blob_ref(blob);
         victim->used = ++c->clock;
         pthread_mutex_unlock(&c->lock);
+        cm_blob_unref(old);
 }
