@@ -332,6 +332,13 @@ def bench_vault(args):
 
 def report_vault(r):
     print(json.dumps(r, indent=1))
+    print()
+    print("| benchmark | result | target |")
+    print("|---|---|---|")
+    print(f"| vault write, {r['size'] // 1024} KB, encrypted + versioned (p50) | {r['write_vault_p50_us']:.0f} µs vs plain "
+          f"write+fsync {r['write_plain_fsync_p50_us']:.0f} µs = **{r['write_ratio_p50']:.2f}x**; vs temp+fsync+rename+fsync dir "
+          f"{r['write_atomic_plain_p50_us']:.0f} µs = {r['write_ratio_vs_atomic_p50']:.2f}x | ≤ 1.5x |")
+    print(f"| vault read, newest version (p50) | {r['read_vault_p50_us']:.0f} µs vs plain read {r['read_plain_p50_us']:.0f} µs | report |")
     return 0
 
 
