@@ -218,8 +218,12 @@ static int finish(struct worker_slot *slot, const struct cm_operation *op, const
         int r;
 
         if (c && !o->delete_cluster) {
-                c1 = cm_conditions_set(c->conditions_json, "Ready", ready_status, ready_reason, reason_msg,
-                                       now);
+                /* ready_status NULL: Ready stays as it is (a retry says so in Reconciling only). */
+                if (ready_status)
+                        c1 = cm_conditions_set(c->conditions_json, "Ready", ready_status, ready_reason,
+                                               reason_msg, now);
+                else
+                        c1 = strdup(c->conditions_json ?: "[]");
                 if (c1)
                         c2 = cm_conditions_set(c1, "Reconciling", reconciling_status, ready_reason,
                                                reason_msg, now);
@@ -348,7 +352,7 @@ static void run_operation(struct worker_slot *slot, struct cm_operation *op) {
                                                             .error = "archiving the cluster's state failed",
                                                             .next_run_usec = cm_now_usec() +
                                                                              svc->cfg.backoff_base_usec };
-                                (void) finish(slot, op, &c, &o, "False", "ArchiveFailed", "True", o.error);
+                                (void) finish(slot, op, &c, &o, NULL, "ArchiveFailed", "True", o.error);
                                 goto out;
                         }
                         op_logf(slot, op->id, "state files archived for %" PRIu64 " days",
@@ -401,8 +405,7 @@ static void run_operation(struct worker_slot *slot, struct cm_operation *op) {
                                             .error = res.message,
                                             .next_run_usec = cm_now_usec() + delay,
                                             .phase = c.phase };
-                (void) finish(slot, op, &c, &o, c.observed_generation > 0 ? "True" : "False",
-                              "RetryScheduled", "True", msg);
+                (void) finish(slot, op, &c, &o, NULL, "RetryScheduled", "True", msg);
                 goto out;
         }
 

@@ -278,6 +278,25 @@ def test_retries_then_success(server):
     assert done["state"] == "succeeded" and done["attempts"] == 3, done
     log = server.get(f"/v1/operations/{op['id']}/log").text
     assert log.count("retrying in") == 2
+    conds = {x["type"]: x for x in server.get("/v1/environments/default/clusters/flaky").json()["status"]["conditions"]}
+    assert conds["Ready"]["status"] == "True" and conds["Ready"]["reason"] == "Provisioned"
+
+
+def test_retry_is_reported_in_reconciling(make_server):
+    s = make_server(extra_args=["--retry-base-ms", "3000"]).start()
+    op = s.create_cluster("later", {"failAttempts": 1})
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        o = s.get(f"/v1/operations/{op['id']}").json()
+        if o["state"] == "pending" and o["attempts"] == 1:
+            break
+        time.sleep(0.05)
+    assert o["state"] == "pending" and o["error"] and o["nextRunAt"], o
+    c = s.get("/v1/environments/default/clusters/later").json()
+    conds = {x["type"]: x for x in c["status"]["conditions"]}
+    assert conds["Reconciling"]["status"] == "True" and conds["Reconciling"]["reason"] == "RetryScheduled"
+    assert conds["Ready"]["status"] == "False" and conds["Ready"]["reason"] != "RetryScheduled"
+    assert s.wait_op(op["id"], timeout=30)["state"] == "succeeded"
 
 
 def test_permanent_failure(server):
