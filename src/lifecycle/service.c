@@ -244,6 +244,26 @@ static int conflict_problem(struct cm_problem *p, const char *name, const char *
         return -EBUSY;
 }
 
+/* The problem for a refused cluster_update: gone (404), stale If-Match (412), busy (409). */
+static int change_problem(int r, struct cm_problem *p, const char *name, int64_t expected_rv,
+                          const char *conflict) {
+        switch (r) {
+        case -ENOENT:
+                cm_problem_not_found(p, "cluster", name);
+                return r;
+        case -ESTALE:
+                cm_problem_set(p, 412, "precondition-failed", "Precondition failed",
+                               "cluster '%s' changed since resourceVersion %" PRIi64
+                               "; read it again and retry",
+                               name, expected_rv);
+                return r;
+        case -EBUSY:
+                return conflict_problem(p, name, conflict);
+        default:
+                return r;
+        }
+}
+
 int cm_service_update_cluster(struct cm_service *s, const char *principal, const char *env, const char *name,
                               int64_t expected_rv, const char *body, size_t n, struct cm_problem *p,
                               struct cm_operation *ret_op) {
@@ -280,18 +300,8 @@ int cm_service_update_cluster(struct cm_service *s, const char *principal, const
                 return r;
         r = STORE_CALL(s->store, cluster_update, env, name, expected_rv, doc.spec_json, doc.labels_json,
                        CM_PHASE_UPDATING, &op, NULL, &conflict);
-        if (r == -ENOENT)
-                return cm_problem_not_found(p, "cluster", name), -ENOENT;
-        if (r == -ESTALE)
-                return cm_problem_set(p, 412, "precondition-failed", "Precondition failed",
-                                      "cluster '%s' changed since resourceVersion %" PRIi64
-                                      "; read it again and retry",
-                                      name, expected_rv),
-                       -ESTALE;
-        if (r == -EBUSY)
-                return conflict_problem(p, name, conflict);
         if (r < 0)
-                return r;
+                return change_problem(r, p, name, expected_rv, conflict);
         cm_service_notify_work(s);
         /* The answer shows the operation as stored (with the generation the store assigned). */
         r = STORE_CALL(s->store, op_get, op.id, ret_op);
@@ -319,18 +329,8 @@ int cm_service_delete_cluster(struct cm_service *s, const char *principal, const
                 return r;
         r = STORE_CALL(s->store, cluster_update, env, name, expected_rv, NULL, NULL, CM_PHASE_DELETING, &op,
                        NULL, &conflict);
-        if (r == -ENOENT)
-                return cm_problem_not_found(p, "cluster", name), -ENOENT;
-        if (r == -ESTALE)
-                return cm_problem_set(p, 412, "precondition-failed", "Precondition failed",
-                                      "cluster '%s' changed since resourceVersion %" PRIi64
-                                      "; read it again and retry",
-                                      name, expected_rv),
-                       -ESTALE;
-        if (r == -EBUSY)
-                return conflict_problem(p, name, conflict);
         if (r < 0)
-                return r;
+                return change_problem(r, p, name, expected_rv, conflict);
         cm_service_notify_work(s);
         return STORE_CALL(s->store, op_get, op.id, ret_op);
 }

@@ -16,25 +16,6 @@ extern const size_t cm_openapi_json_len;
 #define LIST_DEFAULT 100
 #define LIST_MAX 500
 
-static void reply_problemf(struct cm_req *req, int status, const char *type, const char *title,
-                           const char *detail) {
-        struct cm_problem p;
-
-        cm_problem_init(&p);
-        cm_problem_set(&p, status, type, title, "%s", detail);
-        cm_reply_problem(req, &p);
-        cm_problem_done(&p);
-}
-
-static void reply_not_found(struct cm_req *req, const char *what, const char *name) {
-        struct cm_problem p;
-
-        cm_problem_init(&p);
-        cm_problem_not_found(&p, what, name);
-        cm_reply_problem(req, &p);
-        cm_problem_done(&p);
-}
-
 /* ?limit= in 1..LIST_MAX; replies 400 and returns -EINVAL when malformed. */
 static int parse_limit(struct cm_req *req, unsigned *ret) {
         const char *v = cm_req_query(req, "limit");
@@ -99,8 +80,8 @@ static int parse_if_match(struct cm_req *req, int64_t *ret) {
         *ret = (int64_t) rv;
         return 0;
 bad:
-        reply_problemf(req, 400, "malformed", "Malformed request",
-                       "If-Match must be the cluster's resourceVersion in quotes, like \"12\"");
+        cm_reply_problem_simple(req, 400, "malformed", "Malformed request",
+                                "If-Match must be the cluster's resourceVersion in quotes, like \"12\"");
         return -EINVAL;
 }
 
@@ -206,7 +187,7 @@ void cm_handle_env_get(struct cm_req *req) {
 
         r = STORE_CALL(req->svc->store, env_get, req->params[0], &e);
         if (r == -ENOENT)
-                return reply_not_found(req, "environment", req->params[0]);
+                return cm_reply_not_found(req, "environment", req->params[0]);
         if (r < 0 || (r = cm_encode_environment(&req->out, &e)) < 0)
                 return cm_reply_error(req, r, NULL);
         cm_reply(req, 200);
@@ -219,10 +200,10 @@ void cm_handle_env_delete(struct cm_req *req) {
         if (r >= 0 || r == -ENOENT)
                 cm_cache_invalidate(&req->srv->env_cache, req->params[0]);
         if (r == -ENOENT)
-                return reply_not_found(req, "environment", req->params[0]);
+                return cm_reply_not_found(req, "environment", req->params[0]);
         if (r == -ENOTEMPTY)
-                return reply_problemf(req, 409, "conflict", "Conflict",
-                                      "the environment still has clusters; delete them first");
+                return cm_reply_problem_simple(req, 409, "conflict", "Conflict",
+                                               "the environment still has clusters; delete them first");
         if (r < 0)
                 return cm_reply_error(req, r, NULL);
         cm_reply(req, 204);
@@ -325,7 +306,7 @@ void cm_handle_cluster_list(struct cm_req *req) {
         /* The version first: a page built after reading it is at least as new (store.h). */
         r = read_version(req, &version);
         if (r == -ENOENT)
-                return reply_not_found(req, "environment", req->params[0]);
+                return cm_reply_not_found(req, "environment", req->params[0]);
         if (r < 0)
                 return cm_reply_error(req, r, NULL);
         (void) cm_snprintf(key, sizeof(key), "%s/%s/%u", req->params[0], after ?: "", pg.limit);
@@ -373,7 +354,7 @@ void cm_handle_cluster_get(struct cm_req *req) {
 
         r = STORE_CALL(req->svc->store, cluster_get, req->params[0], req->params[1], &c);
         if (r == -ENOENT)
-                return reply_not_found(req, "cluster", req->params[1]);
+                return cm_reply_not_found(req, "cluster", req->params[1]);
         if (r < 0 || (r = cm_encode_cluster(&req->out, &c)) < 0)
                 return cm_reply_error(req, r, NULL);
         (void) cm_snprintf(etag, sizeof(etag), "\"%" PRIi64 "\"", c.resource_version);
@@ -430,11 +411,11 @@ void cm_handle_cluster_operations(struct cm_req *req) {
         if (parse_limit(req, &limit) < 0)
                 return;
         if (tok && (safe_atou64(tok, &before) < 0 || before > INT64_MAX))
-                return reply_problemf(req, 400, "malformed", "Malformed request",
-                                      "pageToken is not a page token");
+                return cm_reply_problem_simple(req, 400, "malformed", "Malformed request",
+                                               "pageToken is not a page token");
         r = STORE_CALL(req->svc->store, cluster_get, req->params[0], req->params[1], &c);
         if (r == -ENOENT)
-                return reply_not_found(req, "cluster", req->params[1]);
+                return cm_reply_not_found(req, "cluster", req->params[1]);
         if (r < 0)
                 return cm_reply_error(req, r, NULL);
         r = STORE_CALL(req->svc->store, op_list, req->params[0], req->params[1], (int64_t) before, limit + 1,
@@ -467,7 +448,7 @@ static int load_operation(struct cm_req *req, struct cm_operation *ret) {
 
         r = STORE_CALL(req->svc->store, op_get, req->params[0], ret);
         if (r == -ENOENT) {
-                reply_not_found(req, "operation", req->params[0]);
+                cm_reply_not_found(req, "operation", req->params[0]);
                 return r;
         }
         if (r < 0) {
@@ -582,8 +563,8 @@ void cm_handle_op_log(struct cm_req *req) {
                 return;
         }
         if (!streq(follow, "true") && !streq(follow, "1"))
-                return reply_problemf(req, 400, "malformed", "Malformed request",
-                                      "follow must be true or false");
+                return cm_reply_problem_simple(req, 400, "malformed", "Malformed request",
+                                               "follow must be true or false");
 
         ls = new0(struct log_stream, 1);
         if (!ls)

@@ -12,25 +12,6 @@
 /* The state file an engine stores the admin kubeconfig in. */
 #define ADMIN_KUBECONFIG_FILE "kube_config_cluster.yml"
 
-static void reply_problemf(struct cm_req *req, int status, const char *type, const char *title,
-                           const char *detail) {
-        struct cm_problem p;
-
-        cm_problem_init(&p);
-        cm_problem_set(&p, status, type, title, "%s", detail);
-        cm_reply_problem(req, &p);
-        cm_problem_done(&p);
-}
-
-static void reply_not_found(struct cm_req *req, const char *what, const char *name) {
-        struct cm_problem p;
-
-        cm_problem_init(&p);
-        cm_problem_not_found(&p, what, name);
-        cm_reply_problem(req, &p);
-        cm_problem_done(&p);
-}
-
 /* A response body holding a secret: wiped when libmicrohttpd is done with it. */
 struct secret_body {
         char *buf;
@@ -57,7 +38,7 @@ void cm_handle_cluster_kubeconfig(struct cm_req *req) {
 
         r = STORE_CALL(req->svc->store, cluster_get, req->params[0], req->params[1], &c);
         if (r == -ENOENT)
-                return reply_not_found(req, "cluster", req->params[1]);
+                return cm_reply_not_found(req, "cluster", req->params[1]);
         if (r < 0)
                 return cm_reply_error(req, r, NULL);
 
@@ -67,7 +48,7 @@ void cm_handle_cluster_kubeconfig(struct cm_req *req) {
                                    "no admin kubeconfig is stored for cluster '%s'%s", c.name,
                                    r == -EOPNOTSUPP ? " (this service has no state vault)"
                                                     : "; it appears once the cluster is provisioned");
-                return reply_problemf(req, 404, "kubeconfig-unavailable", "Not found", detail);
+                return cm_reply_problem_simple(req, 404, "kubeconfig-unavailable", "Not found", detail);
         }
         if (r < 0)
                 return cm_reply_error(req, r, NULL);
@@ -95,10 +76,10 @@ void cm_handle_cluster_kubeconfig_customer(struct cm_req *req) {
 
         r = STORE_CALL(req->svc->store, cluster_get, req->params[0], req->params[1], &c);
         if (r == -ENOENT)
-                return reply_not_found(req, "cluster", req->params[1]);
+                return cm_reply_not_found(req, "cluster", req->params[1]);
         if (r < 0)
                 return cm_reply_error(req, r, NULL);
         (void) cm_snprintf(detail, sizeof(detail),
                            "the customer kubeconfig of cluster '%s' is not configured", c.name);
-        reply_problemf(req, 404, "kubeconfig-unavailable", "Not found", detail);
+        cm_reply_problem_simple(req, 404, "kubeconfig-unavailable", "Not found", detail);
 }

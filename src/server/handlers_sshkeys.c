@@ -26,31 +26,13 @@
 #define SSHKEY_LIST_MAX 500U
 #define SSHKEY_RECORD_MAX (8U * 1024U)
 
-static void reply_problemf(struct cm_req *req, int status, const char *type, const char *title,
-                           const char *detail) {
-        struct cm_problem p;
-
-        cm_problem_init(&p);
-        cm_problem_set(&p, status, type, title, "%s", detail);
-        cm_reply_problem(req, &p);
-        cm_problem_done(&p);
-}
-
-static void reply_not_found(struct cm_req *req, const char *what, const char *name) {
-        struct cm_problem p;
-
-        cm_problem_init(&p);
-        cm_problem_not_found(&p, what, name);
-        cm_reply_problem(req, &p);
-        cm_problem_done(&p);
-}
-
 static bool vault_missing(struct cm_req *req) {
         if (req->svc->vault)
                 return false;
-        reply_problemf(req, 501, "vault-unavailable", "Not implemented",
-                       "SSH keys are stored only in the encrypted state vault, which this service runs "
-                       "without; the key was not stored");
+        cm_reply_problem_simple(
+                req, 501, "vault-unavailable", "Not implemented",
+                "SSH keys are stored only in the encrypted state vault, which this service runs "
+                "without; the key was not stored");
         return true;
 }
 
@@ -338,14 +320,14 @@ void cm_handle_sshkey_get(struct cm_req *req) {
         int r;
 
         if (!req->svc->vault || !cm_dns_label_valid(req->params[1]))
-                return reply_not_found(req, "SSH key", req->params[1]);
+                return cm_reply_not_found(req, "SSH key", req->params[1]);
         r = cm_vault_env_owner(req->params[0], owner, sizeof(owner));
         if (r >= 0)
                 r = key_files(req->params[1], fpriv, fpub);
         if (r >= 0)
                 r = cm_vault_read(req->svc->vault, owner, fpub, 0, &data, &dn, NULL);
         if (r == -ENOENT)
-                return reply_not_found(req, "SSH key", req->params[1]);
+                return cm_reply_not_found(req, "SSH key", req->params[1]);
         if (r < 0)
                 return cm_reply_error(req, r, NULL);
         r = strbuf_add(&req->out, data, dn);
@@ -360,14 +342,14 @@ void cm_handle_sshkey_delete(struct cm_req *req) {
         int r;
 
         if (!req->svc->vault || !cm_dns_label_valid(req->params[1]))
-                return reply_not_found(req, "SSH key", req->params[1]);
+                return cm_reply_not_found(req, "SSH key", req->params[1]);
         r = cm_vault_env_owner(req->params[0], owner, sizeof(owner));
         if (r >= 0)
                 r = key_files(req->params[1], fpriv, fpub);
         if (r >= 0)
                 r = cm_vault_remove(req->svc->vault, owner, fpub);
         if (r == -ENOENT)
-                return reply_not_found(req, "SSH key", req->params[1]);
+                return cm_reply_not_found(req, "SSH key", req->params[1]);
         if (r < 0)
                 return cm_reply_error(req, r, NULL);
         r = cm_vault_remove(req->svc->vault, owner, fpriv);

@@ -154,12 +154,21 @@ void cm_reply_error(struct cm_req *req, int r, const struct cm_problem *p) {
         cm_problem_done(&internal);
 }
 
-static void reply_simple_problem(struct cm_req *req, int status, const char *type, const char *title,
-                                 const char *detail) {
+void cm_reply_problem_simple(struct cm_req *req, int status, const char *type, const char *title,
+                             const char *detail) {
         struct cm_problem p;
 
         cm_problem_init(&p);
         cm_problem_set(&p, status, type, title, "%s", detail);
+        cm_reply_problem(req, &p);
+        cm_problem_done(&p);
+}
+
+void cm_reply_not_found(struct cm_req *req, const char *what, const char *name) {
+        struct cm_problem p;
+
+        cm_problem_init(&p);
+        cm_problem_not_found(&p, what, name);
         cm_reply_problem(req, &p);
         cm_problem_done(&p);
 }
@@ -175,14 +184,14 @@ static int idempotency_begin(struct cm_req *req, const char *key, bool *ret_reco
 
         *ret_recorded = false;
         if (strlen(key) == 0 || strlen(key) > 255) {
-                reply_simple_problem(req, 400, "malformed", "Malformed request",
-                                     "Idempotency-Key must be 1-255 visible ASCII characters");
+                cm_reply_problem_simple(req, 400, "malformed", "Malformed request",
+                                        "Idempotency-Key must be 1-255 visible ASCII characters");
                 return -EALREADY;
         }
         for (const char *c = key; *c; c++)
                 if (*c < 0x21 || *c > 0x7e) {
-                        reply_simple_problem(req, 400, "malformed", "Malformed request",
-                                             "Idempotency-Key must be 1-255 visible ASCII characters");
+                        cm_reply_problem_simple(req, 400, "malformed", "Malformed request",
+                                                "Idempotency-Key must be 1-255 visible ASCII characters");
                         return -EALREADY;
                 }
         if (strbuf_adds(&h, req->method) < 0 || strbuf_addch(&h, ' ') < 0 || strbuf_adds(&h, req->url) < 0 ||
@@ -206,13 +215,13 @@ static int idempotency_begin(struct cm_req *req, const char *key, bool *ret_reco
                 cm_reply(req, status);
                 return -EALREADY;
         case CM_IDEM_BUSY:
-                reply_simple_problem(
+                cm_reply_problem_simple(
                         req, 409, "idempotency-in-progress", "Conflict",
                         "a request with this Idempotency-Key is still being handled; retry shortly");
                 return -EALREADY;
         case CM_IDEM_MISMATCH:
-                reply_simple_problem(req, 422, "idempotency-mismatch", "Invalid request",
-                                     "this Idempotency-Key was used for a different request");
+                cm_reply_problem_simple(req, 422, "idempotency-mismatch", "Invalid request",
+                                        "this Idempotency-Key was used for a different request");
                 return -EALREADY;
         }
         return -EINVAL;
@@ -247,17 +256,17 @@ static void handle(struct cm_req *req) {
         req->route = cm_route_match(req->method, req->path, req->params, &req->n_params, &path_matched);
         if (!req->route) {
                 if (path_matched) {
-                        reply_simple_problem(req, 405, "method-not-allowed", "Method not allowed",
-                                             "this resource does not support the method");
+                        cm_reply_problem_simple(req, 405, "method-not-allowed", "Method not allowed",
+                                                "this resource does not support the method");
                 } else
-                        reply_simple_problem(req, 404, "not-found", "Not found", "no such resource");
+                        cm_reply_problem_simple(req, 404, "not-found", "Not found", "no such resource");
                 goto out;
         }
         if (req->body_too_large) {
                 char d[96];
                 (void) cm_snprintf(d, sizeof(d), "the request body is larger than %zu bytes",
                                    req->srv->cfg.max_body);
-                reply_simple_problem(req, 413, "too-large", "Request too large", d);
+                cm_reply_problem_simple(req, 413, "too-large", "Request too large", d);
                 goto out;
         }
 

@@ -72,6 +72,10 @@ void cm_reply_problem(struct cm_req *req, const struct cm_problem *p);
 /* A problem when p->status is set; otherwise an internal error (500) logged with r. */
 void cm_reply_error(struct cm_req *req, int r, const struct cm_problem *p);
 void cm_reply_stream(struct cm_req *req, int status, const char *content_type, struct MHD_Response *resp);
+/* A problem with a fixed detail; a 404 "<what> '<name>' not found". */
+void cm_reply_problem_simple(struct cm_req *req, int status, const char *type, const char *title,
+                             const char *detail);
+void cm_reply_not_found(struct cm_req *req, const char *what, const char *name);
 int cm_reply_header(struct cm_req *req, const char *name, const char *value);
 
 const char *cm_req_query(struct cm_req *req, const char *key);
