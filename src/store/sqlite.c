@@ -1126,6 +1126,26 @@ static int store_read(struct cm_store *base, enum stmt_id id, const struct bindv
         return 0;
 }
 
+static int row_apikey_v(sqlite3_stmt *st, void *elem) {
+        return row_apikey(st, elem);
+}
+
+/* Reads the one row of statement id into ret through row; -ENOENT when there is none. */
+static int read_one(struct cm_store *base, enum stmt_id id, const struct bindv *v, size_t n,
+                    int (*row)(sqlite3_stmt *st, void *elem), void *ret) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        struct sqlite_conn *c = NULL;
+        int r;
+
+        r = store_read(base, id, v, n, &c, &st);
+        if (r < 0)
+                return r;
+        r = stmt_step(c, st);
+        if (r <= 0)
+                return r < 0 ? r : -ENOENT;
+        return row(st, ret);
+}
+
 static int read_int(struct cm_store *base, enum stmt_id id, const struct bindv *v, size_t n, uint64_t *ret) {
         struct sqlite_conn *c = NULL;
         int64_t x;
@@ -1164,19 +1184,9 @@ static int sqlite_env_create(struct cm_store *base, const struct cm_environment 
 }
 
 static int sqlite_env_get(struct cm_store *base, const char *name, struct cm_environment *ret) {
-        _cleanup_stmt_ sqlite3_stmt *st = NULL;
-        struct sqlite_conn *c = NULL;
-        int r;
-
         if (!name || !ret)
                 return -EINVAL;
-        r = store_read(base, STMT_ENV_GET, BINDS(BT(name)), &c, &st);
-        if (r < 0)
-                return r;
-        r = stmt_step(c, st);
-        if (r <= 0)
-                return r < 0 ? r : -ENOENT;
-        return row_env(st, ret);
+        return read_one(base, STMT_ENV_GET, BINDS(BT(name)), row_env_v, ret);
 }
 
 static int sqlite_env_list(struct cm_store *base, const char *after, unsigned limit,
@@ -1246,19 +1256,9 @@ static int sqlite_apikey_create(struct cm_store *base, const struct cm_apikey *k
 }
 
 static int sqlite_apikey_get_by_hash(struct cm_store *base, const char *hash, struct cm_apikey *ret) {
-        _cleanup_stmt_ sqlite3_stmt *st = NULL;
-        struct sqlite_conn *c = NULL;
-        int r;
-
         if (!hash || !ret)
                 return -EINVAL;
-        r = store_read(base, STMT_APIKEY_GET_BY_HASH, BINDS(BT(hash)), &c, &st);
-        if (r < 0)
-                return r;
-        r = stmt_step(c, st);
-        if (r <= 0)
-                return r < 0 ? r : -ENOENT;
-        return row_apikey(st, ret);
+        return read_one(base, STMT_APIKEY_GET_BY_HASH, BINDS(BT(hash)), row_apikey_v, ret);
 }
 
 static int sqlite_apikey_count(struct cm_store *base, uint64_t *ret) {
@@ -1271,35 +1271,15 @@ static int sqlite_apikey_count(struct cm_store *base, uint64_t *ret) {
 
 static int sqlite_cluster_get(struct cm_store *base, const char *env, const char *name,
                               struct cm_cluster *ret) {
-        _cleanup_stmt_ sqlite3_stmt *st = NULL;
-        struct sqlite_conn *c = NULL;
-        int r;
-
         if (!env || !name || !ret)
                 return -EINVAL;
-        r = store_read(base, STMT_CLUSTER_GET, BINDS(BT(env), BT(name)), &c, &st);
-        if (r < 0)
-                return r;
-        r = stmt_step(c, st);
-        if (r <= 0)
-                return r < 0 ? r : -ENOENT;
-        return row_cluster(st, ret);
+        return read_one(base, STMT_CLUSTER_GET, BINDS(BT(env), BT(name)), row_cluster_v, ret);
 }
 
 static int sqlite_cluster_get_by_id(struct cm_store *base, const char *id, struct cm_cluster *ret) {
-        _cleanup_stmt_ sqlite3_stmt *st = NULL;
-        struct sqlite_conn *c = NULL;
-        int r;
-
         if (!id || !ret)
                 return -EINVAL;
-        r = store_read(base, STMT_CLUSTER_GET_BY_ID, BINDS(BT(id)), &c, &st);
-        if (r < 0)
-                return r;
-        r = stmt_step(c, st);
-        if (r <= 0)
-                return r < 0 ? r : -ENOENT;
-        return row_cluster(st, ret);
+        return read_one(base, STMT_CLUSTER_GET_BY_ID, BINDS(BT(id)), row_cluster_v, ret);
 }
 
 static int sqlite_cluster_list(struct cm_store *base, const char *env, const char *after, unsigned limit,
@@ -1600,19 +1580,9 @@ static int sqlite_cluster_set_status(struct cm_store *base, const char *cluster_
 /* ---- operations ---- */
 
 static int sqlite_op_get(struct cm_store *base, const char *id, struct cm_operation *ret) {
-        _cleanup_stmt_ sqlite3_stmt *st = NULL;
-        struct sqlite_conn *c = NULL;
-        int r;
-
         if (!id || !ret)
                 return -EINVAL;
-        r = store_read(base, STMT_OP_GET, BINDS(BT(id)), &c, &st);
-        if (r < 0)
-                return r;
-        r = stmt_step(c, st);
-        if (r <= 0)
-                return r < 0 ? r : -ENOENT;
-        return row_op(st, ret);
+        return read_one(base, STMT_OP_GET, BINDS(BT(id)), row_op_v, ret);
 }
 
 static int sqlite_op_list(struct cm_store *base, const char *env, const char *cluster_name, int64_t before,
