@@ -124,29 +124,7 @@ out:
 
 static int sshkey_list(struct cm_cli *cli, const struct cm_cli_noun *noun, const struct cm_cli_verb *verb,
                        int argc, char **argv) {
-        const char *limit_s = NULL;
-        const struct cm_cli_opt opts[] = {
-                { "limit", 0, CM_CLI_OPT_STRING, &limit_s },
-        };
-        _cleanup_strbuf_ struct strbuf path = STRBUF_INIT(1024);
-        const char *pos[1];
-        json_t *items = NULL;
-        unsigned limit = 0;
-        size_t n_pos;
-        int r;
-
-        if (cm_cli_parse_args(cli, noun, verb, argc, argv, opts, ELEMENTSOF(opts), pos, 0, 0, &n_pos) < 0)
-                return CM_EXIT_USAGE;
-        if (limit_s && (safe_atou(limit_s, &limit) < 0 || limit < 1 || limit > 500))
-                return cm_cli_usage_error(cli, noun, verb, "--limit takes a number from 1 to 500, not '%s'",
-                                          limit_s);
-        if (cm_cli_env_path(cli, &path, "sshkeys", NULL, NULL) < 0)
-                return cm_cli_error(cli, "the environment name is too long");
-        if (cm_cli_list(cli, path.buf, limit, &items) < 0)
-                return CM_EXIT_FAILURE;
-        r = cm_cli_print(cli, CM_RESOURCE_SSHKEY, items);
-        json_decref(items);
-        return r;
+        return cm_cli_list_command(cli, noun, verb, argc, argv, "sshkeys", CM_RESOURCE_SSHKEY);
 }
 
 static int sshkey_get(struct cm_cli *cli, const struct cm_cli_noun *noun, const struct cm_cli_verb *verb,

@@ -122,6 +122,9 @@ _warn_unused_result_ int cm_cli_list(struct cm_cli *cli, const char *path, unsig
 
 /* Prints a resource or a list of them (v an array) in the chosen output format; returns an exit status. */
 int cm_cli_print(struct cm_cli *cli, enum cm_resource kind, const json_t *v);
+/* `<noun> list [--limit N]` of an environment's collection ("clusters", "sshkeys"): every page, printed. */
+int cm_cli_list_command(struct cm_cli *cli, const struct cm_cli_noun *noun, const struct cm_cli_verb *verb,
+                        int argc, char **argv, const char *collection, enum cm_resource kind);
 
 /* Builds "/v1/environments/<env>[/<what>[/<name>[/<rest>]]]" with the segments escaped. */
 _warn_unused_result_ int cm_cli_env_path(struct cm_cli *cli, struct strbuf *sb, const char *what,
