@@ -205,3 +205,26 @@ def test_missing_helper_fails_with_a_build_hint(make_server, tmp_path):
     assert "make localk8s" in op["error"] and "missing" in op["error"]
     assert server.get("/v1/environments/default/clusters/demo").json()["status"]["phase"] == "Failed"
     assert local_helper_pids(server.data_dir) == []
+
+
+def test_helper_that_fails_to_start(make_server, tmp_path):
+    """A stand-in for a helper that cannot start (the real one fails the same way on, say, a broken data
+    dir): the operation fails with the helper's own error and nothing is left running."""
+    fake = tmp_path / "failing-localk8s-standin"
+    fake.write_text("#!/bin/sh\n"
+                    "if [ \"$1\" = --version ]; then echo " + helper_version() + "; exit 0; fi\n"
+                    "echo 'starting control plane' >&2\n"
+                    "echo 'error: etcd: cannot open data directory: permission denied' >&2\n"
+                    "exit 1\n")
+    fake.chmod(0o755)
+    server = make_server(extra_args=["--localk8s-path", str(fake), "--max-attempts", "1"]).start()
+    r = server.post("/v1/environments/default/clusters",
+                    {"name": "broken", "spec": {"engine": "local", "local": {"nodes": 1}}})
+    assert r.status_code == 202, r.text
+    op = server.wait_op(r.json()["id"], timeout=60)
+    assert op["state"] == "failed", (op, server.get(f"/v1/operations/{op['id']}/log").text)
+    assert "cannot open data directory: permission denied" in op["error"], op
+    assert server.get("/v1/environments/default/clusters/broken").json()["status"]["phase"] == "Failed"
+    assert local_helper_pids(server.data_dir) == []
+    # (the server's own command line names the stand-in too: look for the shell running it)
+    assert subprocess.run(["pgrep", "-f", f"^/bin/sh {fake}"], capture_output=True).returncode != 0

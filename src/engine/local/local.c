@@ -598,7 +598,9 @@ static int local_apply(struct cm_engine_ctx *ctx, struct cm_engine_result *ret) 
                         goto out;
                 }
                 started = true;
-                pid = cm_local_proc_running(p, NULL);
+                /* Not cm_local_proc_running(): a helper that already ended would read as 0 ("none"),
+                 * and waiting for pid 0 would never notice that it ended. */
+                pid = cm_local_proc_spawned_pid(p);
         }
 
         r = wait_ready(ctx, p, dir, pid, &log_offset, &rd, ret);

@@ -37,6 +37,8 @@ int cm_local_proc_last_status(struct cm_local_proc *p);
  * the log's size before the start. -ENOENT when the helper is missing.
  */
 int cm_local_proc_spawn(struct cm_local_proc *p, unsigned nodes, off_t *ret_log_offset);
+/* The pid cm_local_proc_spawn started (still valid after the helper ended and was reaped). */
+pid_t cm_local_proc_spawned_pid(struct cm_local_proc *p);
 /* SIGTERM, then SIGKILL after grace_usec; -ETIMEDOUT when it still runs 5 s after that. */
 int cm_local_proc_stop(struct cm_local_proc *p, uint64_t grace_usec);
 /* Whether the supervisor restarts the helper when it exits. */

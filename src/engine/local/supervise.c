@@ -39,6 +39,7 @@ struct cm_local_proc {
         char name[64];
         char dir[PATH_MAX];
         pid_t pid; /* 0: none running as far as we know */
+        pid_t spawned_pid; /* the last pid spawned, kept after it is reaped */
         bool child; /* started by this process: reaped with waitpid() */
         bool supervised; /* restarted when it exits */
         unsigned nodes;
@@ -212,6 +213,10 @@ pid_t cm_local_proc_running(struct cm_local_proc *p, unsigned *ret_nodes) {
         return p->pid;
 }
 
+pid_t cm_local_proc_spawned_pid(struct cm_local_proc *p) {
+        return p->spawned_pid;
+}
+
 int cm_local_proc_last_status(struct cm_local_proc *p) {
         return p->last_status;
 }
@@ -299,6 +304,7 @@ int cm_local_proc_spawn(struct cm_local_proc *p, unsigned nodes, off_t *ret_log_
                 return -r;
 
         p->pid = pid;
+        p->spawned_pid = pid;
         p->child = true;
         p->nodes = nodes;
         p->started_mono = cm_mono_usec();
