@@ -44,6 +44,9 @@ def http(method, url, token=None, body=None):
         return r.status, r.read()
 
 
+RUNNING = []  # every server started, stopped at exit even when a section fails
+
+
 class Serve:
     def __init__(self, binary, data_dir, workers, threads):
         self.port = free_port()
@@ -52,6 +55,7 @@ class Serve:
             [binary, "serve", "--data-dir", data_dir, "--listen", f"127.0.0.1:{self.port}", "--workers", str(workers),
              "--http-threads", str(threads), "--log-level", "warning", "--poll-ms", "50"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        RUNNING.append(self.proc)
         for _ in range(600):
             try:
                 if http("GET", self.url + "/readyz")[0] == 200:
@@ -342,5 +346,15 @@ def report_vault(r):
     return 0
 
 
+def stop_all():
+    for p in RUNNING:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    finally:
+        stop_all()
