@@ -186,6 +186,7 @@ def main():
                                  f"{one_path}={os.path.join(work, 'get_one.json')}",
                                  f"/v1/environments/bench/clusters={os.path.join(work, 'list_100.json')}"],
                                 stdout=subprocess.PIPE, text=True)
+        RUNNING.append(bare)
         bare.stdout.readline()
         for label, path in (("get_one", one_path), ("list_100", "/v1/environments/bench/clusters")):
             results[label]["bare"] = wrk(f"http://127.0.0.1:{bport}{path}", args.seconds, 32, 2, headers=hdr)
@@ -267,6 +268,7 @@ def bench_local(args):
     proc = subprocess.Popen([args.binary, "serve", "--data-dir", work, "--listen", f"127.0.0.1:{port}",
                              "--localk8s-path", os.path.abspath(args.localk8s), "--log-level", "warning"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    RUNNING.append(proc)
     url = f"http://127.0.0.1:{port}"
     out = {}
     try:
