@@ -10,7 +10,7 @@ JOBS ?= $(shell nproc)
 FUZZ_SECONDS ?= 60
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps release debug run test unit integration check format format-check lint fuzz bench tools localk8s valgrind clean
+.PHONY: all deps release debug run test unit integration check format format-check lint fuzz bench tools localk8s rke valgrind clean
 
 all: release
 
@@ -44,13 +44,13 @@ run: release localk8s
 # The whole suite: a smoke run of the uninstrumented build under valgrind memcheck, then every test
 # under AddressSanitizer and UndefinedBehaviorSanitizer (the local engine's tests need the helper, so
 # it is built first).
-test: debug localk8s valgrind
+test: debug localk8s rke valgrind
 	ctest --test-dir build/debug --output-on-failure -j$(JOBS)
 
 unit: debug
 	ctest --test-dir build/debug --output-on-failure -L unit -j$(JOBS)
 
-integration: debug localk8s
+integration: debug localk8s rke
 	ctest --test-dir build/debug --output-on-failure -L integration
 
 # Format check, static analysis, then the sanitizer test suite.
@@ -93,6 +93,10 @@ tools: localk8s
 # The local engine's helper alone (bin/clustermgmt-localk8s); seconds when it is up to date.
 localk8s:
 	./scripts/build-localk8s.sh
+
+# The rke engine's pinned binary alone (bin/rke).
+rke:
+	./scripts/build-rke.sh
 
 # An integration smoke run of an uninstrumented build under valgrind memcheck.
 valgrind: release

@@ -77,3 +77,23 @@ int cm_engine_ctx_load_file(struct cm_engine_ctx *ctx, const char *name, char **
  * Returns the exit status (>= 0) otherwise.
  */
 int cm_engine_ctx_spawn(struct cm_engine_ctx *ctx, char *const argv[], char *const envp[]);
+
+/*
+ * cm_engine_ctx_spawn() with hooks (each may be NULL): on_line receives the child's lines INSTEAD of
+ * the operation log (the engine redacts and logs them itself through cm_engine_ctx_log); tick is
+ * called a few times a second while the child runs (to copy files the child writes). Both run on
+ * the calling thread.
+ */
+struct cm_engine_spawn_hooks {
+        void (*on_line)(void *userdata, const char *line, size_t n);
+        void (*tick)(void *userdata);
+        void *userdata;
+};
+int cm_engine_ctx_spawn_hooked(struct cm_engine_ctx *ctx, char *const argv[], char *const envp[],
+                               const struct cm_engine_spawn_hooks *hooks);
+
+/*
+ * A file of the cluster's environment in the state vault (owner `env:<env>`; SSH keys are
+ * `ssh/<name>`). Same contract as cm_engine_ctx_load_file.
+ */
+int cm_engine_ctx_load_env_file(struct cm_engine_ctx *ctx, const char *name, char **ret, size_t *ret_n);

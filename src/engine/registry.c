@@ -4,6 +4,7 @@
 #include "base/strbuf.h"
 #include "engine/engine.h"
 #include "engine/local/local.h"
+#include "engine/rke/rke.h"
 
 /* Filled at start-up before threads exist, read-only afterwards: no lock needed. */
 static const struct cm_engine_ops *engines[16];
@@ -42,6 +43,7 @@ void cm_engine_names(char *buf, size_t size) {
 }
 
 void cm_engines_register_builtin(void) {
-        /* Product engines (rke, local) register here as they arrive. */
+        /* Product engines. */
         (void) cm_engine_register(&cm_engine_local_ops);
+        (void) cm_engine_register(&cm_engine_rke_ops);
 }

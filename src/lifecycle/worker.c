@@ -13,6 +13,7 @@
 #include "lifecycle/service.h"
 #include "lifecycle/statefiles.h"
 #include "lifecycle/worker.h"
+#include "vault/vault.h"
 
 struct worker_slot {
         pthread_t thread;
@@ -194,6 +195,56 @@ int cm_engine_ctx_spawn(struct cm_engine_ctx *ctx, char *const argv[], char *con
         return cm_spawn_run(&o);
 }
 
+struct hooked_spawn {
+        struct cm_engine_ctx *ctx;
+        const struct cm_engine_spawn_hooks *hooks;
+};
+
+static void hooked_on_line(void *userdata, const char *line, size_t n) {
+        struct hooked_spawn *h = userdata;
+
+        if (h->hooks->on_line)
+                h->hooks->on_line(h->hooks->userdata, line, n);
+        else
+                spawn_on_line(h->ctx, line, n);
+}
+
+static bool hooked_should_stop(void *userdata) {
+        struct hooked_spawn *h = userdata;
+
+        if (h->hooks->tick)
+                h->hooks->tick(h->hooks->userdata);
+        return cm_engine_ctx_cancelled(h->ctx);
+}
+
+int cm_engine_ctx_spawn_hooked(struct cm_engine_ctx *ctx, char *const argv[], char *const envp[],
+                               const struct cm_engine_spawn_hooks *hooks) {
+        struct hooked_spawn h = { .ctx = ctx, .hooks = hooks };
+        struct cm_spawn_opts o = {
+                .argv = argv,
+                .envp = envp,
+                .on_line = hooked_on_line,
+                .should_stop = hooked_should_stop,
+                .userdata = &h,
+        };
+
+        if (!hooks)
+                return cm_engine_ctx_spawn(ctx, argv, envp);
+        return cm_spawn_run(&o);
+}
+
+int cm_engine_ctx_load_env_file(struct cm_engine_ctx *ctx, const char *name, char **ret, size_t *ret_n) {
+        char owner[CM_VAULT_OWNER_MAX + 1];
+        int r;
+
+        if (!ctx->svc->vault)
+                return -EOPNOTSUPP;
+        r = cm_vault_env_owner(ctx->cluster->env, owner, sizeof(owner));
+        if (r < 0)
+                return r;
+        return cm_vault_read(ctx->svc->vault, owner, name, 0, ret, ret_n, NULL);
+}
+
 static enum cm_phase running_phase(enum cm_op_type t) {
         switch (t) {
         case CM_OP_CREATE:
@@ -340,7 +391,6 @@ static void run_operation(struct worker_slot *slot, struct cm_operation *op) {
         }
 
         if (r >= 0) {
-                op_logf(slot, op->id, "%s succeeded", type);
                 if (op->type == CM_OP_DELETE) {
                         o = (struct cm_op_outcome){ .state = CM_OP_SUCCEEDED, .delete_cluster = true };
                         /* The state is archived before the record goes: a retry finds the cluster again. */
@@ -357,8 +407,10 @@ static void run_operation(struct worker_slot *slot, struct cm_operation *op) {
                         }
                         op_logf(slot, op->id, "state files archived for %" PRIu64 " days",
                                 svc->cfg.state_retention_usec / (86400 * USEC_PER_SEC));
+                        op_logf(slot, op->id, "%s succeeded", type);
                         (void) finish(slot, op, &c, &o, NULL, NULL, NULL, NULL);
                 } else {
+                        op_logf(slot, op->id, "%s succeeded", type);
                         o = (struct cm_op_outcome){ .state = CM_OP_SUCCEEDED,
                                                     .phase = CM_PHASE_READY,
                                                     .status_json = res.status_json,

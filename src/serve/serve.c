@@ -14,6 +14,7 @@
 #include "base/util.h"
 #include "engine/engine.h"
 #include "engine/local/local.h"
+#include "engine/rke/rke.h"
 #include "lifecycle/service.h"
 #include "serve/serve.h"
 #include "server/server.h"
@@ -38,6 +39,7 @@ struct serve_options {
         const char *vault_key_file;
         unsigned state_retention_days;
         const char *localk8s_path;
+        const char *rke_path;
 };
 
 static void serve_usage(FILE *f) {
@@ -71,7 +73,10 @@ static void serve_usage(FILE *f) {
               "info\n"
               "  --localk8s-path PATH        CLUSTERMGMT_LOCALK8S_PATH  helper of the local engine,\n"
               "                              default: clustermgmt-localk8s next to this binary,\n"
-              "                              else ./bin/clustermgmt-localk8s\n",
+              "                              else ./bin/clustermgmt-localk8s\n"
+              "  --rke-path PATH             CLUSTERMGMT_RKE_PATH     rke binary of the rke engine,\n"
+              "                              default: rke next to this binary, else ./bin/rke,\n"
+              "                              else rke from PATH\n",
               f);
 }
 
@@ -105,6 +110,7 @@ static int parse_options(int argc, char *argv[], struct serve_options *o) {
                 OPT_VAULT_KEY_FILE,
                 OPT_STATE_RETENTION,
                 OPT_LOCALK8S_PATH,
+                OPT_RKE_PATH,
         };
         static const struct option longopts[] = {
                 { "listen", required_argument, NULL, OPT_LISTEN },
@@ -123,6 +129,7 @@ static int parse_options(int argc, char *argv[], struct serve_options *o) {
                 { "vault-key-file", required_argument, NULL, OPT_VAULT_KEY_FILE },
                 { "state-retention-days", required_argument, NULL, OPT_STATE_RETENTION },
                 { "localk8s-path", required_argument, NULL, OPT_LOCALK8S_PATH },
+                { "rke-path", required_argument, NULL, OPT_RKE_PATH },
                 { "help", no_argument, NULL, 'h' },
                 {},
         };
@@ -147,6 +154,7 @@ static int parse_options(int argc, char *argv[], struct serve_options *o) {
                 { "CLUSTERMGMT_VAULT_KEY_FILE", OPT_VAULT_KEY_FILE },
                 { "CLUSTERMGMT_STATE_RETENTION_DAYS", OPT_STATE_RETENTION },
                 { "CLUSTERMGMT_LOCALK8S_PATH", OPT_LOCALK8S_PATH },
+                { "CLUSTERMGMT_RKE_PATH", OPT_RKE_PATH },
         };
         int c;
 
@@ -234,6 +242,9 @@ static int parse_options(int argc, char *argv[], struct serve_options *o) {
                                 break;
                         case OPT_LOCALK8S_PATH:
                                 o->localk8s_path = arg;
+                                break;
+                        case OPT_RKE_PATH:
+                                o->rke_path = arg;
                                 break;
                         default:
                                 fputs("Try 'clustermgmt serve --help'.\n", stderr);
@@ -374,6 +385,10 @@ int cm_serve_main(int argc, char *argv[]) {
 
         if (cm_engine_local_set_helper(o.localk8s_path) < 0) {
                 fprintf(stderr, "clustermgmt serve: --localk8s-path is too long\n");
+                return 2;
+        }
+        if (cm_engine_rke_set_path(o.rke_path) < 0) {
+                fprintf(stderr, "clustermgmt serve: --rke-path is too long\n");
                 return 2;
         }
 

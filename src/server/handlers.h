@@ -26,3 +26,4 @@ void cm_handle_sshkey_create(struct cm_req *req);
 void cm_handle_sshkey_list(struct cm_req *req);
 void cm_handle_sshkey_get(struct cm_req *req);
 void cm_handle_sshkey_delete(struct cm_req *req);
+void cm_handle_engine_versions(struct cm_req *req);

@@ -37,6 +37,7 @@ const struct cm_route cm_routes[] = {
           false },
         { "DELETE", "/v1/environments/{env}/sshkeys/{name}", cm_handle_sshkey_delete, CM_ROLE_ADMIN, true,
           false },
+        { "GET", "/v1/engines/{engine}/versions", cm_handle_engine_versions, CM_ROLE_VIEWER, false, false },
 };
 const size_t cm_routes_count = ELEMENTSOF(cm_routes);
 

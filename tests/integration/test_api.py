@@ -127,7 +127,7 @@ def test_malformed_bodies(server):
 
 def test_unknown_engine_names_registered_ones(server):
     r = server.post("/v1/environments/default/clusters", {"name": "demo", "spec": {"engine": "nope"}})
-    p = assert_problem(r, 422, "spec.engine", "registered engines: local, test")
+    p = assert_problem(r, 422, "spec.engine", "registered engines: local, rke, test")
     assert "unknown engine 'nope'" in {e["field"]: e["reason"] for e in p["errors"]}["spec.engine"]
     # Nothing was stored.
     assert server.get("/v1/environments/default/clusters").json()["items"] == []
