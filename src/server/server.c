@@ -501,11 +501,12 @@ int cm_server_start(const struct cm_server_config *cfg, struct cm_service *svc, 
         if (addr.ss_family == AF_INET6)
                 flags |= MHD_USE_IPv6;
         s->daemon = MHD_start_daemon(
-                flags, 0, NULL, NULL, access_handler, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *) &addr,
-                MHD_OPTION_THREAD_POOL_SIZE, (unsigned) cfg->threads, MHD_OPTION_CONNECTION_LIMIT,
-                (unsigned) cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned) 120,
-                MHD_OPTION_NOTIFY_COMPLETED, request_completed, s, MHD_OPTION_LISTEN_BACKLOG_SIZE,
-                (unsigned) 1024, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
+                /* The logger first: libmicrohttpd only routes messages of later options through it. */
+                flags, 0, NULL, NULL, access_handler, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+                MHD_OPTION_SOCK_ADDR, (struct sockaddr *) &addr, MHD_OPTION_THREAD_POOL_SIZE,
+                (unsigned) cfg->threads, MHD_OPTION_CONNECTION_LIMIT, (unsigned) cfg->max_connections,
+                MHD_OPTION_CONNECTION_TIMEOUT, (unsigned) 120, MHD_OPTION_NOTIFY_COMPLETED,
+                request_completed, s, MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned) 1024, MHD_OPTION_END);
         if (!s->daemon) {
                 /* libmicrohttpd said why through mhd_log; binding is what usually fails. */
                 r = -EADDRNOTAVAIL;
