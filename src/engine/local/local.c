@@ -3,6 +3,7 @@
  * The `local` engine's operations: validate a spec, apply (start or converge a helper and wait for
  * its ready file), destroy (stop it and remove its data). Processes are handled by supervise.c.
  */
+#include "base/program.h"
 #include "base/common.h"
 
 #include <curl/curl.h>
@@ -39,20 +40,8 @@ static char helper_path[PATH_MAX];
 static bool helper_set;
 
 static void helper_default(void) {
-        char exe[PATH_MAX], candidate[PATH_MAX + 32];
-        ssize_t n;
-
-        if (helper_set)
-                return;
-        n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-        if (n > 0) {
-                exe[n] = 0;
-                if (cm_snprintf(candidate, sizeof(candidate), "%s/" HELPER_BASENAME, dirname(exe)) > 0 &&
-                    access(candidate, X_OK) == 0 &&
-                    cm_strlcpy(helper_path, candidate, sizeof(helper_path)) >= 0)
-                        return;
-        }
-        (void) cm_strlcpy(helper_path, "./bin/" HELPER_BASENAME, sizeof(helper_path));
+        if (!helper_set)
+                cm_program_default_path(HELPER_BASENAME, false, helper_path, sizeof(helper_path));
 }
 
 int cm_engine_local_set_helper(const char *path) {

@@ -4,6 +4,7 @@
  * against rke's list), apply (`rke up`) and destroy (`rke remove --force`) in a private work dir whose
  * files are copied into the state vault while rke runs, after it ends and when it fails.
  */
+#include "base/program.h"
 #include "base/common.h"
 
 #include <fcntl.h>
@@ -37,23 +38,8 @@ static char rke_path[PATH_MAX];
 static bool path_set;
 
 static void path_default(void) {
-        char exe[PATH_MAX], candidate[PATH_MAX + 32];
-        ssize_t n;
-
-        if (path_set)
-                return;
-        n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-        if (n > 0) {
-                exe[n] = 0;
-                if (cm_snprintf(candidate, sizeof(candidate), "%s/" RKE_BASENAME, dirname(exe)) > 0 &&
-                    access(candidate, X_OK) == 0 && cm_strlcpy(rke_path, candidate, sizeof(rke_path)) >= 0)
-                        return;
-        }
-        if (access("./bin/" RKE_BASENAME, X_OK) == 0) {
-                (void) cm_strlcpy(rke_path, "./bin/" RKE_BASENAME, sizeof(rke_path));
-                return;
-        }
-        (void) cm_strlcpy(rke_path, RKE_BASENAME, sizeof(rke_path));
+        if (!path_set)
+                cm_program_default_path(RKE_BASENAME, true, rke_path, sizeof(rke_path));
 }
 
 int cm_engine_rke_set_path(const char *path) {

@@ -1,0 +1,11 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+
+#include "base/common.h"
+
+/*
+ * The default location of a helper program the service runs (rke, clustermgmt-localk8s): next to the
+ * running binary when an executable of that name is there, else ./bin/<name> when it exists, else
+ * ./bin/<name> or the bare name (looked up in PATH when run) as fallback says.
+ */
+void cm_program_default_path(const char *name, bool fallback_to_path, char *buf, size_t size);
