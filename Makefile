@@ -4,7 +4,8 @@ SHELL := /bin/bash
 
 DEBIAN_PACKAGES := build-essential cmake pkg-config git clang clang-format clang-tidy cppcheck \
 	libmicrohttpd-dev libcurl4-openssl-dev libjansson-dev libyaml-dev libsqlite3-dev libpq-dev \
-	libssl-dev libcjose-dev libcmocka-dev libclang-rt-14-dev python3 python3-pip valgrind wrk sqlite3
+	libssl-dev libcjose-dev libcmocka-dev libclang-rt-14-dev python3 python3-pip valgrind wrk sqlite3 \
+	openssh-server
 PYTHON ?= python3
 JOBS ?= $(shell nproc)
 FUZZ_SECONDS ?= 60

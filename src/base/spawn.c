@@ -4,7 +4,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 
 #include "base/spawn.h"
@@ -44,11 +44,64 @@ static void reader_feed(struct line_reader *lr, const char *data, size_t n, cons
         }
 }
 
+/*
+ * fork + exec rather than posix_spawn: the child must die with the service (PR_SET_PDEATHSIG), so that a
+ * service killed mid-step never leaves an engine's program running beside the one its successor starts.
+ * Between fork and exec only async-signal-safe calls; an exec failure comes back through a pipe.
+ */
+static int start_child(const struct cm_spawn_opts *o, int out_fd, pid_t *ret_pid) {
+        pid_t parent = getpid(), pid;
+        int errpipe[2], err = 0;
+        ssize_t n;
+
+        if (pipe2(errpipe, O_CLOEXEC) < 0)
+                return negative_errno();
+        pid = fork();
+        if (pid < 0) {
+                int r = negative_errno();
+                close(errpipe[0]);
+                close(errpipe[1]);
+                return r;
+        }
+        if (pid == 0) {
+                struct sigaction sa = { .sa_handler = SIG_DFL };
+                sigset_t empty;
+                int fd;
+
+                (void) setpgid(0, 0);
+                (void) prctl(PR_SET_PDEATHSIG, SIGKILL);
+                if (getppid() != parent)
+                        _exit(127); /* the service is already gone */
+                for (int sig = 1; sig < NSIG; sig++)
+                        if (sig != SIGKILL && sig != SIGSTOP)
+                                (void) sigaction(sig, &sa, NULL);
+                sigemptyset(&empty);
+                (void) sigprocmask(SIG_SETMASK, &empty, NULL);
+                fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+                if (fd < 0 || dup2(fd, STDIN_FILENO) < 0 || dup2(out_fd, STDOUT_FILENO) < 0 ||
+                    dup2(out_fd, STDERR_FILENO) < 0 || (o->cwd && chdir(o->cwd) < 0))
+                        goto child_fail;
+                execve(o->argv[0], o->argv, o->envp ?: environ);
+        child_fail:
+                err = errno;
+                (void) !write(errpipe[1], &err, sizeof(err));
+                _exit(127);
+        }
+        close(errpipe[1]);
+        do
+                n = read(errpipe[0], &err, sizeof(err));
+        while (n < 0 && errno == EINTR);
+        close(errpipe[0]);
+        if (n == (ssize_t) sizeof(err)) {
+                (void) waitpid(pid, NULL, 0);
+                return -(err ?: EIO);
+        }
+        *ret_pid = pid;
+        return 0;
+}
+
 int cm_spawn_run(const struct cm_spawn_opts *o) {
-        posix_spawn_file_actions_t fa;
-        posix_spawnattr_t attr;
         struct line_reader lr = {};
-        sigset_t empty, all;
         uint64_t kill_at = 0, grace = o->kill_grace_usec ?: 5 * USEC_PER_SEC;
         bool stopping = false, eof = false;
         int pipefd[2], r, status = 0;
@@ -57,39 +110,12 @@ int cm_spawn_run(const struct cm_spawn_opts *o) {
         if (pipe2(pipefd, O_CLOEXEC) < 0)
                 return negative_errno();
 
-        r = posix_spawn_file_actions_init(&fa);
-        if (r != 0) {
+        r = start_child(o, pipefd[1], &pid);
+        if (r < 0) {
                 close(pipefd[0]);
                 close(pipefd[1]);
-                return -r;
+                return r;
         }
-        r = posix_spawnattr_init(&attr);
-        if (r != 0) {
-                posix_spawn_file_actions_destroy(&fa);
-                close(pipefd[0]);
-                close(pipefd[1]);
-                return -r;
-        }
-        sigemptyset(&empty);
-        sigfillset(&all);
-        sigdelset(&all, SIGKILL);
-        sigdelset(&all, SIGSTOP);
-        if ((r = posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0)) != 0 ||
-            (r = posix_spawn_file_actions_adddup2(&fa, pipefd[1], STDOUT_FILENO)) != 0 ||
-            (r = posix_spawn_file_actions_adddup2(&fa, pipefd[1], STDERR_FILENO)) != 0 ||
-            (o->cwd && (r = posix_spawn_file_actions_addchdir_np(&fa, o->cwd)) != 0) ||
-            (r = posix_spawnattr_setpgroup(&attr, 0)) != 0 ||
-            (r = posix_spawnattr_setsigmask(&attr, &empty)) != 0 ||
-            (r = posix_spawnattr_setsigdefault(&attr, &all)) != 0 ||
-            (r = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
-                                                         POSIX_SPAWN_SETSIGDEF)) != 0)
-                goto fail;
-
-        r = posix_spawn(&pid, o->argv[0], &fa, &attr, o->argv, o->envp ?: environ);
-        if (r != 0)
-                goto fail;
-        posix_spawn_file_actions_destroy(&fa);
-        posix_spawnattr_destroy(&attr);
         close(pipefd[1]);
 
         while (!eof) {
@@ -154,10 +180,4 @@ int cm_spawn_run(const struct cm_spawn_opts *o) {
         if (WIFSIGNALED(status))
                 return 128 + WTERMSIG(status);
         return -EIO;
-fail:
-        posix_spawn_file_actions_destroy(&fa);
-        posix_spawnattr_destroy(&attr);
-        close(pipefd[0]);
-        close(pipefd[1]);
-        return -r;
 }

@@ -4,11 +4,13 @@
 #include "base/common.h"
 
 /*
- * The one way to start a child process. argv and envp are string vectors (no shell); argv[0] is an
- * executable path. The child runs in a process group of its own with default signal dispositions and
- * an empty signal mask, stdin from /dev/null, and stdout+stderr into one pipe that the caller reads
- * line by line through on_line. No other descriptor of ours leaks into it: the service opens every fd
- * with O_CLOEXEC.
+ * The one way to start a child process that a step waits for. argv and envp are string vectors (no
+ * shell); argv[0] is an executable path. The child runs in a process group of its own with default
+ * signal dispositions and an empty signal mask, stdin from /dev/null, and stdout+stderr into one pipe
+ * that the caller reads line by line through on_line. It dies with the service (PR_SET_PDEATHSIG), so a
+ * killed service never leaves one running beside the one the next attempt starts. No other descriptor
+ * of ours leaks into it: the service opens every fd with O_CLOEXEC. (Programs that must outlive the
+ * service, like local clusters, are started by their engine instead.)
  */
 struct cm_spawn_opts {
         char *const *argv;

@@ -2,15 +2,22 @@
 """The rke engine against the real rke binary (./bin/rke, built by `make rke`).
 
 Nodes point at a closed loopback port: rke validates the config, generates the certificates, writes
-cluster.rkestate, then fails to reach the node. Nothing here is mocked.
+cluster.rkestate, then fails to reach the node. Nothing here is mocked. Further down, nodes are a real
+sshd (openssh-server) on a loopback port, which lets rke log in but refuses the tunnel to Docker, and a
+loopback listener that never answers SSH (sshd_node.py).
 """
+import base64
 import os
 import re
+import signal
 import socket
+import subprocess
+import time
 
 import pytest
 
 from conftest import REPO_ROOT, Server
+from sshd_node import SilentNode, SshdNode
 
 RKE = os.path.join(REPO_ROOT, "bin", "rke")
 CA_FP = re.compile(r"kube-ca (SHA256:[0-9a-f]{64})")
@@ -42,9 +49,9 @@ def rke_server(binary, make_server):
     return s
 
 
-def spec(port, **extra):
-    rke = {"nodes": [{"address": "127.0.0.1", "port": port, "user": "ops",
-                      "roles": ["controlplane", "etcd", "worker"], "sshKey": "ops"}]}
+def spec(port, user="ops", key="ops", **extra):
+    rke = {"nodes": [{"address": "127.0.0.1", "port": port, "user": user,
+                      "roles": ["controlplane", "etcd", "worker"], "sshKey": key}]}
     rke.update(extra)
     return {"engine": "rke", "rke": rke}
 
@@ -155,3 +162,236 @@ def test_missing_ssh_key_fails_with_hint(rke_server):
     assert op["state"] == "failed", op
     assert "sshkey create nokey" in op["error"], op
     assert op["attempts"] == 1, op
+
+
+# --- Real sshd test nodes, canary secrets, and the service killed while rke runs ---
+
+# rke v1.8.6, when SSH works and the node's Docker socket cannot be reached through the tunnel:
+#   level=warning msg="Failed to set up SSH tunneling for host [127.0.0.1]: Can't retrieve Docker Info: ..."
+DOCKER_FAILURE = "Can't retrieve Docker Info"
+SSH_FAILURES = ("handshake failed", "unable to authenticate", "Failed to dial ssh", "connection refused")
+
+
+@pytest.fixture
+def sshd_node(tmp_path):
+    """A real sshd on a loopback port. Skipped only when sshd cannot start outside CI."""
+    d = tmp_path / "sshd"
+    d.mkdir()
+    node = SshdNode(d)
+    try:
+        node.start()
+    except (RuntimeError, OSError, subprocess.CalledProcessError) as e:
+        reason = f"cannot start sshd for a test node: {e}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    yield node
+    node.stop()
+
+
+def start_rke_server(make_server, max_attempts):
+    s = make_server(extra_args=["--rke-path", rke_binary(), "--max-attempts", str(max_attempts)])
+    return s.start()
+
+
+def record_responses(server):
+    """Every HTTP response the test gets from server (bodies and headers) is appended to the returned list."""
+    seen = []
+    req = server.req
+
+    def recording(method, path, **kw):
+        r = req(method, path, **kw)
+        seen.append(f"{method} {path} -> {r.status_code} {dict(r.headers)}\n{r.text}")
+        return r
+
+    server.req = recording
+    return seen
+
+
+def op_log(server, op_id):
+    r = server.get(f"/v1/operations/{op_id}/log")
+    assert r.status_code == 200, r.text
+    return r.text
+
+
+def run_against_sshd(server, node, name, key):
+    body = {"name": name, "spec": spec(node.port, user=node.user, key=key)}
+    r = server.post("/v1/environments/default/clusters", body)
+    assert r.status_code == 202, r.text
+    op = server.wait_op(r.json()["id"], timeout=60)
+    return op, op_log(server, op["id"])
+
+
+def assert_past_ssh(op, log, node, fingerprint):
+    assert op["state"] == "failed", f"{op}\n{log}"
+    assert op["error"].startswith("rke up failed: "), op
+    docker_lines = [line for line in log.splitlines() if DOCKER_FAILURE in line]
+    assert docker_lines, f"rke did not reach Docker on the node:\n{log}\n--- sshd:\n{node.log()}"
+    for line in docker_lines:
+        assert not any(f in line for f in SSH_FAILURES), line
+    accepted = f"Accepted publickey for {node.user} from 127.0.0.1 port "
+    logins = [line for line in node.log().splitlines() if line.startswith(accepted)]
+    assert logins, node.log()
+    assert all(line.endswith(fingerprint) for line in logins), logins
+    # ...and over that session asked for the Docker socket, which the node refuses.
+    assert "refused streamlocal port forward" in node.log() and "docker.sock" in node.log(), node.log()
+
+
+def test_generated_key_gets_rke_past_ssh_on_a_real_sshd(make_server, sshd_node):
+    s = start_rke_server(make_server, 1)
+    r = s.post("/v1/environments/default/sshkeys", {"name": "node", "generate": True})
+    assert r.status_code == 201, r.text
+    key = r.json()
+    assert key["publicKey"].startswith("ssh-ed25519 ") and "PRIVATE" not in r.text, r.text
+    sshd_node.authorize(key["publicKey"])
+
+    op, log = run_against_sshd(s, sshd_node, "sshd", "node")
+    # rke logged in with the key the service generated, then failed at Docker (the node forbids the
+    # tunnel to the Docker socket, so this holds whether or not the host runs Docker).
+    assert_past_ssh(op, log, sshd_node, key["fingerprint"])
+    assert "ED25519 " + key["fingerprint"] in sshd_node.log()
+    assert not os.listdir(os.path.join(s.data_dir, "work"))
+
+
+def private_key_canaries(pem):
+    """Substrings of the private key's body that must never leave the vault, and the body itself."""
+    body = "".join(line for line in pem.splitlines() if line and not line.startswith("-----"))
+    raw = base64.b64decode(body)
+    chunks = {body[i:i + 24] for i in range(0, len(body) - 24, 8)}
+    # The armour lines and the key material in other spellings a log might use.
+    chunks |= {line for line in pem.splitlines() if line and not line.startswith("-----")}
+    chunks.add(raw[-70:].hex())
+    return body, sorted(chunks)
+
+
+def test_canary_private_key_never_leaves_the_vault(make_server, sshd_node, tmp_path):
+    s = start_rke_server(make_server, 2)
+    responses = record_responses(s)
+    keyfile = tmp_path / "canary"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "canary", "-f", str(keyfile)], check=True)
+    pem = keyfile.read_text()
+    pub = (tmp_path / "canary.pub").read_text().strip()
+    body, canaries = private_key_canaries(pem)
+    pub_body = pub.split()[1]
+    canaries = [c for c in canaries if c not in pub_body]
+    assert len(canaries) > 20
+
+    r = s.post("/v1/environments/default/sshkeys", {"name": "canary", "privateKey": pem})
+    assert r.status_code == 201, r.text
+    fingerprint = r.json()["fingerprint"]
+    sshd_node.authorize(pub)
+    for path in ("/v1/environments/default/sshkeys", "/v1/environments/default/sshkeys/canary"):
+        s.get(path)
+
+    # The key really went through the engine to rke and into an SSH login.
+    op, log = run_against_sshd(s, sshd_node, "canary", "canary")
+    assert_past_ssh(op, log, sshd_node, fingerprint)
+    s.get("/v1/environments/default/clusters/canary")
+    s.get("/v1/operations")
+    # A failed request that names the key must not echo it either.
+    r = s.post("/v1/environments/default/sshkeys", {"name": "canary", "privateKey": pem})
+    assert r.status_code in (409, 422), r.text
+    r = s.post("/v1/environments/default/sshkeys", {"name": "broken", "privateKey": pem[:-40]})
+    assert r.status_code == 422, r.text
+    # Destroy runs rke remove with the key as well.
+    r = s.delete("/v1/environments/default/clusters/canary")
+    assert r.status_code == 202, r.text
+    op2 = s.wait_op(r.json()["id"], timeout=60)
+    log2 = op_log(s, op2["id"])
+
+    texts = {"server log": s.log(), "operation log": log, "destroy log": log2}
+    texts.update({f"response {i}": t for i, t in enumerate(responses)})
+    for where, text in texts.items():
+        assert "PRIVATE KEY" not in text, where
+        assert body not in text, where
+        leaked = [c for c in canaries if c in text]
+        assert not leaked, f"{where} holds key material {leaked[:3]}:\n{text}"
+    for path in state_files(s.data_dir):
+        with open(path, "rb") as f:
+            data = f.read()
+        for marker in (b"PRIVATE KEY", b"BEGIN CERTIFICATE", b"openssh-key-v1"):
+            assert marker not in data, (path, marker)
+        assert not [c for c in canaries if c.encode() in data], path
+
+
+def rke_pids(data_dir):
+    """rke processes of a server on data_dir (their command line names its work dir)."""
+    out = subprocess.run(["pgrep", "-f", os.path.join(data_dir, "work") + "/"], capture_output=True, text=True)
+    return {int(p) for p in out.stdout.split()}
+
+
+def wait_for(what, predicate, timeout):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        v = predicate()
+        if v:
+            return v
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_service_killed_during_rke_up_resumes_with_same_ca(make_server):
+    node = SilentNode()
+    s = start_rke_server(make_server, 3)
+    stray, doubled = set(), set()
+    try:
+        assert s.post("/v1/environments/default/sshkeys", {"name": "ops", "generate": True}).status_code == 201
+        # 1. The node drops every connection: rke fails fast and the rkestate (with the CA) is stored.
+        node.close_all()
+        r = s.post("/v1/environments/default/clusters", {"name": "killed", "spec": spec(node.port)})
+        assert r.status_code == 202, r.text
+        op = s.wait_op(r.json()["id"], timeout=60)
+        log = op_log(s, op["id"])
+        assert op["state"] == "failed", f"{op}\n{log}"
+        fps = set(CA_FP.findall(log))
+        assert len(fps) == 1, log
+        fp = fps.pop()
+
+        # 2. The node now accepts and never answers: the next rke up hangs in the SSH handshake.
+        node.hold()
+        accepted = node.accepted
+        cur = s.get("/v1/environments/default/clusters/killed")
+        body = {"spec": spec(node.port, etcdSnapshots={"enabled": True, "intervalHours": 6, "retentionHours": 24})}
+        r = s.put("/v1/environments/default/clusters/killed", body, headers={"If-Match": cur.headers.get("ETag", "*")})
+        assert r.status_code == 202, r.text
+        op_id = r.json()["id"]
+        wait_for("rke to dial the silent node", lambda: node.accepted > accepted, 30)
+        running = s.get(f"/v1/operations/{op_id}").json()
+        assert running["state"] == "running", running
+        before = op_log(s, op_id)
+        assert f"using cluster.rkestate from the state vault (kube-ca {fp})" in before, before
+        assert rke_pids(s.data_dir), before
+
+        # 3. SIGKILL the service while rke waits in the handshake.
+        s.kill()
+        time.sleep(2)
+        stray = rke_pids(s.data_dir)
+
+        # 4. Restart on the same data dir (the node still silent): the operation is taken over once its
+        # lease expires and rke runs again. At that moment no rke of the killed service may be running.
+        accepted = node.accepted
+        s.start()
+        wait_for("the resumed attempt's rke to dial the node", lambda: node.accepted > accepted, 30)
+        doubled = stray & rke_pids(s.data_dir)
+        node.close_all()  # the node now fails fast: the resumed attempt ends
+        op = s.wait_op(op_id, timeout=60)
+        log = op_log(s, op_id)
+        assert op["state"] == "failed", f"{op}\n{log}"
+        assert op["error"].startswith("rke up failed: "), op
+        after = log[len(before):]
+        assert re.search(r"attempt \d+ of 3 started by", after), log
+        # The resumed attempt used the CA stored before the kill; no other CA was ever stored.
+        assert f"using cluster.rkestate from the state vault (kube-ca {fp})" in after, log
+        assert set(CA_FP.findall(log)) == {fp}, log
+        wait_for("every rke to end", lambda: not rke_pids(s.data_dir), 10)
+        assert not os.listdir(os.path.join(s.data_dir, "work"))
+    finally:
+        node.stop()
+        for pid in stray | rke_pids(s.data_dir):  # only rke runs of this test's server
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    # rke dies with the service that started it (PR_SET_PDEATHSIG): the restarted service never runs a
+    # second rke beside a leftover one for the same cluster.
+    assert not doubled, f"rke {sorted(doubled)} of the killed service still ran when rke was started again"
