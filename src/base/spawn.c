@@ -105,12 +105,14 @@ int cm_spawn_run(const struct cm_spawn_opts *o) {
         uint64_t kill_at = 0, grace = o->kill_grace_usec ?: 5 * USEC_PER_SEC;
         bool stopping = false, eof = false;
         int pipefd[2], r, status = 0;
-        pid_t pid;
+        pid_t pid = 0;
 
         if (pipe2(pipefd, O_CLOEXEC) < 0)
                 return negative_errno();
 
         r = start_child(o, pipefd[1], &pid);
+        if (r >= 0 && pid <= 0)
+                r = -EIO; /* never signal a group we did not start (kill(0) or kill(1)) */
         if (r < 0) {
                 close(pipefd[0]);
                 close(pipefd[1]);
