@@ -118,7 +118,7 @@ def test_unreachable_node_keeps_rkestate_encrypted_and_reuses_ca(rke_server):
             assert marker not in data, path
     # No key material in the operation log; the work dir is gone.
     assert "PRIVATE KEY" not in log and "BEGIN CERTIFICATE" not in log
-    assert not os.listdir(os.path.join(s.data_dir, "work"))
+    assert not os.listdir(os.path.join(s.data_dir, "rke-runs"))
 
     # A change of the spec (PUT) runs rke again on the same state: same kube-ca.
     cur = s.get("/v1/environments/default/clusters/edge")
@@ -250,7 +250,7 @@ def test_generated_key_gets_rke_past_ssh_on_a_real_sshd(make_server, sshd_node):
     # tunnel to the Docker socket, so this holds whether or not the host runs Docker).
     assert_past_ssh(op, log, sshd_node, key["fingerprint"])
     assert "ED25519 " + key["fingerprint"] in sshd_node.log()
-    assert not os.listdir(os.path.join(s.data_dir, "work"))
+    assert not os.listdir(os.path.join(s.data_dir, "rke-runs"))
 
 
 def private_key_canaries(pem):
@@ -316,7 +316,7 @@ def test_canary_private_key_never_leaves_the_vault(make_server, sshd_node, tmp_p
 
 def rke_pids(data_dir):
     """rke processes of a server on data_dir (their command line names its work dir)."""
-    out = subprocess.run(["pgrep", "-f", os.path.join(data_dir, "work") + "/"], capture_output=True, text=True)
+    out = subprocess.run(["pgrep", "-f", os.path.join(data_dir, "rke-runs") + "/"], capture_output=True, text=True)
     return {int(p) for p in out.stdout.split()}
 
 
@@ -384,7 +384,7 @@ def test_service_killed_during_rke_up_resumes_with_same_ca(make_server):
         assert f"using cluster.rkestate from the state vault (kube-ca {fp})" in after, log
         assert set(CA_FP.findall(log)) == {fp}, log
         wait_for("every rke to end", lambda: not rke_pids(s.data_dir), 10)
-        assert not os.listdir(os.path.join(s.data_dir, "work"))
+        assert not os.listdir(os.path.join(s.data_dir, "rke-runs"))
     finally:
         node.stop()
         for pid in stray | rke_pids(s.data_dir):  # only rke runs of this test's server

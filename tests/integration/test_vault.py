@@ -5,19 +5,14 @@ import os
 import stat
 import subprocess
 
-CANARY_KEY = """-----BEGIN OPENSSH PRIVATE KEY-----
-b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW
-QyNTUxOQAAACDmXo/Hp/JezNg0fEGhi9SYKo37s4rAZYMNsk/TBrZWtwAAAIgKudy3Crnc
-twAAAAtzc2gtZWQyNTUxOQAAACDmXo/Hp/JezNg0fEGhi9SYKo37s4rAZYMNsk/TBrZWtw
-AAAEDjB5oth5e1DaRD3O/htDuCO0mC1kXZVD2/2ThX833yeuZej8en8l7M2DR8QaGL1Jgq
-jfuzisBlgw2yT9MGtla3AAAAAXgBAgME
------END OPENSSH PRIVATE KEY-----
-"""
-# test-only key; its public half and fingerprint as ssh-keygen prints them
+# A test-only key (tests/testdata/sshkeys); its public half and fingerprint as ssh-keygen prints them.
+CANARY_KEY = open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "testdata", "sshkeys",
+                               "ossh_ed25519")).read()
 CANARY_PUB = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOZej8en8l7M2DR8QaGL1JgqjfuzisBlgw2yT9MGtla3"
 CANARY_FP = "SHA256:OOFCLk/BNOhiM24TwSg/K92B7OQQa6gTw3K5tSelorY"
-# a line of the private part that must never come back
-CANARY_SECRET = "AAAEDjB5oth5e1DaRD3O/htDuCO0mC1kXZVD2"
+# a piece of the private part that must never come back
+CANARY_SECRET = CANARY_KEY.splitlines()[4][:37]
+assert CANARY_SECRET.startswith("AAAED") and len(CANARY_SECRET) == 37
 
 
 def all_state_bytes(root):

@@ -17,7 +17,7 @@
 #include "base/fileio.h"
 #include "engine/rke/rke.h"
 
-#define KEY_DIR "/var/lib/clustermgmt/work/op-1/ssh"
+#define KEY_DIR "/var/lib/clustermgmt/rke-runs/op-1/ssh"
 
 static void golden_path(const char *name, const char *ext, char *buf, size_t size) {
         char src[PATH_MAX];

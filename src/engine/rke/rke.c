@@ -605,7 +605,7 @@ static int rke_run(struct cm_engine_ctx *ctx, bool destroy, struct cm_engine_res
         }
         if (!id_fits_path(op->id))
                 return fail(ret, false, "operation id unfit for a path");
-        if (cm_snprintf(base, sizeof(base), "%s/work", cm_engine_ctx_data_dir(ctx)) < 0 ||
+        if (cm_snprintf(base, sizeof(base), "%s/rke-runs", cm_engine_ctx_data_dir(ctx)) < 0 ||
             cm_snprintf(run.dir, sizeof(run.dir), "%s/%s", base, op->id) < 0)
                 return fail(ret, false, "the data dir's path is too long");
         r = cm_mkdir_p(base, 0700);
