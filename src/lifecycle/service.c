@@ -244,6 +244,20 @@ static int conflict_problem(struct cm_problem *p, const char *name, const char *
         return -EBUSY;
 }
 
+/* The cluster a change is about: its environment and itself must exist (404 otherwise). */
+static int load_cluster(struct cm_service *s, const char *env, const char *name, struct cm_problem *p,
+                        struct cm_cluster *ret) {
+        int r;
+
+        r = env_must_exist(s, env, p);
+        if (r < 0)
+                return r;
+        r = STORE_CALL(s->store, cluster_get, env, name, ret);
+        if (r == -ENOENT)
+                return cm_problem_not_found(p, "cluster", name), -ENOENT;
+        return r;
+}
+
 /* The problem for a refused cluster_update: gone (404), stale If-Match (412), busy (409). */
 static int change_problem(int r, struct cm_problem *p, const char *name, int64_t expected_rv,
                           const char *conflict) {
@@ -274,12 +288,7 @@ int cm_service_update_cluster(struct cm_service *s, const char *principal, const
         uint64_t now = cm_now_usec();
         int r;
 
-        r = env_must_exist(s, env, p);
-        if (r < 0)
-                return r;
-        r = STORE_CALL(s->store, cluster_get, env, name, &cur);
-        if (r == -ENOENT)
-                return cm_problem_not_found(p, "cluster", name), -ENOENT;
+        r = load_cluster(s, env, name, p, &cur);
         if (r < 0)
                 return r;
         r = cm_cluster_doc_decode(body, n, CM_CLUSTER_DOC_UPDATE, &doc, p);
@@ -316,12 +325,7 @@ int cm_service_delete_cluster(struct cm_service *s, const char *principal, const
         uint64_t now = cm_now_usec();
         int r;
 
-        r = env_must_exist(s, env, p);
-        if (r < 0)
-                return r;
-        r = STORE_CALL(s->store, cluster_get, env, name, &cur);
-        if (r == -ENOENT)
-                return cm_problem_not_found(p, "cluster", name), -ENOENT;
+        r = load_cluster(s, env, name, p, &cur);
         if (r < 0)
                 return r;
         r = op_init(s, &op, CM_OP_DELETE, env, cur.id, name, principal, now);
