@@ -1,9 +1,12 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "base/common.h"
 
+#include <ctype.h>
+
 #include "api/documents.h"
 #include "api/json.h"
 #include "base/parse.h"
+#include "base/util.h"
 #include "engine/engine.h"
 
 void cm_env_doc_done(struct cm_env_doc *d) {
@@ -283,6 +286,131 @@ int cm_cluster_doc_decode(const char *body, size_t n, enum cm_cluster_doc_mode m
                 return r;
         *ret = d;
         d = (struct cm_cluster_doc){};
+        return 0;
+oom:
+        json_decref(root);
+        return -ENOMEM;
+}
+
+bool cm_snapshot_name_valid(const char *s) {
+        size_t n = s ? strlen(s) : 0;
+
+        if (n == 0 || n > 128 || !isalnum((unsigned char) s[0]))
+                return false;
+        for (size_t i = 0; i < n; i++)
+                if (!isalnum((unsigned char) s[i]) && !strchr("._-", s[i]))
+                        return false;
+        return true;
+}
+
+static const char *const rotate_services[] = {
+        "etcd", "kubelet", "kube-apiserver", "kube-proxy", "kube-scheduler", "kube-controller-manager", NULL,
+};
+
+static void check_snapshot_name(const json_t *v, const char *field, struct cm_problem *p) {
+        if (!json_is_string(v))
+                cm_problem_add(p, field, "must be a string, not %s", cm_json_type_name(v));
+        else if (!cm_snapshot_name_valid(json_string_value(v)))
+                cm_problem_add(
+                        p, field,
+                        "must be 1-128 characters of A-Z, a-z, 0-9, '.', '_' and '-', starting with a "
+                        "letter or digit");
+}
+
+static void check_rotate(json_t *root, struct cm_problem *p) {
+        const json_t *v = json_object_get(root, "rotateCA"), *svc;
+        size_t i;
+
+        if (v && !json_is_boolean(v))
+                cm_problem_add(p, "rotateCA", "must be true or false, not %s", cm_json_type_name(v));
+        v = json_object_get(root, "services");
+        if (!v)
+                return;
+        if (!json_is_array(v)) {
+                cm_problem_add(p, "services", "must be a list of service names, not %s",
+                               cm_json_type_name(v));
+                return;
+        }
+        json_array_foreach(v, i, svc) {
+                char f[64];
+                bool known = false;
+
+                cm_json_path_index(f, sizeof(f), "services", i);
+                for (size_t k = 0; json_is_string(svc) && rotate_services[k]; k++)
+                        known = known || streq(rotate_services[k], json_string_value(svc));
+                if (!known)
+                        cm_problem_add(p, f, "must be one of: " CM_ROTATE_SERVICES);
+                for (size_t k = 0; known && k < i; k++)
+                        if (json_equal(json_array_get(v, k), CM_UNCONST(json_t *, svc)))
+                                cm_problem_add(p, f, "is listed twice");
+        }
+}
+
+int cm_cluster_action_decode(enum cm_op_type type, const char *cluster, const char *body, size_t n,
+                             uint64_t now_usec, char **ret_params_json, struct cm_problem *p) {
+        static const char *const snapshot_fields[] = { "name", NULL };
+        static const char *const restore_fields[] = { "snapshot", NULL };
+        static const char *const rotate_fields[] = { "rotateCA", "services", NULL };
+        json_t *root = NULL;
+        char *out = NULL;
+        int r;
+
+        if (type != CM_OP_SNAPSHOT && type != CM_OP_RESTORE && type != CM_OP_ROTATE_CERTS)
+                return -EOPNOTSUPP;
+        if (n == 0)
+                root = json_object();
+        else {
+                r = cm_json_parse_strict(body, n, &root, p);
+                if (r < 0)
+                        return r;
+        }
+        if (!root)
+                return -ENOMEM;
+
+        switch (type) {
+        case CM_OP_SNAPSHOT: {
+                const json_t *v = json_object_get(root, "name");
+
+                (void) cm_json_check_fields(root, "", snapshot_fields, p);
+                if (v)
+                        check_snapshot_name(v, "name", p);
+                else {
+                        char ts[32], name[160];
+
+                        /* "2026-11-25T15:12:57.123456Z" -> "<cluster>-20261125-151257" */
+                        cm_format_rfc3339(now_usec, ts, sizeof(ts));
+                        (void) cm_snprintf(name, sizeof(name), "%s-%.4s%.2s%.2s-%.2s%.2s%.2s", cluster, ts,
+                                           ts + 5, ts + 8, ts + 11, ts + 14, ts + 17);
+                        if (json_object_set_new(root, "name", json_string(name)) < 0)
+                                goto oom;
+                }
+                break;
+        }
+        case CM_OP_RESTORE: {
+                const json_t *v = json_object_get(root, "snapshot");
+
+                (void) cm_json_check_fields(root, "", restore_fields, p);
+                if (!v)
+                        cm_problem_add(p, "snapshot", "required: the name of the snapshot to restore");
+                else
+                        check_snapshot_name(v, "snapshot", p);
+                break;
+        }
+        default:
+                (void) cm_json_check_fields(root, "", rotate_fields, p);
+                check_rotate(root, p);
+                break;
+        }
+        r = finish_validation(p);
+        if (r < 0) {
+                json_decref(root);
+                return r;
+        }
+        out = cm_json_canonical(root);
+        json_decref(root);
+        if (!out)
+                return -ENOMEM;
+        *ret_params_json = out;
         return 0;
 oom:
         json_decref(root);

@@ -3,6 +3,7 @@
 
 #include <jansson.h>
 
+#include "api/model.h"
 #include "api/problem.h"
 #include "base/common.h"
 
@@ -43,3 +44,23 @@ int cm_env_doc_decode(const char *body, size_t n, struct cm_env_doc *ret, struct
  */
 int cm_cluster_doc_decode(const char *body, size_t n, enum cm_cluster_doc_mode mode,
                           struct cm_cluster_doc *ret, struct cm_problem *p);
+
+/* The etcd services whose certificates `rotate-certs` can renew alone. */
+#define CM_ROTATE_SERVICES                                                                                  \
+        "etcd, kubelet, kube-apiserver, kube-proxy, kube-scheduler, kube-controller-manager"
+
+/*
+ * Decodes the body of an operation on a running cluster (an empty body is {}) into its canonical
+ * parameters (*ret_params_json, a JSON object):
+ * - CM_OP_SNAPSHOT: {"name"?} — a snapshot name (1-128 of A-Z a-z 0-9 . _ -, starting with a letter
+ *   or digit); when absent, "<cluster>-<UTC time>" (from now_usec) is chosen.
+ * - CM_OP_RESTORE: {"snapshot"} — the name of the snapshot to restore, required.
+ * - CM_OP_ROTATE_CERTS: {"rotateCA"?: bool, "services"?: [names of CM_ROTATE_SERVICES]}; an empty or
+ *   absent list renews every service's certificate.
+ * -EINVAL with field errors in p; -EOPNOTSUPP for another type.
+ */
+int cm_cluster_action_decode(enum cm_op_type type, const char *cluster, const char *body, size_t n,
+                             uint64_t now_usec, char **ret_params_json, struct cm_problem *p);
+
+/* True for a valid snapshot name (see cm_cluster_action_decode). */
+bool cm_snapshot_name_valid(const char *s);

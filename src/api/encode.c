@@ -88,6 +88,13 @@ int cm_encode_operation(struct strbuf *out, const struct cm_operation *o) {
             (r = add_time(out, "finishedAt", o->finished_usec)) < 0 ||
             (r = add_time(out, "nextRunAt", o->state == CM_OP_PENDING ? o->next_run_usec : 0)) < 0)
                 return r;
+        /* Both are canonical JSON objects written by the service itself. */
+        if (o->params_json && ((r = strbuf_addl(out, ",\"params\":")) < 0 ||
+                               (r = strbuf_add(out, o->params_json, strlen(o->params_json))) < 0))
+                return r;
+        if (o->result_json && ((r = strbuf_addl(out, ",\"result\":")) < 0 ||
+                               (r = strbuf_add(out, o->result_json, strlen(o->result_json))) < 0))
+                return r;
         return strbuf_addch(out, '}');
 }
 

@@ -10,9 +10,8 @@ static const char *const phase_names[_CM_PHASE_MAX] = {
 };
 
 static const char *const op_type_names[_CM_OP_TYPE_MAX] = {
-        [CM_OP_CREATE] = "create",
-        [CM_OP_UPDATE] = "update",
-        [CM_OP_DELETE] = "delete",
+        [CM_OP_CREATE] = "create",     [CM_OP_UPDATE] = "update",   [CM_OP_DELETE] = "delete",
+        [CM_OP_SNAPSHOT] = "snapshot", [CM_OP_RESTORE] = "restore", [CM_OP_ROTATE_CERTS] = "rotate-certs",
 };
 
 static const char *const op_state_names[_CM_OP_STATE_MAX] = {
@@ -97,6 +96,8 @@ void cm_operation_done(struct cm_operation *o) {
         free(o->error);
         free(o->lease_owner);
         free(o->requested_by);
+        free(o->params_json);
+        free(o->result_json);
         *o = (struct cm_operation){};
 }
 

@@ -24,6 +24,9 @@ enum cm_op_type {
         CM_OP_CREATE,
         CM_OP_UPDATE,
         CM_OP_DELETE,
+        CM_OP_SNAPSHOT, /* etcd snapshot of a running cluster; params {"name"}, result {"snapshot"} */
+        CM_OP_RESTORE, /* etcd restored from a snapshot; params {"snapshot"} */
+        CM_OP_ROTATE_CERTS, /* certificates renewed; params {"rotateCA", "services"} */
         _CM_OP_TYPE_MAX,
 };
 
@@ -89,6 +92,8 @@ struct cm_operation {
         uint64_t created_usec;
         uint64_t started_usec; /* 0 until first claimed */
         uint64_t finished_usec; /* 0 until terminal */
+        char *params_json; /* JSON object of the request's parameters; NULL when none */
+        char *result_json; /* JSON object of what the operation produced; NULL when nothing */
 };
 
 struct cm_apikey {

@@ -56,5 +56,11 @@ static inline int negative_errno(void) {
 #define isempty(s) (!(s) || !(s)[0])
 #define strna(s) ((s) ?: "n/a")
 
+/* True when s ends with suffix. */
+static inline bool endswith(const char *s, const char *suffix) {
+        size_t n = strlen(s), k = strlen(suffix);
+        return n >= k && memcmp(s + n - k, suffix, k) == 0;
+}
+
 /* For libraries whose APIs are not const-correct (jansson's iterators): drops const knowingly. */
 #define CM_UNCONST(type, p) ((type) (uintptr_t) (p))

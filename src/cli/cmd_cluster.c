@@ -487,6 +487,215 @@ static int cluster_operations(struct cm_cli *cli, const struct cm_cli_noun *noun
         return r;
 }
 
+/* POSTs body to the cluster's `rest` route and prints (or, with --wait, follows) the operation. */
+static int post_action(struct cm_cli *cli, const char *name, const char *rest, const json_t *body, bool wait,
+                       unsigned timeout) {
+        _cleanup_strbuf_ struct strbuf path = STRBUF_INIT(1024);
+        json_t *op = NULL;
+        int ret;
+
+        if (cm_cli_env_path(cli, &path, "clusters", name, rest) < 0)
+                return cm_cli_error(cli, "the name is too long");
+        if (cm_cli_call(cli, "POST", path.buf, body, NULL, &op, NULL) < 0)
+                return CM_EXIT_FAILURE;
+        ret = cm_cli_operation_accepted(cli, op, wait, timeout);
+        json_decref(op);
+        return ret;
+}
+
+/* --wait and --timeout as every operation-starting verb takes them. */
+static int wait_flags(struct cm_cli *cli, const struct cm_cli_noun *noun, const struct cm_cli_verb *verb,
+                      bool wait, const char *timeout_s, unsigned *ret) {
+        *ret = 0;
+        if (timeout_s && cm_cli_parse_timeout(cli, noun, verb, timeout_s, ret) < 0)
+                return -EINVAL;
+        if (timeout_s && !wait) {
+                (void) cm_cli_usage_error(cli, noun, verb, "--timeout goes with --wait");
+                return -EINVAL;
+        }
+        return 0;
+}
+
+static int cluster_snapshot(struct cm_cli *cli, const struct cm_cli_noun *noun,
+                            const struct cm_cli_verb *verb, int argc, char **argv) {
+        const char *timeout_s = NULL, *snap = NULL;
+        bool wait = false;
+        const struct cm_cli_opt opts[] = {
+                { "name", 0, CM_CLI_OPT_STRING, &snap },
+                { "wait", 'w', CM_CLI_OPT_FLAG, &wait },
+                { "timeout", 0, CM_CLI_OPT_STRING, &timeout_s },
+        };
+        const char *pos[1];
+        unsigned timeout;
+        size_t n_pos;
+        json_t *body;
+        int ret;
+
+        if (cm_cli_parse_args(cli, noun, verb, argc, argv, opts, ELEMENTSOF(opts), pos, 1, 1, &n_pos) < 0 ||
+            wait_flags(cli, noun, verb, wait, timeout_s, &timeout) < 0)
+                return CM_EXIT_USAGE;
+        body = snap ? json_pack("{s:s}", "name", snap) : json_object();
+        if (!body)
+                return cm_cli_error(cli, "out of memory");
+        ret = post_action(cli, pos[0], "snapshots", body, wait, timeout);
+        json_decref(body);
+        return ret;
+}
+
+static int cluster_snapshots(struct cm_cli *cli, const struct cm_cli_noun *noun,
+                             const struct cm_cli_verb *verb, int argc, char **argv) {
+        _cleanup_strbuf_ struct strbuf path = STRBUF_INIT(1024);
+        const char *pos[1];
+        json_t *list = NULL;
+        size_t n_pos;
+        int r;
+
+        if (cm_cli_parse_args(cli, noun, verb, argc, argv, NULL, 0, pos, 1, 1, &n_pos) < 0)
+                return CM_EXIT_USAGE;
+        if (cm_cli_env_path(cli, &path, "clusters", pos[0], "snapshots") < 0)
+                return cm_cli_error(cli, "the name is too long");
+        if (cm_cli_call(cli, "GET", path.buf, NULL, NULL, &list, NULL) < 0)
+                return CM_EXIT_FAILURE;
+        r = cm_cli_print(cli, CM_RESOURCE_SNAPSHOT, json_object_get(list, "items"));
+        json_decref(list);
+        return r;
+}
+
+static int cluster_restore(struct cm_cli *cli, const struct cm_cli_noun *noun,
+                           const struct cm_cli_verb *verb, int argc, char **argv) {
+        const char *timeout_s = NULL, *snap = NULL;
+        bool wait = false;
+        const struct cm_cli_opt opts[] = {
+                { "snapshot", 0, CM_CLI_OPT_STRING, &snap },
+                { "wait", 'w', CM_CLI_OPT_FLAG, &wait },
+                { "timeout", 0, CM_CLI_OPT_STRING, &timeout_s },
+        };
+        const char *pos[1];
+        unsigned timeout;
+        size_t n_pos;
+        json_t *body;
+        int ret;
+
+        if (cm_cli_parse_args(cli, noun, verb, argc, argv, opts, ELEMENTSOF(opts), pos, 1, 1, &n_pos) < 0 ||
+            wait_flags(cli, noun, verb, wait, timeout_s, &timeout) < 0)
+                return CM_EXIT_USAGE;
+        if (!snap)
+                return cm_cli_usage_error(cli, noun, verb,
+                                          "--snapshot NAME is required (`clustermgmt cluster snapshots %s` "
+                                          "lists the ones taken through the service)",
+                                          pos[0]);
+        body = json_pack("{s:s}", "snapshot", snap);
+        if (!body)
+                return cm_cli_error(cli, "out of memory");
+        ret = post_action(cli, pos[0], "restore", body, wait, timeout);
+        json_decref(body);
+        return ret;
+}
+
+static int cluster_rotate_certs(struct cm_cli *cli, const struct cm_cli_noun *noun,
+                                const struct cm_cli_verb *verb, int argc, char **argv) {
+        const char *timeout_s = NULL;
+        bool wait = false, rotate_ca = false;
+        struct cm_cli_list services = {};
+        const struct cm_cli_opt opts[] = {
+                { "rotate-ca", 0, CM_CLI_OPT_FLAG, &rotate_ca },
+                { "service", 0, CM_CLI_OPT_LIST, &services },
+                { "wait", 'w', CM_CLI_OPT_FLAG, &wait },
+                { "timeout", 0, CM_CLI_OPT_STRING, &timeout_s },
+        };
+        const char *pos[1];
+        unsigned timeout;
+        size_t n_pos;
+        json_t *body, *list;
+        int ret;
+
+        if (cm_cli_parse_args(cli, noun, verb, argc, argv, opts, ELEMENTSOF(opts), pos, 1, 1, &n_pos) < 0 ||
+            wait_flags(cli, noun, verb, wait, timeout_s, &timeout) < 0)
+                return CM_EXIT_USAGE;
+        list = json_array();
+        body = json_object();
+        if (!list || !body || json_object_set_new(body, "rotateCA", json_boolean(rotate_ca)) < 0) {
+                json_decref(list);
+                json_decref(body);
+                return cm_cli_error(cli, "out of memory");
+        }
+        for (size_t i = 0; i < services.n; i++)
+                (void) json_array_append_new(list, json_string(services.items[i]));
+        (void) json_object_set_new(body, "services", list);
+        ret = post_action(cli, pos[0], "rotate-certs", body, wait, timeout);
+        json_decref(body);
+        return ret;
+}
+
+/* `cluster state list NAME` / `cluster state get NAME FILE [--version N]` (admin only). */
+static int cluster_state(struct cm_cli *cli, const struct cm_cli_noun *noun, const struct cm_cli_verb *verb,
+                         int argc, char **argv) {
+        const char *version_s = NULL;
+        const struct cm_cli_opt opts[] = {
+                { "version", 0, CM_CLI_OPT_STRING, &version_s },
+        };
+        _cleanup_strbuf_ struct strbuf path = STRBUF_INIT(1024);
+        _cleanup_(cm_client_response_done) struct cm_client_response resp = {};
+        struct cm_client_request req = {
+                .method = "GET",
+                .secret_body = true, /* rkestate and kubeconfig hold private keys */
+                .max_body = 64U * 1024U * 1024U,
+        };
+        struct cm_client *c;
+        const char *pos[3];
+        unsigned version = 0;
+        size_t n_pos;
+        int r;
+
+        if (cm_cli_parse_args(cli, noun, verb, argc, argv, opts, ELEMENTSOF(opts), pos, 2, 3, &n_pos) < 0)
+                return CM_EXIT_USAGE;
+        if (streq(pos[0], "list")) {
+                json_t *list = NULL;
+
+                if (n_pos != 2 || version_s)
+                        return cm_cli_usage_error(cli, noun, verb,
+                                                  "state list takes only the cluster's NAME");
+                if (cm_cli_env_path(cli, &path, "clusters", pos[1], "state") < 0)
+                        return cm_cli_error(cli, "the name is too long");
+                if (cm_cli_call(cli, "GET", path.buf, NULL, NULL, &list, NULL) < 0)
+                        return CM_EXIT_FAILURE;
+                r = cm_cli_print(cli, CM_RESOURCE_STATEFILE, json_object_get(list, "items"));
+                json_decref(list);
+                return r;
+        }
+        if (!streq(pos[0], "get"))
+                return cm_cli_usage_error(cli, noun, verb, "unknown state command '%s': use list or get",
+                                          pos[0]);
+        if (n_pos != 3)
+                return cm_cli_usage_error(cli, noun, verb, "state get needs the cluster's NAME and a FILE");
+        if (version_s && (safe_atou(version_s, &version) < 0 || version < 1))
+                return cm_cli_usage_error(cli, noun, verb, "--version takes a positive number, not '%s'",
+                                          version_s);
+        {
+                char rest[256];
+
+                if (cm_snprintf(rest, sizeof(rest), "state/%s", pos[2]) < 0 || strchr(pos[2], '/') ||
+                    cm_cli_env_path(cli, &path, "clusters", pos[1], rest) < 0)
+                        return cm_cli_error(cli, "'%s' is not a state file name (see `state list %s`)",
+                                            pos[2], pos[1]);
+        }
+        if (version > 0 && strbuf_addf(&path, "?version=%u", version) < 0)
+                return cm_cli_error(cli, "the name is too long");
+        c = cm_cli_client(cli);
+        if (!c)
+                return CM_EXIT_FAILURE;
+        req.path = path.buf;
+        r = cm_client_perform(c, &req, &resp);
+        if (r < 0)
+                return cm_cli_error(cli, "%s", cm_client_last_error(c));
+        if (resp.status < 200 || resp.status >= 300)
+                return cm_cli_print_problem(cli, &resp);
+        if (fwrite(resp.body.buf ?: "", 1, resp.body.len, cli->out) != resp.body.len ||
+            fflush(cli->out) != 0)
+                return cm_cli_error(cli, "cannot write the state file: %s", strerror(errno));
+        return CM_EXIT_OK;
+}
+
 static const struct cm_cli_verb cluster_verbs[] = {
         { "create",
           "NAME (-f FILE | --engine ENGINE [--nodes N]) [--label KEY=VALUE]... [--wait [--timeout SECONDS]]",
@@ -503,11 +712,25 @@ static const struct cm_cli_verb cluster_verbs[] = {
           cluster_kubeconfig },
         { "operations", "NAME [--limit N]", "List the cluster's operations, newest first.",
           cluster_operations },
+        { "snapshot", "NAME [--name SNAPSHOT] [--wait [--timeout SECONDS]]",
+          "Take an etcd snapshot of a Ready cluster (default name: NAME-<date>-<time>, UTC).",
+          cluster_snapshot },
+        { "snapshots", "NAME", "List the snapshots taken through the service, newest first.",
+          cluster_snapshots },
+        { "restore", "NAME --snapshot SNAPSHOT [--wait [--timeout SECONDS]]",
+          "Restore the cluster's etcd from a snapshot.", cluster_restore },
+        { "rotate-certs", "NAME [--rotate-ca] [--service SERVICE]... [--wait [--timeout SECONDS]]",
+          "Renew the cluster's certificates (all services unless --service; --rotate-ca also the CAs).",
+          cluster_rotate_certs },
+        { "state", "(list NAME | get NAME FILE [--version N])",
+          "List the cluster's state files and kept versions, or print one (admin only: it holds keys).",
+          cluster_state },
 };
 
 const struct cm_cli_noun cm_cli_noun_cluster = {
         .name = "cluster",
-        .summary = "clusters: create, list, get, update, delete, kubeconfig, operations",
+        .summary = "clusters: create, list, get, update, delete, kubeconfig, operations, snapshot, restore, "
+                   "rotate-certs, state",
         .description =
                 "Kubernetes clusters in the environment chosen with --env. A cluster document looks like:\n"
                 "\n"

@@ -261,6 +261,34 @@ static int row_sshkey(struct table *t, const json_t *item, uint64_t now_usec) {
         return 0;
 }
 
+static int row_snapshot(struct table *t, const json_t *item, uint64_t now_usec) {
+        char age[32];
+        int r;
+
+        age_of(item, now_usec, age, sizeof(age));
+        if ((r = table_add(t, json_str(item, "name"))) < 0 ||
+            (r = table_add(t, json_str(item, "operation"))) < 0 || (r = table_add(t, age)) < 0)
+                return r;
+        return 0;
+}
+
+/* A state file: its newest version (versions are listed newest first) and how many are kept. */
+static int row_statefile(struct table *t, const json_t *item, uint64_t now_usec) {
+        const json_t *versions = json_object_get(item, "versions"), *newest = json_array_get(versions, 0);
+        char ver[32], kept[32], size[32], age[32];
+        int r;
+
+        int_of(json_object_get(newest, "version"), ver, sizeof(ver));
+        (void) snprintf(kept, sizeof(kept), "%zu", json_array_size(versions));
+        int_of(json_object_get(newest, "size"), size, sizeof(size));
+        age_of(newest, now_usec, age, sizeof(age));
+        if ((r = table_add(t, json_str(item, "name"))) < 0 || (r = table_add(t, ver)) < 0 ||
+            (r = table_add(t, kept)) < 0 || (r = table_add(t, size)) < 0 ||
+            (r = table_add(t, json_str(newest, "keyId"))) < 0 || (r = table_add(t, age)) < 0)
+                return r;
+        return 0;
+}
+
 struct table_kind {
         const char *const *headers;
         size_t n_columns;
@@ -271,12 +299,16 @@ static const char *const env_headers[] = { "NAME", "LABELS", "AGE" };
 static const char *const cluster_headers[] = { "NAME", "ENGINE", "PHASE", "GENERATION", "NODES", "AGE" };
 static const char *const op_headers[] = { "ID", "TYPE", "STATE", "CLUSTER", "ATTEMPTS", "AGE" };
 static const char *const sshkey_headers[] = { "NAME", "TYPE", "FINGERPRINT", "AGE" };
+static const char *const snapshot_headers[] = { "NAME", "OPERATION", "AGE" };
+static const char *const statefile_headers[] = { "FILE", "VERSION", "KEPT", "SIZE", "KEY", "AGE" };
 
 static const struct table_kind table_kinds[] = {
         [CM_RESOURCE_ENVIRONMENT] = { env_headers, ELEMENTSOF(env_headers), row_environment },
         [CM_RESOURCE_CLUSTER] = { cluster_headers, ELEMENTSOF(cluster_headers), row_cluster },
         [CM_RESOURCE_OPERATION] = { op_headers, ELEMENTSOF(op_headers), row_operation },
         [CM_RESOURCE_SSHKEY] = { sshkey_headers, ELEMENTSOF(sshkey_headers), row_sshkey },
+        [CM_RESOURCE_SNAPSHOT] = { snapshot_headers, ELEMENTSOF(snapshot_headers), row_snapshot },
+        [CM_RESOURCE_STATEFILE] = { statefile_headers, ELEMENTSOF(statefile_headers), row_statefile },
 };
 
 /* "Label:   value" detail lines below a single resource's row. */

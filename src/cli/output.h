@@ -24,6 +24,8 @@ enum cm_resource {
         CM_RESOURCE_CLUSTER,
         CM_RESOURCE_OPERATION,
         CM_RESOURCE_SSHKEY,
+        CM_RESOURCE_SNAPSHOT,
+        CM_RESOURCE_STATEFILE,
 };
 
 /* "table", "json", "yaml" → the format; -EINVAL otherwise. */

@@ -29,6 +29,7 @@ struct cm_engine_result {
         char message[1024];
         bool retryable;
         char *status_json; /* malloc'd JSON object or NULL */
+        char *result_json; /* malloc'd JSON object: what the operation produced (a snapshot's name) */
 };
 
 struct cm_engine_ops {
@@ -39,7 +40,11 @@ struct cm_engine_ops {
         int (*apply)(struct cm_engine_ctx *ctx, struct cm_engine_result *ret);
         /* Tears the cluster down. */
         int (*destroy)(struct cm_engine_ctx *ctx, struct cm_engine_result *ret);
-        /* Optional (NULL when unsupported). */
+        /*
+         * Optional (NULL when unsupported), for a running cluster, with the operation's parameters
+         * in cm_engine_ctx_params(): snapshot {"name"} (sets ret->result_json {"snapshot": name}),
+         * restore {"snapshot"}, rotate_certificates {"rotateCA", "services"}.
+         */
         int (*snapshot)(struct cm_engine_ctx *ctx, struct cm_engine_result *ret);
         int (*restore)(struct cm_engine_ctx *ctx, struct cm_engine_result *ret);
         int (*rotate_certificates)(struct cm_engine_ctx *ctx, struct cm_engine_result *ret);
@@ -59,6 +64,8 @@ void cm_engines_register_builtin(void);
 const struct cm_cluster *cm_engine_ctx_cluster(struct cm_engine_ctx *ctx);
 const struct cm_operation *cm_engine_ctx_operation(struct cm_engine_ctx *ctx);
 const json_t *cm_engine_ctx_spec(struct cm_engine_ctx *ctx);
+/* The operation's parameters (a JSON object, {} when none): see cm_cluster_action_decode(). */
+const json_t *cm_engine_ctx_params(struct cm_engine_ctx *ctx);
 const char *cm_engine_ctx_data_dir(struct cm_engine_ctx *ctx);
 bool cm_engine_ctx_cancelled(struct cm_engine_ctx *ctx);
 _printf_(2, 3) void cm_engine_ctx_log(struct cm_engine_ctx *ctx, const char *fmt, ...);

@@ -339,6 +339,88 @@ int cm_service_delete_cluster(struct cm_service *s, const char *principal, const
         return STORE_CALL(s->store, op_get, op.id, ret_op);
 }
 
+/* The engine's entry point for an operation on a running cluster; NULL when it has none. */
+static bool engine_supports(const struct cm_engine_ops *e, enum cm_op_type type) {
+        switch (type) {
+        case CM_OP_SNAPSHOT:
+                return e->snapshot;
+        case CM_OP_RESTORE:
+                return e->restore;
+        case CM_OP_ROTATE_CERTS:
+                return e->rotate_certificates;
+        default:
+                return false;
+        }
+}
+
+int cm_service_cluster_action(struct cm_service *s, const char *principal, const char *env, const char *name,
+                              enum cm_op_type type, const char *body, size_t n, struct cm_problem *p,
+                              struct cm_operation *ret_op) {
+        const char *what = cm_op_type_to_string(type);
+        const struct cm_engine_ops *eng;
+        _cleanup_free_ char *params = NULL;
+        int r;
+
+        if (type != CM_OP_SNAPSHOT && type != CM_OP_RESTORE && type != CM_OP_ROTATE_CERTS)
+                return -EINVAL;
+        /* The phase is read, checked, and kept unless the cluster changed in between (then again). */
+        for (unsigned attempt = 0;; attempt++) {
+                _cleanup_(cm_cluster_done) struct cm_cluster cur = {};
+                _cleanup_(cm_operation_done) struct cm_operation op = {};
+                _cleanup_free_ char *conflict = NULL;
+                uint64_t now = cm_now_usec();
+                enum cm_phase phase;
+
+                r = load_cluster(s, env, name, p, &cur);
+                if (r < 0)
+                        return r;
+                eng = cm_engine_find(cur.engine);
+                if (!eng || !engine_supports(eng, type)) {
+                        cm_problem_add(p, "spec.engine", "engine '%s' does not support %s", cur.engine,
+                                       what);
+                        return cm_problem_validation(p, "this cluster's engine cannot do that"), -EOPNOTSUPP;
+                }
+                if (!params) {
+                        r = cm_cluster_action_decode(type, name, body, n, now, &params, p);
+                        if (r < 0)
+                                return r;
+                }
+                if (cur.phase != CM_PHASE_READY &&
+                    (type == CM_OP_SNAPSHOT || cur.phase != CM_PHASE_FAILED)) {
+                        struct cm_operation *last = NULL;
+                        size_t nlast = 0;
+
+                        /* An unfinished operation explains the phase best: name it (409 as for changes). */
+                        if (STORE_CALL(s->store, op_list, env, name, 0, 1, &last, &nlast) >= 0 &&
+                            nlast == 1 && !cm_op_state_terminal(last[0].state)) {
+                                r = conflict_problem(p, name, last[0].id);
+                                cm_operation_array_free(last, nlast);
+                                return r;
+                        }
+                        cm_operation_array_free(last, nlast);
+                        return cm_problem_set(p, 409, "cluster-not-ready", "Conflict",
+                                              "cluster '%s' is %s; %s needs a %s cluster", name,
+                                              cm_phase_to_string(cur.phase), what,
+                                              type == CM_OP_SNAPSHOT ? "Ready" : "Ready or Failed"),
+                               -EBUSY;
+                }
+                r = op_init(s, &op, type, env, cur.id, name, principal, now);
+                if (r < 0)
+                        return r;
+                op.params_json = TAKE_PTR(params);
+                phase = type == CM_OP_SNAPSHOT ? cur.phase : CM_PHASE_UPDATING;
+                r = STORE_CALL(s->store, cluster_update, env, name, cur.resource_version, NULL, NULL, phase,
+                               &op, NULL, &conflict);
+                params = TAKE_PTR(op.params_json);
+                if (r == -ESTALE && attempt < 3)
+                        continue;
+                if (r < 0)
+                        return change_problem(r, p, name, cur.resource_version, conflict);
+                cm_service_notify_work(s);
+                return STORE_CALL(s->store, op_get, op.id, ret_op);
+        }
+}
+
 /*
  * A pending operation cancelled before any worker took it: the cluster's status says so. A cluster
  * that was never provisioned is Failed; one that was keeps running its last converged spec.

@@ -72,6 +72,15 @@ int cm_service_update_cluster(struct cm_service *s, const char *principal, const
                               struct cm_operation *ret_op);
 int cm_service_delete_cluster(struct cm_service *s, const char *principal, const char *env, const char *name,
                               int64_t expected_rv, struct cm_problem *p, struct cm_operation *ret_op);
+/*
+ * An operation on a running cluster: CM_OP_SNAPSHOT (the cluster must be Ready; it stays Ready while
+ * the snapshot is taken), CM_OP_RESTORE and CM_OP_ROTATE_CERTS (Ready or Failed; the cluster is
+ * Updating meanwhile). body holds the parameters (cm_cluster_action_decode). 422 when the cluster's
+ * engine does not support the operation, 409 for another phase or an unfinished operation.
+ */
+int cm_service_cluster_action(struct cm_service *s, const char *principal, const char *env, const char *name,
+                              enum cm_op_type type, const char *body, size_t n, struct cm_problem *p,
+                              struct cm_operation *ret_op);
 int cm_service_cancel_operation(struct cm_service *s, const char *id, struct cm_problem *p,
                                 struct cm_operation *ret_op);
 

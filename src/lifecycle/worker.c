@@ -56,6 +56,7 @@ struct cm_engine_ctx {
         const struct cm_cluster *cluster;
         const struct cm_operation *op;
         const json_t *spec;
+        const json_t *params;
 };
 
 uint64_t cm_backoff_usec(uint64_t base, uint64_t cap, unsigned attempt) {
@@ -76,6 +77,10 @@ const struct cm_operation *cm_engine_ctx_operation(struct cm_engine_ctx *ctx) {
 
 const json_t *cm_engine_ctx_spec(struct cm_engine_ctx *ctx) {
         return ctx->spec;
+}
+
+const json_t *cm_engine_ctx_params(struct cm_engine_ctx *ctx) {
+        return ctx->params;
 }
 
 const char *cm_engine_ctx_data_dir(struct cm_engine_ctx *ctx) {
@@ -245,7 +250,8 @@ int cm_engine_ctx_load_env_file(struct cm_engine_ctx *ctx, const char *name, cha
         return cm_vault_read(ctx->svc->vault, owner, name, 0, ret, ret_n, NULL);
 }
 
-static enum cm_phase running_phase(enum cm_op_type t) {
+/* The phase while an operation runs; `now` for one that leaves the cluster as it is (a snapshot). */
+static enum cm_phase running_phase(enum cm_op_type t, enum cm_phase now) {
         switch (t) {
         case CM_OP_CREATE:
                 return CM_PHASE_PROVISIONING;
@@ -253,10 +259,49 @@ static enum cm_phase running_phase(enum cm_op_type t) {
                 return CM_PHASE_UPDATING;
         case CM_OP_DELETE:
                 return CM_PHASE_DELETING;
+        case CM_OP_RESTORE:
+        case CM_OP_ROTATE_CERTS:
+                return CM_PHASE_UPDATING;
+        case CM_OP_SNAPSHOT:
         case _CM_OP_TYPE_MAX:
                 break;
         }
-        return CM_PHASE_PENDING;
+        return now;
+}
+
+/* The engine's step for an operation; NULL when the engine has none (create and update: apply). */
+static int (*engine_step(const struct cm_engine_ops *e, enum cm_op_type t))(struct cm_engine_ctx *,
+                                                                            struct cm_engine_result *) {
+        switch (t) {
+        case CM_OP_CREATE:
+        case CM_OP_UPDATE:
+                return e->apply;
+        case CM_OP_DELETE:
+                return e->destroy;
+        case CM_OP_SNAPSHOT:
+                return e->snapshot;
+        case CM_OP_RESTORE:
+                return e->restore;
+        case CM_OP_ROTATE_CERTS:
+                return e->rotate_certificates;
+        case _CM_OP_TYPE_MAX:
+                break;
+        }
+        return NULL;
+}
+
+/* The Ready reason of a successful operation. */
+static const char *success_reason(enum cm_op_type t) {
+        switch (t) {
+        case CM_OP_CREATE:
+                return "Provisioned";
+        case CM_OP_RESTORE:
+                return "Restored";
+        case CM_OP_ROTATE_CERTS:
+                return "CertificatesRotated";
+        default:
+                return "Updated";
+        }
 }
 
 /* Writes the outcome; returns -ESRCH when the lease was lost (someone else owns the operation). */
@@ -311,7 +356,8 @@ static void run_operation(struct worker_slot *slot, struct cm_operation *op) {
         const struct cm_engine_ops *eng;
         const char *type = cm_op_type_to_string(op->type);
         struct cm_op_outcome o = {};
-        json_t *spec = NULL;
+        int (*step)(struct cm_engine_ctx *, struct cm_engine_result *);
+        json_t *spec = NULL, *params = NULL;
         uint64_t now = cm_now_usec();
         int r;
 
@@ -360,11 +406,11 @@ static void run_operation(struct worker_slot *slot, struct cm_operation *op) {
                                    op->attempts);
                 c1 = cm_conditions_set(c.conditions_json, "Reconciling", "True", "OperationRunning", msg,
                                        now);
-                if (c1 && STORE_CALL(svc->store, cluster_set_status, c.id, running_phase(op->type), c1,
-                                     NULL) >= 0) {
+                if (c1 && STORE_CALL(svc->store, cluster_set_status, c.id, running_phase(op->type, c.phase),
+                                     c1, NULL) >= 0) {
                         free(c.conditions_json);
                         c.conditions_json = TAKE_PTR(c1);
-                        c.phase = running_phase(op->type);
+                        c.phase = running_phase(op->type, c.phase);
                 }
         }
 
@@ -377,12 +423,31 @@ static void run_operation(struct worker_slot *slot, struct cm_operation *op) {
                 return;
         }
 
-        struct cm_engine_ctx ctx = { .svc = svc, .slot = slot, .cluster = &c, .op = op, .spec = spec };
-        if (op->type == CM_OP_DELETE)
-                r = eng->destroy ? eng->destroy(&ctx, &res) : 0;
-        else
-                r = eng->apply(&ctx, &res);
+        params = op->params_json ? json_loads(op->params_json, 0, NULL) : json_object();
+        if (!params) {
+                o = (struct cm_op_outcome){ .state = CM_OP_FAILED,
+                                            .error = "stored operation parameters are unreadable",
+                                            .phase = c.phase };
+                (void) finish(slot, op, &c, &o, NULL, "ParametersUnreadable", "False", o.error);
+                json_decref(spec);
+                return;
+        }
+
+        struct cm_engine_ctx ctx = {
+                .svc = svc, .slot = slot, .cluster = &c, .op = op, .spec = spec, .params = params
+        };
+        step = engine_step(eng, op->type);
+        if (step)
+                r = step(&ctx, &res);
+        else if (op->type == CM_OP_DELETE)
+                r = 0; /* nothing to tear down outside the service */
+        else {
+                (void) cm_snprintf(res.message, sizeof(res.message), "engine '%s' does not support %s",
+                                   eng->name, type);
+                r = -EOPNOTSUPP;
+        }
         json_decref(spec);
+        json_decref(params);
 
         if (atomic_load(&slot->lease_lost)) {
                 slot_flush(slot, op->id);
@@ -409,14 +474,21 @@ static void run_operation(struct worker_slot *slot, struct cm_operation *op) {
                                 svc->cfg.state_retention_usec / (86400 * USEC_PER_SEC));
                         op_logf(slot, op->id, "%s succeeded", type);
                         (void) finish(slot, op, &c, &o, NULL, NULL, NULL, NULL);
+                } else if (op->type == CM_OP_SNAPSHOT) {
+                        op_logf(slot, op->id, "%s succeeded", type);
+                        o = (struct cm_op_outcome){ .state = CM_OP_SUCCEEDED,
+                                                    .phase = c.phase,
+                                                    .result_json = res.result_json };
+                        (void) finish(slot, op, &c, &o, NULL, "SnapshotSaved", "False",
+                                      "the etcd snapshot was saved");
                 } else {
                         op_logf(slot, op->id, "%s succeeded", type);
                         o = (struct cm_op_outcome){ .state = CM_OP_SUCCEEDED,
                                                     .phase = CM_PHASE_READY,
                                                     .status_json = res.status_json,
+                                                    .result_json = res.result_json,
                                                     .set_observed_generation = true };
-                        (void) finish(slot, op, &c, &o, "True",
-                                      op->type == CM_OP_CREATE ? "Provisioned" : "Updated", "False",
+                        (void) finish(slot, op, &c, &o, "True", success_reason(op->type), "False",
                                       "the cluster matches its spec");
                 }
                 goto out;
@@ -437,8 +509,14 @@ static void run_operation(struct worker_slot *slot, struct cm_operation *op) {
                 o = (struct cm_op_outcome){ .state = CM_OP_CANCELLED,
                                             .error = "cancelled by request",
                                             .phase = CM_PHASE_FAILED };
-                (void) finish(slot, op, &c, &o, "False", "OperationCancelled", "False",
-                              "the operation was cancelled while it ran");
+                if (op->type == CM_OP_SNAPSHOT) {
+                        /* a snapshot cut short leaves the cluster as it was */
+                        o.phase = c.phase;
+                        (void) finish(slot, op, &c, &o, NULL, "OperationCancelled", "False",
+                                      "the snapshot was cancelled while it ran");
+                } else
+                        (void) finish(slot, op, &c, &o, "False", "OperationCancelled", "False",
+                                      "the operation was cancelled while it ran");
                 goto out;
         }
 
@@ -463,9 +541,15 @@ static void run_operation(struct worker_slot *slot, struct cm_operation *op) {
 
         op_logf(slot, op->id, "%s failed: %s", type, res.message);
         o = (struct cm_op_outcome){ .state = CM_OP_FAILED, .error = res.message, .phase = CM_PHASE_FAILED };
-        (void) finish(slot, op, &c, &o, "False", "OperationFailed", "False", res.message);
+        if (op->type == CM_OP_SNAPSHOT) {
+                /* a failed snapshot changed nothing in the cluster: it stays as it was */
+                o.phase = c.phase;
+                (void) finish(slot, op, &c, &o, NULL, "SnapshotFailed", "False", res.message);
+        } else
+                (void) finish(slot, op, &c, &o, "False", "OperationFailed", "False", res.message);
 out:
         free(res.status_json);
+        free(res.result_json);
 }
 
 static void wait_for_work(struct cm_service *svc, uint64_t seen) {

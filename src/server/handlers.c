@@ -399,6 +399,106 @@ void cm_handle_cluster_delete(struct cm_req *req) {
         cm_problem_done(&p);
 }
 
+/* POST .../snapshots, .../restore, .../rotate-certs: an operation on a running cluster. */
+static void cluster_action(struct cm_req *req, enum cm_op_type type) {
+        _cleanup_(cm_operation_done) struct cm_operation op = {};
+        struct cm_problem p;
+        char loc[160];
+        int r;
+
+        cm_problem_init(&p);
+        r = cm_service_cluster_action(req->svc, req->principal.name, req->params[0], req->params[1], type,
+                                      req->body.buf ?: "", req->body.len, &p, &op);
+        if (r >= 0) {
+                (void) cm_snprintf(loc, sizeof(loc), "/v1/operations/%s", op.id);
+                (void) cm_reply_header(req, "Location", loc);
+                r = reply_operation(req, 202, &op);
+        }
+        if (r < 0)
+                cm_reply_error(req, r, &p);
+        cm_problem_done(&p);
+}
+
+void cm_handle_cluster_snapshot(struct cm_req *req) {
+        cluster_action(req, CM_OP_SNAPSHOT);
+}
+
+void cm_handle_cluster_restore(struct cm_req *req) {
+        cluster_action(req, CM_OP_RESTORE);
+}
+
+void cm_handle_cluster_rotate_certs(struct cm_req *req) {
+        cluster_action(req, CM_OP_ROTATE_CERTS);
+}
+
+/* One snapshot taken through the service: its name from the result (the parameters before). */
+static int add_snapshot(struct strbuf *out, const struct cm_operation *o, bool first) {
+        const char *src = o->result_json ?: o->params_json;
+        json_t *doc = src ? json_loads(src, 0, NULL) : NULL;
+        const char *name = json_string_value(json_object_get(doc, o->result_json ? "snapshot" : "name"));
+        char ts[40];
+        int r;
+
+        if (!name) {
+                json_decref(doc);
+                return 0;
+        }
+        cm_format_rfc3339(o->finished_usec, ts, sizeof(ts));
+        if ((r = strbuf_adds(out, first ? "{\"name\":" : ",{\"name\":")) < 0 ||
+            (r = strbuf_add_json_string(out, name)) < 0 ||
+            (r = strbuf_addf(out, ",\"createdAt\":\"%s\",\"operation\":", ts)) < 0 ||
+            (r = strbuf_add_json_string(out, o->id)) < 0 || (r = strbuf_addch(out, '}')) < 0) {
+                json_decref(doc);
+                return r;
+        }
+        json_decref(doc);
+        return 1;
+}
+
+/* GET .../snapshots: the snapshots taken through the service (succeeded snapshot operations), newest first. */
+void cm_handle_cluster_snapshots(struct cm_req *req) {
+        _cleanup_(cm_cluster_done) struct cm_cluster c = {};
+        int64_t before = 0;
+        bool first = true;
+        int r;
+
+        r = STORE_CALL(req->svc->store, cluster_get, req->params[0], req->params[1], &c);
+        if (r == -ENOENT)
+                return cm_reply_not_found(req, "cluster", req->params[1]);
+        if (r < 0)
+                return cm_reply_error(req, r, NULL);
+        r = strbuf_adds(&req->out, "{\"items\":[");
+        for (;;) {
+                struct cm_operation *items = NULL;
+                size_t n = 0;
+
+                if (r < 0)
+                        break;
+                r = STORE_CALL(req->svc->store, op_list, req->params[0], req->params[1], before, LIST_MAX,
+                               &items, &n);
+                if (r < 0)
+                        break;
+                for (size_t i = 0; i < n && r >= 0; i++) {
+                        /* operations of an earlier cluster of the same name are not this one's */
+                        if (items[i].type != CM_OP_SNAPSHOT || items[i].state != CM_OP_SUCCEEDED ||
+                            !streq(items[i].cluster_id, c.id))
+                                continue;
+                        r = add_snapshot(&req->out, &items[i], first);
+                        if (r > 0)
+                                first = false;
+                }
+                before = n > 0 ? items[n - 1].seq : 0;
+                cm_operation_array_free(items, n);
+                if (n < LIST_MAX || r < 0)
+                        break;
+        }
+        if (r >= 0)
+                r = strbuf_adds(&req->out, "]}");
+        if (r < 0)
+                return cm_reply_error(req, r, NULL);
+        cm_reply(req, 200);
+}
+
 void cm_handle_cluster_operations(struct cm_req *req) {
         _cleanup_(cm_cluster_done) struct cm_cluster c = {};
         struct cm_operation *items = NULL;

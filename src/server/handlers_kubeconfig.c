@@ -28,10 +28,28 @@ static void secret_body_free(void *cls) {
         free(b);
 }
 
-void cm_handle_cluster_kubeconfig(struct cm_req *req) {
-        _cleanup_(cm_cluster_done) struct cm_cluster c = {};
+void cm_reply_secret(struct cm_req *req, int status, const char *content_type, char *data, size_t n) {
         struct secret_body *body;
         struct MHD_Response *resp;
+
+        body = new0(struct secret_body, 1);
+        if (!body) {
+                cm_wipe(data, n);
+                free(data);
+                return cm_reply_error(req, -ENOMEM, NULL);
+        }
+        *body = (struct secret_body){ .buf = data, .len = n };
+        /* libmicrohttpd sends from our buffer (no copy) and calls secret_body_free when done. */
+        resp = MHD_create_response_from_buffer_with_free_callback_cls(n, data, secret_body_free, body);
+        if (!resp) {
+                secret_body_free(body);
+                return cm_reply_error(req, -ENOMEM, NULL);
+        }
+        cm_reply_stream(req, status, content_type, resp);
+}
+
+void cm_handle_cluster_kubeconfig(struct cm_req *req) {
+        _cleanup_(cm_cluster_done) struct cm_cluster c = {};
         char *data = NULL, detail[256];
         size_t n = 0;
         int r;
@@ -53,20 +71,7 @@ void cm_handle_cluster_kubeconfig(struct cm_req *req) {
         if (r < 0)
                 return cm_reply_error(req, r, NULL);
 
-        body = new0(struct secret_body, 1);
-        if (!body) {
-                cm_wipe(data, n);
-                free(data);
-                return cm_reply_error(req, -ENOMEM, NULL);
-        }
-        *body = (struct secret_body){ .buf = data, .len = n };
-        /* libmicrohttpd sends from our buffer (no copy) and calls secret_body_free when done. */
-        resp = MHD_create_response_from_buffer_with_free_callback_cls(n, data, secret_body_free, body);
-        if (!resp) {
-                secret_body_free(body);
-                return cm_reply_error(req, -ENOMEM, NULL);
-        }
-        cm_reply_stream(req, 200, "application/yaml", resp);
+        cm_reply_secret(req, 200, "application/yaml", data, n);
 }
 
 void cm_handle_cluster_kubeconfig_customer(struct cm_req *req) {

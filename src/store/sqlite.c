@@ -39,7 +39,7 @@
 #define OP_COLUMNS                                                                                          \
         "seq, id, env, cluster_id, cluster_name, type, state, generation, attempts, max_attempts, "         \
         "error, lease_owner, lease_expires, next_run, cancel_requested, requested_by, created, "            \
-        "started, finished"
+        "started, finished, params, result"
 
 enum stmt_id {
         STMT_BEGIN,
@@ -145,8 +145,8 @@ static const char *const stmt_sql[_STMT_MAX] = {
 
         [STMT_OP_INSERT] =
                 "INSERT INTO operations (id, env, cluster_id, cluster_name, type, state, generation, "
-                "attempts, max_attempts, next_run, requested_by, created) "
-                "VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, 0, ?7, ?8, ?9, ?10)",
+                "attempts, max_attempts, next_run, requested_by, created, params) "
+                "VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, 0, ?7, ?8, ?9, ?10, ?11)",
         [STMT_OP_UNFINISHED] =
                 "SELECT id FROM operations WHERE cluster_id = ?1 AND state IN ('pending', 'running')",
         [STMT_OP_GET] = "SELECT " OP_COLUMNS " FROM operations WHERE id = ?1",
@@ -172,7 +172,7 @@ static const char *const stmt_sql[_STMT_MAX] = {
         [STMT_OP_HEARTBEAT] =
                 "UPDATE operations SET lease_expires = ?3 "
                 "WHERE id = ?1 AND lease_owner = ?2 AND state = 'running' RETURNING cancel_requested",
-        [STMT_OP_FINISH] = "UPDATE operations SET state = ?3, error = ?4, "
+        [STMT_OP_FINISH] = "UPDATE operations SET state = ?3, error = ?4, result = coalesce(?7, result), "
                            "next_run = CASE WHEN ?3 = 'pending' THEN ?5 ELSE next_run END, "
                            "finished = CASE WHEN ?3 = 'pending' THEN 0 ELSE ?6 END, "
                            "lease_owner = NULL, lease_expires = 0 "
@@ -533,10 +533,11 @@ static int row_op(sqlite3_stmt *st, struct cm_operation *ret) {
         _cleanup_(cm_operation_done) struct cm_operation o = {};
         int r;
 
-        r = col_strdup_many(st, (const int[]){ 1, 2, 3, 4, 10, 11, 15 },
+        r = col_strdup_many(st, (const int[]){ 1, 2, 3, 4, 10, 11, 15, 19, 20 },
                             (char **const[]){ &o.id, &o.env, &o.cluster_id, &o.cluster_name, &o.error,
-                                              &o.lease_owner, &o.requested_by },
-                            7);
+                                              &o.lease_owner, &o.requested_by, &o.params_json,
+                                              &o.result_json },
+                            9);
         if (r < 0)
                 return r;
         o.seq = sqlite3_column_int64(st, 0);
@@ -1389,7 +1390,8 @@ static int op_insert(struct sqlite_conn *c, const struct cm_operation *op, const
         r = conn_run(c, STMT_OP_INSERT,
                      BINDS(BT(op->id), BT(env), BT(cluster_id), BT(cluster_name),
                            BT(cm_op_type_to_string(op->type)), BI(generation), BI(op->max_attempts),
-                           BI(op->next_run_usec), BT(op->requested_by), BI(op->created_usec)));
+                           BI(op->next_run_usec), BT(op->requested_by), BI(op->created_usec),
+                           BT(op->params_json)));
         /* The partial unique index: another operation of the cluster is unfinished. */
         if (r == -EEXIST && strstr(sqlite3_errmsg(c->db), "operations.cluster_id"))
                 return -EBUSY;
@@ -1722,7 +1724,7 @@ static int op_finish_tx(struct sqlite_conn *c, void *userdata) {
 
                 r = conn_stmt(c, STMT_OP_FINISH,
                               BINDS(BT(ctx->id), BT(ctx->owner), BT(cm_op_state_to_string(o->state)),
-                                    BT(o->error), BI(o->next_run_usec), BI(ctx->now)),
+                                    BT(o->error), BI(o->next_run_usec), BI(ctx->now), BT(o->result_json)),
                               &st);
                 if (r < 0)
                         return r;

@@ -119,4 +119,63 @@ static const struct sqlite_migration sqlite_migrations[] = {
           "        PRIMARY KEY (principal, key)\n"
           ") WITHOUT ROWID;\n"
           "CREATE INDEX idempotency_created ON idempotency(created);\n" },
+
+        /*
+         * 2: operations on a running cluster (snapshot, restore, rotate-certs), with the request's
+         * parameters and the operation's result. SQLite cannot change a CHECK constraint in place, so
+         * the table is rebuilt. Dropping it would cascade into op_log (foreign keys are on and cannot
+         * be switched off inside the migration's transaction), so op_log is moved aside first and
+         * rebuilt after.
+         */
+        { 2,
+          "CREATE TEMP TABLE op_log_move AS SELECT op_id, seq, ts, text FROM op_log;\n"
+          "DROP TABLE op_log;\n"
+          "CREATE TABLE operations_v2 (\n"
+          "        seq INTEGER PRIMARY KEY AUTOINCREMENT,\n"
+          "        id TEXT NOT NULL UNIQUE,\n"
+          "        env TEXT NOT NULL,\n"
+          "        cluster_id TEXT NOT NULL,\n"
+          "        cluster_name TEXT NOT NULL,\n"
+          "        type TEXT NOT NULL CHECK (type IN ('create', 'update', 'delete', 'snapshot', 'restore',\n"
+          "                                           'rotate-certs')),\n"
+          "        state TEXT NOT NULL\n"
+          "                CHECK (state IN ('pending', 'running', 'succeeded', 'failed', 'cancelled')),\n"
+          "        generation INTEGER NOT NULL,\n"
+          "        attempts INTEGER NOT NULL DEFAULT 0,\n"
+          "        max_attempts INTEGER NOT NULL DEFAULT 0,\n"
+          "        error TEXT,\n"
+          "        lease_owner TEXT,\n"
+          "        lease_expires INTEGER NOT NULL DEFAULT 0,\n"
+          "        next_run INTEGER NOT NULL DEFAULT 0,\n"
+          "        cancel_requested INTEGER NOT NULL DEFAULT 0,\n"
+          "        requested_by TEXT,\n"
+          "        created INTEGER NOT NULL,\n"
+          "        started INTEGER NOT NULL DEFAULT 0,\n"
+          "        finished INTEGER NOT NULL DEFAULT 0,\n"
+          "        params TEXT,\n"
+          "        result TEXT\n"
+          ");\n"
+          "INSERT INTO operations_v2 (seq, id, env, cluster_id, cluster_name, type, state, generation,\n"
+          "        attempts, max_attempts, error, lease_owner, lease_expires, next_run, cancel_requested,\n"
+          "        requested_by, created, started, finished)\n"
+          "    SELECT seq, id, env, cluster_id, cluster_name, type, state, generation, attempts,\n"
+          "        max_attempts, error, lease_owner, lease_expires, next_run, cancel_requested,\n"
+          "        requested_by, created, started, finished FROM operations;\n"
+          "DROP TABLE operations;\n"
+          "ALTER TABLE operations_v2 RENAME TO operations;\n"
+          "CREATE UNIQUE INDEX operations_unfinished ON operations(cluster_id)\n"
+          "        WHERE state IN ('pending', 'running');\n"
+          "CREATE INDEX operations_pending ON operations(next_run) WHERE state = 'pending';\n"
+          "CREATE INDEX operations_running ON operations(lease_expires) WHERE state = 'running';\n"
+          "CREATE INDEX operations_cluster ON operations(env, cluster_name, seq);\n"
+          "CREATE INDEX operations_type_state ON operations(type, state);\n"
+          "CREATE TABLE op_log (\n"
+          "        op_id TEXT NOT NULL REFERENCES operations(id) ON DELETE CASCADE,\n"
+          "        seq INTEGER NOT NULL,\n"
+          "        ts INTEGER NOT NULL,\n"
+          "        text TEXT NOT NULL,\n"
+          "        PRIMARY KEY (op_id, seq)\n"
+          ") WITHOUT ROWID;\n"
+          "INSERT INTO op_log (op_id, seq, ts, text) SELECT op_id, seq, ts, text FROM op_log_move;\n"
+          "DROP TABLE op_log_move;\n" },
 };

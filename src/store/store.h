@@ -44,6 +44,7 @@ struct cm_op_outcome {
         enum cm_phase phase;
         const char *conditions_json; /* NULL: leave as is */
         const char *status_json; /* NULL: leave as is */
+        const char *result_json; /* the operation's result (JSON object); NULL: leave as is */
         bool set_observed_generation; /* observed_generation := operation generation */
         bool delete_cluster; /* the cluster record is removed (delete succeeded) */
         /* Operation log output not yet stored, appended as one chunk in the same transaction. */

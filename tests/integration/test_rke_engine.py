@@ -7,6 +7,7 @@ sshd (openssh-server) on a loopback port, which lets rke log in but refuses the 
 loopback listener that never answers SSH (sshd_node.py).
 """
 import base64
+import hashlib
 import os
 import re
 import signal
@@ -137,6 +138,76 @@ def test_unreachable_node_keeps_rkestate_encrypted_and_reuses_ca(rke_server):
     assert op3["state"] == "succeeded", (op3, s.get(f"/v1/operations/{op3['id']}/log").text)
 
 
+def pem_sha256(pem):
+    der = base64.b64decode("".join(l for l in pem.splitlines() if l and not l.startswith("-----")))
+    return "SHA256:" + hashlib.sha256(der).hexdigest()
+
+
+def test_state_files_are_served_to_admins_and_restore_runs_rke(rke_server):
+    s = rke_server
+    base = "/v1/environments/default/clusters/st"
+    r = s.post("/v1/environments/default/clusters", {"name": "st", "spec": spec(closed_port())})
+    assert r.status_code == 202, r.text
+    op = s.wait_op(r.json()["id"], timeout=60)
+    log = s.get(f"/v1/operations/{op['id']}/log").text
+    assert op["state"] == "failed", op
+    fps = set(CA_FP.findall(log))
+    assert len(fps) == 1, log
+
+    files = {f["name"]: f for f in s.get(f"{base}/state").json()["items"]}
+    assert {"cluster.rkestate", "cluster.yml"} <= set(files), files
+    rk = files["cluster.rkestate"]["versions"]
+    assert rk[0]["version"] >= 1 and rk[0]["size"] > 1000 and rk[0]["keyId"], rk
+    assert [v["version"] for v in rk] == sorted((v["version"] for v in rk), reverse=True), rk
+
+    r = s.get(f"{base}/state/cluster.rkestate")
+    assert r.status_code == 200, r.text
+    assert r.headers["Content-Type"].startswith("application/json")
+    assert r.headers["X-State-Version"] == str(rk[0]["version"]) and r.headers["Cache-Control"] == "no-store"
+    ca = r.json()["desiredState"]["certificatesBundle"]["kube-ca"]
+    assert {pem_sha256(ca["certificatePEM"])} == fps and "PRIVATE KEY" in ca["keyPEM"]
+    oldest = rk[-1]["version"]
+    r = s.get(f"{base}/state/cluster.rkestate", params={"version": oldest})
+    assert r.status_code == 200 and r.headers["X-State-Version"] == str(oldest), r.text
+    y = s.get(f"{base}/state/cluster.yml")
+    assert y.status_code == 200 and y.headers["Content-Type"].startswith("application/yaml"), y.text
+    assert "127.0.0.1" in y.text
+    for path, status in ((f"{base}/state/cluster.rkestate?version=999", 404),
+                         (f"{base}/state/cluster.rkestate?version=0", 400),
+                         (f"{base}/state/nope.yml", 404),
+                         (f"{base}/state/..", 404),
+                         (f"{base}/state/%2E%2E%2Fssh", 404),
+                         ("/v1/environments/default/clusters/none/state", 404)):
+        r = s.get(path)
+        assert r.status_code == status, (path, r.status_code, r.text)
+        assert "PRIVATE" not in r.text
+    # Every read of a state file leaves a line in the service log (who, which file; never its bytes).
+    assert "state file cluster.rkestate (version" in s.log() and "read by admin" in s.log()
+    assert "BEGIN" not in s.log()
+
+    # The CLI: a table of files, and the bytes of one (to stdout, for a file or a pipe).
+    env = dict(os.environ, CLUSTERMGMT_SERVER=s.url, CLUSTERMGMT_TOKEN=s.token)
+    p = subprocess.run([s.binary, "cluster", "state", "list", "st"], env=env, capture_output=True, text=True)
+    assert p.returncode == 0 and "cluster.rkestate" in p.stdout, p.stdout + p.stderr
+    assert p.stdout.splitlines()[0].split() == ["FILE", "VERSION", "KEPT", "SIZE", "KEY", "AGE"], p.stdout
+    p = subprocess.run([s.binary, "cluster", "state", "get", "st", "cluster.rkestate", "--version", str(oldest)],
+                       env=env, capture_output=True, text=True)
+    assert p.returncode == 0 and "kube-ca" in p.stdout, p.stderr
+
+    # The cluster is Failed: a snapshot is refused, a restore runs rke on the stored state (and fails
+    # with rke's message: the node cannot be reached).
+    r = s.post(f"{base}/snapshots", {"name": "s1"})
+    assert r.status_code == 409, r.text
+    r = s.post(f"{base}/restore", {"snapshot": "s1"})
+    assert r.status_code == 202, r.text
+    op = s.wait_op(r.json()["id"], timeout=120)
+    log = s.get(f"/v1/operations/{op['id']}/log").text
+    assert op["state"] == "failed" and op["error"].startswith("rke etcd snapshot-restore failed: "), (op, log)
+    assert "running rke etcd snapshot-restore" in log and "using cluster.rkestate from the state vault" in log
+    assert set(CA_FP.findall(log)) <= fps, log
+    assert "rke overhead: prepare " in log, log
+
+
 def test_rke_own_validation_fails_the_operation(rke_server):
     # weave passes our checks; rke 1.8 refuses it for every Kubernetes it supports.
     s = rke_server
@@ -225,6 +296,8 @@ def run_against_sshd(server, node, name, key):
 def assert_past_ssh(op, log, node, fingerprint):
     assert op["state"] == "failed", f"{op}\n{log}"
     assert op["error"].startswith("rke up failed: "), op
+    # rke's last line only says the etcd host was dropped; the error tells why (its earlier warning).
+    assert "host 127.0.0.1: SSH login worked, but Docker on the node cannot be reached" in op["error"], op
     docker_lines = [line for line in log.splitlines() if DOCKER_FAILURE in line]
     assert docker_lines, f"rke did not reach Docker on the node:\n{log}\n--- sshd:\n{node.log()}"
     for line in docker_lines:

@@ -28,7 +28,8 @@ static void journal(const char *what, struct cm_engine_ctx *ctx) {
 
 static int test_validate(const json_t *spec, struct cm_problem *p) {
         static const char *const allowed[] = { "durationMs", "failAttempts", "failPermanently",
-                                               "spawnSleep", "logLines",     NULL };
+                                               "spawnSleep", "logLines",     "failOperations",
+                                               NULL };
         const json_t *t = json_object_get(spec, "test");
         const json_t *v;
 
@@ -51,6 +52,9 @@ static int test_validate(const json_t *spec, struct cm_problem *p) {
         v = json_object_get(t, "failPermanently");
         if (v && !json_is_string(v))
                 cm_problem_add(p, "spec.test.failPermanently", "must be a string");
+        v = json_object_get(t, "failOperations");
+        if (v && !json_is_array(v))
+                cm_problem_add(p, "spec.test.failOperations", "must be a list of operation types");
         v = json_object_get(t, "spawnSleep");
         if (v && !json_is_boolean(v))
                 cm_problem_add(p, "spec.test.spawnSleep", "must be a boolean");
@@ -104,6 +108,18 @@ static int run(struct cm_engine_ctx *ctx, struct cm_engine_result *ret, const ch
                 r = -EIO;
                 goto out;
         }
+        {
+                const json_t *fo = json_object_get(t, "failOperations"), *v;
+                size_t i;
+
+                json_array_foreach(
+                        fo, i, v) if (streq(json_string_value(v) ?: "", cm_op_type_to_string(op->type))) {
+                        (void) cm_snprintf(ret->message, sizeof(ret->message), "simulated %s failure",
+                                           cm_op_type_to_string(op->type));
+                        r = -EIO;
+                        goto out;
+                }
+        }
         if ((json_int_t) op->attempts <= fail_attempts) {
                 (void) cm_snprintf(ret->message, sizeof(ret->message),
                                    "simulated transient failure on attempt %u", op->attempts);
@@ -111,7 +127,13 @@ static int run(struct cm_engine_ctx *ctx, struct cm_engine_result *ret, const ch
                 r = -EAGAIN;
                 goto out;
         }
-        if (!streq(verb, "destroy"))
+        if (streq(verb, "snapshot")) {
+                json_t *res =
+                        json_pack("{s:O}", "snapshot", json_object_get(cm_engine_ctx_params(ctx), "name"));
+
+                ret->result_json = res ? json_dumps(res, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+                json_decref(res);
+        } else if (!streq(verb, "destroy"))
                 ret->status_json = strdup("{\"endpoint\":\"https://127.0.0.1:6443\",\"nodes\":1}");
 out:
         journal(r == 0 ? "end" : "fail", ctx);
@@ -126,11 +148,26 @@ static int test_destroy(struct cm_engine_ctx *ctx, struct cm_engine_result *ret)
         return run(ctx, ret, "destroy");
 }
 
+static int test_snapshot(struct cm_engine_ctx *ctx, struct cm_engine_result *ret) {
+        return run(ctx, ret, "snapshot");
+}
+
+static int test_restore(struct cm_engine_ctx *ctx, struct cm_engine_result *ret) {
+        return run(ctx, ret, "restore");
+}
+
+static int test_rotate(struct cm_engine_ctx *ctx, struct cm_engine_result *ret) {
+        return run(ctx, ret, "rotate-certs");
+}
+
 static const struct cm_engine_ops test_engine_ops = {
         .name = "test",
         .validate = test_validate,
         .apply = test_apply,
         .destroy = test_destroy,
+        .snapshot = test_snapshot,
+        .restore = test_restore,
+        .rotate_certificates = test_rotate,
 };
 
 void cm_test_engine_register(void) {

@@ -207,11 +207,75 @@ static void test_router(void **state) {
         }
 }
 
+/* Parameters of snapshot/restore/rotate-certs: canonical on success, field errors otherwise. */
+static void test_cluster_actions(void **state) {
+        static const struct {
+                enum cm_op_type type;
+                const char *body;
+                const char *params; /* expected canonical parameters, or NULL for a refusal */
+                int status;
+                const char *field;
+        } cases[] = {
+                { CM_OP_SNAPSHOT, "{\"name\":\"before-upgrade.1\"}", "{\"name\":\"before-upgrade.1\"}", 0,
+                  NULL },
+                /* 2023-11-14T22:13:20Z: the default name is the cluster's and the UTC time */
+                { CM_OP_SNAPSHOT, "", "{\"name\":\"prod-20231114-221320\"}", 0, NULL },
+                { CM_OP_SNAPSHOT, "{}", "{\"name\":\"prod-20231114-221320\"}", 0, NULL },
+                { CM_OP_SNAPSHOT, "{\"name\":\"\"}", NULL, 422, "name" },
+                { CM_OP_SNAPSHOT, "{\"name\":\"--rotate-ca\"}", NULL, 422, "name" },
+                { CM_OP_SNAPSHOT, "{\"name\":\"a/b\"}", NULL, 422, "name" },
+                { CM_OP_SNAPSHOT, "{\"name\":null}", NULL, 422, "name" },
+                { CM_OP_SNAPSHOT, "{\"x\":1}", NULL, 422, "x" },
+                { CM_OP_SNAPSHOT, "[]", NULL, 400, NULL },
+                { CM_OP_RESTORE, "{\"snapshot\":\"s1\"}", "{\"snapshot\":\"s1\"}", 0, NULL },
+                { CM_OP_RESTORE, "", NULL, 422, "snapshot" },
+                { CM_OP_RESTORE, "{\"snapshot\":\"s 1\"}", NULL, 422, "snapshot" },
+                { CM_OP_ROTATE_CERTS, "", "{}", 0, NULL },
+                { CM_OP_ROTATE_CERTS, "{\"services\":[\"kubelet\",\"etcd\"],\"rotateCA\":true}",
+                  "{\"rotateCA\":true,\"services\":[\"kubelet\",\"etcd\"]}", 0, NULL },
+                { CM_OP_ROTATE_CERTS, "{\"services\":[\"kubelet\",\"kubelet\"]}", NULL, 422, "services[1]" },
+                { CM_OP_ROTATE_CERTS, "{\"services\":[\"-x\"]}", NULL, 422, "services[0]" },
+                { CM_OP_ROTATE_CERTS, "{\"services\":[1]}", NULL, 422, "services[0]" },
+                { CM_OP_ROTATE_CERTS, "{\"rotateCA\":1}", NULL, 422, "rotateCA" },
+        };
+        struct cm_problem p;
+        char *params = NULL;
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                int r;
+
+                cm_problem_init(&p);
+                r = cm_cluster_action_decode(cases[i].type, "prod", cases[i].body, strlen(cases[i].body),
+                                             UINT64_C(1700000000000000), &params, &p);
+                if (cases[i].params) {
+                        if (r != 0)
+                                fail_msg("case %zu: refused: %s", i, p.detail);
+                        assert_string_equal(params, cases[i].params);
+                        free(params);
+                        params = NULL;
+                } else {
+                        assert_true(r < 0);
+                        if (p.status != cases[i].status)
+                                fail_msg("case %zu: status %d, expected %d", i, p.status, cases[i].status);
+                        if (cases[i].field && !has_field(&p, cases[i].field, NULL))
+                                fail_msg("case %zu: no error for %s", i, cases[i].field);
+                }
+                cm_problem_done(&p);
+        }
+        cm_problem_init(&p);
+        assert_int_equal(cm_cluster_action_decode(CM_OP_CREATE, "prod", "", 0, 0, &params, &p), -EOPNOTSUPP);
+        cm_problem_done(&p);
+        assert_true(cm_snapshot_name_valid("a"));
+        assert_false(cm_snapshot_name_valid(NULL));
+        assert_false(cm_snapshot_name_valid(".hidden"));
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_cluster_documents), cmocka_unit_test(test_all_errors_reported),
                 cmocka_unit_test(test_deep_and_huge),     cmocka_unit_test(test_problem_never_quotes_input),
                 cmocka_unit_test(test_encode_cluster),    cmocka_unit_test(test_router),
+                cmocka_unit_test(test_cluster_actions),
         };
 
         cm_test_engine_register();

@@ -195,6 +195,32 @@ static void test_kubeconfig_server(void **state) {
         assert_int_equal(cm_rke_kubeconfig_server("a: b\n", 5, buf, sizeof(buf)), -ENOENT);
 }
 
+/* rke's per-host warning is found and explained: login refused, port closed, Docker unreachable. */
+static void test_tunnel_failure(void **state) {
+        char host[64], reason[256];
+
+        assert_true(
+                cm_rke_tunnel_failure("Failed to set up SSH tunneling for host [10.0.1.10]: Can't retrieve "
+                                      "Docker Info: error during connect",
+                                      host, sizeof(host), reason, sizeof(reason)));
+        assert_string_equal(host, "10.0.1.10");
+        assert_string_equal(reason, "Can't retrieve Docker Info: error during connect");
+        assert_non_null(strstr(cm_rke_tunnel_hint(reason), "SSH login worked, but Docker"));
+        assert_non_null(strstr(cm_rke_tunnel_hint("Failed to dial ssh using address [10.0.1.10:22]: ssh: "
+                                                  "handshake failed: ssh: unable to authenticate"),
+                               "refused the SSH login"));
+        assert_non_null(strstr(cm_rke_tunnel_hint("Failed to dial ssh using address [1.2.3.4:22]: dial tcp "
+                                                  "1.2.3.4:22: connect: connection refused"),
+                               "cannot be reached"));
+        assert_non_null(cm_rke_tunnel_hint("something else"));
+        assert_false(cm_rke_tunnel_failure("Cluster must have at least one etcd plane host", host,
+                                           sizeof(host), reason, sizeof(reason)));
+        assert_false(cm_rke_tunnel_failure("Failed to set up SSH tunneling for host []: x", host,
+                                           sizeof(host), reason, sizeof(reason)));
+        assert_false(cm_rke_tunnel_failure("Failed to set up SSH tunneling for host [h", host, sizeof(host),
+                                           reason, sizeof(reason)));
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_golden_minimal),
@@ -204,6 +230,7 @@ int main(void) {
                 cmocka_unit_test(test_redact),
                 cmocka_unit_test(test_parse_line),
                 cmocka_unit_test(test_kubeconfig_server),
+                cmocka_unit_test(test_tunnel_failure),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -8,8 +8,11 @@
 #include <stdatomic.h>
 #include <sys/stat.h>
 
+#include <sqlite3.h>
+
 #include "base/strbuf.h"
 #include "base/util.h"
+#include "store/sqlite_migrations.h"
 #include "store/store.h"
 
 /*
@@ -1690,6 +1693,110 @@ static void test_finish_appends_log(void **state) {
         assert_string_equal(out.buf, "first\nlast\n");
 }
 
+/* An operation on a running cluster keeps its parameters and, once it ends, its result. */
+static void test_op_params_result(void **state) {
+        struct fixture *f = *state;
+        _cleanup_(cm_operation_done) struct cm_operation op =
+                mk_op("op_2", CM_OP_SNAPSHOT, T0 + SEC, T0 + SEC);
+        _cleanup_(cm_operation_done) struct cm_operation got = {};
+        _cleanup_(cm_cluster_done) struct cm_cluster c = {};
+        struct cm_op_outcome retry = { .state = CM_OP_PENDING,
+                                       .phase = CM_PHASE_READY,
+                                       .next_run_usec = T0 };
+        struct cm_op_outcome done = { .state = CM_OP_SUCCEEDED,
+                                      .phase = CM_PHASE_READY,
+                                      .result_json = "{\"snapshot\":\"s1\"}" };
+
+        assert_int_equal(make_env(f->s, "dev"), 0);
+        assert_int_equal(make_cluster(f->s, "dev", "c1", "cl_1", "op_1", T0), 0);
+        run_op(f->s, "op_1", T0);
+        op.params_json = xstrdup("{\"name\":\"s1\"}");
+        assert_int_equal(
+                STORE_CALL(f->s, cluster_update, "dev", "c1", -1, NULL, NULL, CM_PHASE_READY, &op, &c, NULL),
+                0);
+        assert_int_equal(c.phase, CM_PHASE_READY);
+        assert_int_equal(STORE_CALL(f->s, op_get, "op_2", &got), 0);
+        assert_int_equal(got.type, CM_OP_SNAPSHOT);
+        assert_string_equal(got.params_json, "{\"name\":\"s1\"}");
+        assert_null(got.result_json);
+        cm_operation_done(&got);
+        /* the create has neither */
+        assert_int_equal(STORE_CALL(f->s, op_get, "op_1", &got), 0);
+        assert_null(got.params_json);
+        assert_null(got.result_json);
+        cm_operation_done(&got);
+
+        claim_expect(f->s, "w", T0 + 2 * SEC, "op_2");
+        assert_int_equal(STORE_CALL(f->s, op_finish, "op_2", "w", T0 + 2 * SEC, &retry), 0);
+        claim_expect(f->s, "w", T0 + 3 * SEC, "op_2");
+        assert_int_equal(STORE_CALL(f->s, op_finish, "op_2", "w", T0 + 3 * SEC, &done), 0);
+        assert_int_equal(STORE_CALL(f->s, op_get, "op_2", &got), 0);
+        assert_int_equal(got.state, CM_OP_SUCCEEDED);
+        assert_string_equal(got.params_json, "{\"name\":\"s1\"}");
+        assert_string_equal(got.result_json, "{\"snapshot\":\"s1\"}");
+}
+
+/*
+ * Migration 2 rebuilds the operations table (a CHECK cannot change in place): a database made by
+ * migration 1 keeps every operation and every log line, and its foreign keys still hold.
+ */
+static void test_sqlite_migration_2_keeps_history(void **state) {
+        struct fixture *f = *state;
+        const char *path = f->url + strlen("sqlite://");
+        _cleanup_(cm_operation_done) struct cm_operation got = {};
+        _cleanup_strbuf_ struct strbuf out = STRBUF_INIT(4096);
+        sqlite3 *db = NULL;
+        int64_t last = 0;
+        char *err = NULL;
+
+        f->s = cm_store_close(f->s);
+        assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+        assert_int_equal(sqlite3_exec(db,
+                                      "PRAGMA foreign_keys = ON; BEGIN; CREATE TABLE schema_migrations ("
+                                      "version INTEGER PRIMARY KEY, applied INTEGER NOT NULL);",
+                                      NULL, NULL, &err),
+                         SQLITE_OK);
+        assert_int_equal(sqlite_migrations[0].version, 1);
+        assert_int_equal(sqlite3_exec(db, sqlite_migrations[0].sql, NULL, NULL, &err), SQLITE_OK);
+        assert_int_equal(
+                sqlite3_exec(
+                        db,
+                        "INSERT INTO schema_migrations VALUES (1, 0);"
+                        "INSERT INTO environments (name, labels, created) VALUES ('dev', '{}', 1);"
+                        "INSERT INTO operations (id, env, cluster_id, cluster_name, type, state, "
+                        "generation, "
+                        "created, finished) VALUES ('op_old', 'dev', 'cl_gone', 'c0', 'delete', "
+                        "'succeeded', 1, 5, 6);"
+                        "INSERT INTO op_log VALUES ('op_old', 1, 5, 'one\n'), ('op_old', 2, 6, 'two\n');"
+                        "COMMIT;",
+                        NULL, NULL, &err),
+                0);
+        sqlite3_free(err);
+        assert_int_equal(sqlite3_close(db), SQLITE_OK);
+
+        assert_int_equal(cm_store_open(f->url, &f->s), 0);
+        assert_int_equal(STORE_CALL(f->s, ping), -EPROTO);
+        assert_int_equal(STORE_CALL(f->s, migrate), (int) ELEMENTSOF(sqlite_migrations) - 1);
+        assert_int_equal(STORE_CALL(f->s, ping), 0);
+        assert_int_equal(STORE_CALL(f->s, op_get, "op_old", &got), 0);
+        assert_int_equal(got.type, CM_OP_DELETE);
+        assert_int_equal(got.state, CM_OP_SUCCEEDED);
+        assert_true(STORE_CALL(f->s, op_log_read, "op_old", 0, &out, &last) >= 0);
+        assert_string_equal(out.buf, "one\ntwo\n");
+        assert_int_equal(last, 2);
+        /* the new types are accepted, and the log still belongs to its operation (foreign key) */
+        assert_int_equal(make_cluster(f->s, "dev", "c1", "cl_1", "op_1", T0), 0);
+        run_op(f->s, "op_1", T0);
+        {
+                _cleanup_(cm_operation_done) struct cm_operation op =
+                        mk_op("op_r", CM_OP_ROTATE_CERTS, T0, T0);
+                assert_int_equal(STORE_CALL(f->s, cluster_update, "dev", "c1", -1, NULL, NULL,
+                                            CM_PHASE_UPDATING, &op, NULL, NULL),
+                                 0);
+        }
+        assert_int_equal(STORE_CALL(f->s, op_log_append, "op_nope", T0, "x\n", 2), -ENOENT);
+}
+
 int main(void) {
         const struct CMUnitTest conformance[] = {
                 CASE_UNMIGRATED(test_migrate_ping),
@@ -1720,12 +1827,14 @@ int main(void) {
                 CASE(test_second_store),
                 CASE(test_concurrent_claims),
                 CASE(test_concurrent_create_and_grab),
+                CASE(test_op_params_result),
         };
         const struct CMUnitTest sqlite_only[] = {
                 CASE(test_sqlite_urls),
                 CASE(test_sqlite_not_a_database),
                 CASE(test_sqlite_one_process),
                 CASE(test_change_counter),
+                CASE_UNMIGRATED(test_sqlite_migration_2_keeps_history),
         };
         int failed = 0;
 

@@ -682,3 +682,36 @@ int cm_rke_kubeconfig_server(const char *text, size_t n, char *buf, size_t size)
         }
         return -ENOENT;
 }
+
+bool cm_rke_tunnel_failure(const char *msg, char *host, size_t host_size, char *reason, size_t reason_size) {
+        static const char prefix[] = "Failed to set up SSH tunneling for host [";
+        const char *h = strstr(msg, prefix), *end;
+
+        if (!h)
+                return false;
+        h += sizeof(prefix) - 1;
+        end = strstr(h, "]: ");
+        if (!end || (size_t) (end - h) >= host_size || end == h)
+                return false;
+        memcpy(host, h, (size_t) (end - h));
+        host[end - h] = 0;
+        (void) cm_strlcpy(reason, end + 3, reason_size);
+        return true;
+}
+
+const char *cm_rke_tunnel_hint(const char *reason) {
+        /* Login problems first: a Docker error message never carries these. */
+        if (strstr(reason, "unable to authenticate") || strstr(reason, "handshake failed") ||
+            strstr(reason, "no supported methods remain"))
+                return "the node refused the SSH login: authorise the key's public half for the node's user "
+                       "(~/.ssh/authorized_keys), or fix the node's user or sshKey in the spec";
+        if (strstr(reason, "connection refused") || strstr(reason, "i/o timeout") ||
+            strstr(reason, "no route to host") || strstr(reason, "connection timed out") ||
+            strstr(reason, "network is unreachable"))
+                return "the node's SSH port cannot be reached: check its address, port and firewall";
+        if (strstr(reason, "Docker") || strstr(reason, "docker.sock"))
+                return "SSH login worked, but Docker on the node cannot be reached: install and start "
+                       "Docker, let the SSH user use /var/run/docker.sock (the docker group), and allow "
+                       "stream-local forwarding in the node's sshd (AllowStreamLocalForwarding yes)";
+        return "rke could not use the node over SSH";
+}

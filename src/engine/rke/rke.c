@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The rke engine's operations: validate a spec (rke.h's pure checks plus the Kubernetes version
- * against rke's list), apply (`rke up`) and destroy (`rke remove --force`) in a private work dir whose
- * files are copied into the state vault while rke runs, after it ends and when it fails.
+ * against rke's list), apply (`rke up`), destroy (`rke remove --force`), snapshot/restore (`rke etcd
+ * snapshot-save|snapshot-restore`) and certificate rotation (`rke cert rotate`), each in a private work
+ * dir whose files are copied into the state vault while rke runs, after it ends and when it fails.
  */
 #include "base/program.h"
 #include "base/common.h"
@@ -15,6 +16,7 @@
 #include <openssl/x509.h>
 #include <sys/stat.h>
 
+#include "api/documents.h"
 #include "api/problem.h"
 #include "base/fileio.h"
 #include "base/secret.h"
@@ -321,6 +323,11 @@ struct run {
         bool error_fatal;
         bool saw_connection_failure;
         bool saw_validation_failure;
+        /* the first host rke could not set up (a warning before the generic fatal line) */
+        char tunnel_host[128];
+        char tunnel_reason[512];
+        /* time spent copying files back while rke ran (service overhead) */
+        uint64_t copy_usec;
 };
 
 static bool same_stat(const struct stat *a, const struct stat *b) {
@@ -417,8 +424,11 @@ static void copy_back(struct run *run, struct tracked *t, bool final) {
 }
 
 static void copy_back_all(struct run *run, bool final) {
+        uint64_t t0 = cm_mono_usec();
+
         for (size_t i = 0; i < ELEMENTSOF(run->files); i++)
                 copy_back(run, &run->files[i], final);
+        run->copy_usec += cm_mono_usec() - t0;
 }
 
 static void run_tick(void *userdata) {
@@ -452,6 +462,9 @@ static void run_on_line(void *userdata, const char *line, size_t n) {
                 }
                 if (fatal && strstr(msg, "Failed to validate"))
                         run->saw_validation_failure = true;
+                if (!run->tunnel_host[0])
+                        (void) cm_rke_tunnel_failure(msg, run->tunnel_host, sizeof(run->tunnel_host),
+                                                     run->tunnel_reason, sizeof(run->tunnel_reason));
         }
 }
 
@@ -576,17 +589,94 @@ static void build_status(struct run *run, const json_t *spec, struct cm_engine_r
         json_decref(st);
 }
 
-static int rke_run(struct cm_engine_ctx *ctx, bool destroy, struct cm_engine_result *ret) {
+enum rke_action {
+        RKE_UP,
+        RKE_REMOVE,
+        RKE_SNAPSHOT_SAVE,
+        RKE_SNAPSHOT_RESTORE,
+        RKE_CERT_ROTATE,
+};
+
+static const char *const action_verbs[] = {
+        [RKE_UP] = "rke up",
+        [RKE_REMOVE] = "rke remove",
+        [RKE_SNAPSHOT_SAVE] = "rke etcd snapshot-save",
+        [RKE_SNAPSHOT_RESTORE] = "rke etcd snapshot-restore",
+        [RKE_CERT_ROTATE] = "rke cert rotate",
+};
+
+/* 2 + the most services of `cert rotate` (each --service NAME) + flags + NULL. */
+#define ARGV_MAX 32
+
+/* rke's command line for an action (bin and config are copied by pointer; params outlive argv). */
+static int build_argv(enum rke_action a, char *bin, char *config, const json_t *params, char **argv,
+                      struct cm_engine_result *ret) {
+        size_t n = 0;
+
+#define ARG(s) (argv[n++] = CM_UNCONST(char *, (s)))
+        ARG(bin);
+        switch (a) {
+        case RKE_UP:
+                ARG("up");
+                break;
+        case RKE_REMOVE:
+                ARG("remove");
+                ARG("--force");
+                break;
+        case RKE_SNAPSHOT_SAVE:
+        case RKE_SNAPSHOT_RESTORE: {
+                const char *name = json_string_value(
+                        json_object_get(params, a == RKE_SNAPSHOT_SAVE ? "name" : "snapshot"));
+
+                /* Validated when the request was accepted; checked again: it becomes an argument. */
+                if (!name || !cm_snapshot_name_valid(name))
+                        return fail(ret, false, "the operation has no valid snapshot name");
+                ARG("etcd");
+                ARG(a == RKE_SNAPSHOT_SAVE ? "snapshot-save" : "snapshot-restore");
+                ARG("--name");
+                ARG(name);
+                break;
+        }
+        case RKE_CERT_ROTATE: {
+                const json_t *svcs = json_object_get(params, "services"), *v;
+                size_t i;
+
+                ARG("cert");
+                ARG("rotate");
+                if (json_is_true(json_object_get(params, "rotateCA")))
+                        ARG("--rotate-ca");
+                json_array_foreach(svcs, i, v) {
+                        const char *sv = json_string_value(v);
+
+                        if (!sv || n + 4 >= ARGV_MAX || strchr(sv, '-') == sv)
+                                return fail(ret, false, "the operation's service list is not valid");
+                        ARG("--service");
+                        ARG(sv);
+                }
+                break;
+        }
+        }
+        ARG("--config");
+        ARG(config);
+        argv[n] = NULL;
+#undef ARG
+        return 0;
+}
+
+static int rke_run(struct cm_engine_ctx *ctx, enum rke_action action, struct cm_engine_result *ret) {
         const struct cm_cluster *c = cm_engine_ctx_cluster(ctx);
         const struct cm_operation *op = cm_engine_ctx_operation(ctx);
-        const json_t *spec = cm_engine_ctx_spec(ctx);
-        const char *verb = destroy ? "rke remove" : "rke up";
+        const json_t *spec = cm_engine_ctx_spec(ctx), *params = cm_engine_ctx_params(ctx);
+        const char *verb = action_verbs[action];
+        bool destroy = action == RKE_REMOVE, on_running = action >= RKE_SNAPSHOT_SAVE;
         char bin[PATH_MAX], base[PATH_MAX], keydir[PATH_MAX + 16], config[PATH_MAX + 32];
         char env_path[PATH_MAX + 8], env_home[PATH_MAX + 8];
+        char *argv[ARGV_MAX];
         _cleanup_free_ char *yml = NULL;
         struct run run = { .ctx = ctx };
         const char *missing = NULL;
-        bool had_kubeconfig = false, found;
+        bool had_kubeconfig = false, had_state = false, found;
+        uint64_t t_start = cm_mono_usec(), t_spawn = 0, t_exit = 0, t_copied = 0;
         size_t yml_n = 0;
         int r, status;
 
@@ -608,14 +698,17 @@ static int rke_run(struct cm_engine_ctx *ctx, bool destroy, struct cm_engine_res
         if (cm_snprintf(base, sizeof(base), "%s/rke-runs", cm_engine_ctx_data_dir(ctx)) < 0 ||
             cm_snprintf(run.dir, sizeof(run.dir), "%s/%s", base, op->id) < 0)
                 return fail(ret, false, "the data dir's path is too long");
+        (void) cm_snprintf(keydir, sizeof(keydir), "%s/ssh", run.dir);
+        (void) cm_snprintf(config, sizeof(config), "%s/cluster.yml", run.dir);
+        r = build_argv(action, bin, config, params, argv, ret);
+        if (r < 0)
+                return r;
         r = cm_mkdir_p(base, 0700);
         if (r < 0)
                 return fail(ret, true, "create the work dir '%s': %s", base, strerror(-r));
         (void) wipe_tree(run.dir); /* left over by a run that crashed */
         if (mkdir(run.dir, 0700) < 0)
                 return fail(ret, true, "create the work dir: %s", strerror(errno));
-        (void) cm_snprintf(keydir, sizeof(keydir), "%s/ssh", run.dir);
-        (void) cm_snprintf(config, sizeof(config), "%s/cluster.yml", run.dir);
         if (mkdir(keydir, 0700) < 0) {
                 r = fail(ret, true, "create the work dir: %s", strerror(errno));
                 goto out;
@@ -636,6 +729,15 @@ static int rke_run(struct cm_engine_ctx *ctx, bool destroy, struct cm_engine_res
                 }
                 if (found && streq(run.files[i].name, "kube_config_cluster.yml"))
                         had_kubeconfig = true;
+                if (found && streq(run.files[i].name, "cluster.rkestate"))
+                        had_state = true;
+        }
+        if (on_running && !had_state) {
+                r = fail(ret, false,
+                         "cluster.rkestate is not in the state vault: cluster '%s' was never brought up by "
+                         "this service, so %s has nothing to work on",
+                         c->name, verb);
+                goto out;
         }
         r = materialise_keys(&run, spec, &missing);
         if (r == -ENOENT && destroy && !had_kubeconfig) {
@@ -674,14 +776,6 @@ static int rke_run(struct cm_engine_ctx *ctx, bool destroy, struct cm_engine_res
         }
 
         {
-                char *argv_up[] = { bin, CM_UNCONST(char *, "up"), CM_UNCONST(char *, "--config"), config,
-                                    NULL };
-                char *argv_rm[] = { bin,
-                                    CM_UNCONST(char *, "remove"),
-                                    CM_UNCONST(char *, "--force"),
-                                    CM_UNCONST(char *, "--config"),
-                                    config,
-                                    NULL };
                 /* rke gets no variable of ours (tokens, keys): a PATH and a home in the work dir. */
                 char *envp[] = { env_path, env_home, NULL };
                 struct cm_engine_spawn_hooks hooks = { .on_line = run_on_line,
@@ -694,9 +788,12 @@ static int rke_run(struct cm_engine_ctx *ctx, bool destroy, struct cm_engine_res
                 cm_engine_ctx_log(ctx, "running %s for cluster %s (%zu nodes)", verb, c->name,
                                   json_array_size(json_object_get(json_object_get(spec, "rke"), "nodes")));
                 run.next_tick = cm_mono_usec() + TICK_USEC;
-                status = cm_engine_ctx_spawn_hooked(ctx, destroy ? argv_rm : argv_up, envp, &hooks);
+                t_spawn = cm_mono_usec();
+                status = cm_engine_ctx_spawn_hooked(ctx, argv, envp, &hooks);
+                t_exit = cm_mono_usec();
         }
         copy_back_all(&run, true);
+        t_copied = cm_mono_usec();
 
         if (status == -ECANCELED) {
                 r = -ECANCELED;
@@ -713,7 +810,12 @@ static int rke_run(struct cm_engine_ctx *ctx, bool destroy, struct cm_engine_res
                         r = 0;
                         goto out;
                 }
-                if (run.error[0])
+                if (run.error[0] && run.tunnel_host[0])
+                        /* rke's last line only says a host was dropped; its warning said why. */
+                        r = fail(ret, !run.saw_validation_failure, "%s failed: %s; host %s: %s (%s)", verb,
+                                 run.error, run.tunnel_host, cm_rke_tunnel_hint(run.tunnel_reason),
+                                 run.tunnel_reason);
+                else if (run.error[0])
                         r = fail(ret,
                                  !run.saw_validation_failure && (run.saw_connection_failure || status > 128),
                                  "%s failed: %s", verb, run.error);
@@ -722,22 +824,49 @@ static int rke_run(struct cm_engine_ctx *ctx, bool destroy, struct cm_engine_res
                                  "%s failed with exit status %d", verb, status);
                 goto out;
         }
-        if (!destroy)
+        if (action == RKE_SNAPSHOT_SAVE) {
+                json_t *res =
+                        json_pack("{s:s}", "snapshot", json_string_value(json_object_get(params, "name")));
+
+                ret->result_json = res ? json_dumps(res, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+                json_decref(res);
+        } else if (!destroy)
                 build_status(&run, spec, ret);
         cm_engine_ctx_log(ctx, "%s succeeded", verb);
         r = 0;
 out:
         if (wipe_tree(run.dir) < 0)
                 cm_engine_ctx_log(ctx, "could not remove the work dir completely");
+        if (t_spawn) {
+                /* The service's own time around rke: work dir and files before, copies while and after. */
+                uint64_t t_end = cm_mono_usec();
+
+                cm_engine_ctx_log(ctx,
+                                  "rke overhead: prepare %" PRIu64 " us, copy back %" PRIu64
+                                  " us, clean up %" PRIu64 " us",
+                                  t_spawn - t_start, run.copy_usec, t_end - MAX(t_copied, t_exit));
+        }
         return r;
 }
 
 static int rke_apply(struct cm_engine_ctx *ctx, struct cm_engine_result *ret) {
-        return rke_run(ctx, false, ret);
+        return rke_run(ctx, RKE_UP, ret);
 }
 
 static int rke_destroy(struct cm_engine_ctx *ctx, struct cm_engine_result *ret) {
-        return rke_run(ctx, true, ret);
+        return rke_run(ctx, RKE_REMOVE, ret);
+}
+
+static int rke_snapshot(struct cm_engine_ctx *ctx, struct cm_engine_result *ret) {
+        return rke_run(ctx, RKE_SNAPSHOT_SAVE, ret);
+}
+
+static int rke_restore(struct cm_engine_ctx *ctx, struct cm_engine_result *ret) {
+        return rke_run(ctx, RKE_SNAPSHOT_RESTORE, ret);
+}
+
+static int rke_rotate_certificates(struct cm_engine_ctx *ctx, struct cm_engine_result *ret) {
+        return rke_run(ctx, RKE_CERT_ROTATE, ret);
 }
 
 const struct cm_engine_ops cm_engine_rke_ops = {
@@ -745,5 +874,8 @@ const struct cm_engine_ops cm_engine_rke_ops = {
         .validate = rke_validate,
         .apply = rke_apply,
         .destroy = rke_destroy,
+        .snapshot = rke_snapshot,
+        .restore = rke_restore,
+        .rotate_certificates = rke_rotate_certificates,
         .list_versions = cm_engine_rke_versions,
 };

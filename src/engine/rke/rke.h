@@ -70,5 +70,13 @@ bool cm_rke_parse_line(const char *line, size_t n, char *level, size_t level_siz
 /* True when a line of rke's output tells of a node that could not be reached (SSH, TCP). */
 bool cm_rke_line_is_connection_failure(const char *line, size_t n);
 
+/*
+ * rke's per-host warning "Failed to set up SSH tunneling for host [H]: REASON" (the message part of a
+ * line): the host and the reason. False for any other message.
+ */
+bool cm_rke_tunnel_failure(const char *msg, char *host, size_t host_size, char *reason, size_t reason_size);
+/* What a tunnel failure's reason means for the person fixing it: login refused, port unreachable, Docker. */
+const char *cm_rke_tunnel_hint(const char *reason);
+
 /* The `server:` URL of a kubeconfig into buf; -ENOENT when there is none. */
 int cm_rke_kubeconfig_server(const char *text, size_t n, char *buf, size_t size);
