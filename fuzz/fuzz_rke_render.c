@@ -8,6 +8,9 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+        static const char *const passwords[CM_RKE_MAX_REGISTRIES] = {
+                "a", "b\"c", "d\\e", "f g", "h", "i", "j", "k", "l", "m", "n", "o", "p", "q", "r", "s",
+        };
         json_t *spec = json_loadb((const char *) data, size, JSON_REJECT_DUPLICATES, NULL);
         struct cm_problem p;
         char *yml = NULL;
@@ -18,7 +21,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         cm_problem_init(&p);
         cm_rke_validate_spec(spec, &p);
         /* Rendering never trusts validation: it must cope with any spec, rendering or refusing it. */
-        if (cm_rke_render(spec, "fuzz", "/var/lib/clustermgmt/rke-runs/op-1/ssh", &yml, &n) >= 0) {
+        if (cm_rke_render(spec, "fuzz", "/var/lib/clustermgmt/rke-runs/op-1/ssh", passwords, &yml, &n) >=
+            0) {
                 if (!yml || strlen(yml) != n)
                         __builtin_trap();
                 free(yml);

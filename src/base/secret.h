@@ -5,6 +5,12 @@
 
 /* The one wipe helper: the compiler may not elide it. */
 void cm_wipe(void *p, size_t n);
+/*
+ * Overwrites every occurrence of secret in the NUL-terminated text with '*' (same length), for a
+ * line about to be logged. Secrets shorter than 4 bytes (or NULL) are left alone: masking them
+ * would garble ordinary text without hiding anything.
+ */
+void cm_mask_secret(char *text, const char *secret);
 /* Wipes a NUL-terminated string and frees it; accepts NULL; returns NULL. */
 char *cm_erase_and_free(char *s);
 /* Constant-time comparison of two equally long byte strings: true when equal. */

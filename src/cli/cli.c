@@ -12,7 +12,8 @@
 #define PAGE_TOKEN_MAX 1024U
 
 static const struct cm_cli_noun *const nouns[] = {
-        &cm_cli_noun_env, &cm_cli_noun_cluster, &cm_cli_noun_op, &cm_cli_noun_sshkey, &cm_cli_noun_vault,
+        &cm_cli_noun_env,    &cm_cli_noun_cluster, &cm_cli_noun_op,
+        &cm_cli_noun_sshkey, &cm_cli_noun_secret,  &cm_cli_noun_vault,
 };
 
 static const char global_usage[] = "usage: clustermgmt [--server URL] [--token TOKEN] [--env ENV] [-o "
@@ -504,6 +505,46 @@ int cm_cli_env_path(struct cm_cli *cli, struct strbuf *sb, const char *what, con
         if (rest && ((r = strbuf_addch(sb, '/')) < 0 || (r = strbuf_adds(sb, rest)) < 0))
                 return r;
         return 0;
+}
+
+int cm_cli_get_command(struct cm_cli *cli, const struct cm_cli_noun *noun, const struct cm_cli_verb *verb,
+                       int argc, char **argv, const char *collection, enum cm_resource kind) {
+        _cleanup_strbuf_ struct strbuf path = STRBUF_INIT(1024);
+        const char *pos[1];
+        json_t *item = NULL;
+        size_t n_pos;
+        int r;
+
+        if (cm_cli_parse_args(cli, noun, verb, argc, argv, NULL, 0, pos, 1, 1, &n_pos) < 0)
+                return CM_EXIT_USAGE;
+        if (cm_cli_env_path(cli, &path, collection, pos[0], NULL) < 0)
+                return cm_cli_error(cli, "the name is too long");
+        if (cm_cli_call(cli, "GET", path.buf, NULL, NULL, &item, NULL) < 0)
+                return CM_EXIT_FAILURE;
+        if (!json_is_object(item)) {
+                json_decref(item);
+                return cm_cli_error(cli, "the answer is not a %s record", noun->name);
+        }
+        r = cm_cli_print(cli, kind, item);
+        json_decref(item);
+        return r;
+}
+
+int cm_cli_delete_command(struct cm_cli *cli, const struct cm_cli_noun *noun, const struct cm_cli_verb *verb,
+                          int argc, char **argv, const char *collection, const char *what) {
+        _cleanup_strbuf_ struct strbuf path = STRBUF_INIT(1024);
+        const char *pos[1];
+        size_t n_pos;
+
+        if (cm_cli_parse_args(cli, noun, verb, argc, argv, NULL, 0, pos, 1, 1, &n_pos) < 0)
+                return CM_EXIT_USAGE;
+        if (cm_cli_env_path(cli, &path, collection, pos[0], NULL) < 0)
+                return cm_cli_error(cli, "the name is too long");
+        if (cm_cli_call(cli, "DELETE", path.buf, NULL, NULL, NULL, NULL) < 0)
+                return CM_EXIT_FAILURE;
+        if (cli->output == CM_OUTPUT_TABLE)
+                fprintf(cli->out, "%s %s deleted\n", what, pos[0]);
+        return CM_EXIT_OK;
 }
 
 int cm_cli_list_command(struct cm_cli *cli, const struct cm_cli_noun *noun, const struct cm_cli_verb *verb,

@@ -129,42 +129,12 @@ static int sshkey_list(struct cm_cli *cli, const struct cm_cli_noun *noun, const
 
 static int sshkey_get(struct cm_cli *cli, const struct cm_cli_noun *noun, const struct cm_cli_verb *verb,
                       int argc, char **argv) {
-        _cleanup_strbuf_ struct strbuf path = STRBUF_INIT(1024);
-        const char *pos[1];
-        json_t *key = NULL;
-        size_t n_pos;
-        int r;
-
-        if (cm_cli_parse_args(cli, noun, verb, argc, argv, NULL, 0, pos, 1, 1, &n_pos) < 0)
-                return CM_EXIT_USAGE;
-        if (cm_cli_env_path(cli, &path, "sshkeys", pos[0], NULL) < 0)
-                return cm_cli_error(cli, "the name is too long");
-        if (cm_cli_call(cli, "GET", path.buf, NULL, NULL, &key, NULL) < 0)
-                return CM_EXIT_FAILURE;
-        if (!json_is_object(key)) {
-                json_decref(key);
-                return cm_cli_error(cli, "the answer is not an SSH key");
-        }
-        r = cm_cli_print(cli, CM_RESOURCE_SSHKEY, key);
-        json_decref(key);
-        return r;
+        return cm_cli_get_command(cli, noun, verb, argc, argv, "sshkeys", CM_RESOURCE_SSHKEY);
 }
 
 static int sshkey_delete(struct cm_cli *cli, const struct cm_cli_noun *noun, const struct cm_cli_verb *verb,
                          int argc, char **argv) {
-        _cleanup_strbuf_ struct strbuf path = STRBUF_INIT(1024);
-        const char *pos[1];
-        size_t n_pos;
-
-        if (cm_cli_parse_args(cli, noun, verb, argc, argv, NULL, 0, pos, 1, 1, &n_pos) < 0)
-                return CM_EXIT_USAGE;
-        if (cm_cli_env_path(cli, &path, "sshkeys", pos[0], NULL) < 0)
-                return cm_cli_error(cli, "the name is too long");
-        if (cm_cli_call(cli, "DELETE", path.buf, NULL, NULL, NULL, NULL) < 0)
-                return CM_EXIT_FAILURE;
-        if (cli->output == CM_OUTPUT_TABLE)
-                fprintf(cli->out, "ssh key %s deleted\n", pos[0]);
-        return CM_EXIT_OK;
+        return cm_cli_delete_command(cli, noun, verb, argc, argv, "sshkeys", "ssh key");
 }
 
 static const struct cm_cli_verb sshkey_verbs[] = {

@@ -54,6 +54,7 @@ extern const struct cm_cli_noun cm_cli_noun_env;
 extern const struct cm_cli_noun cm_cli_noun_cluster;
 extern const struct cm_cli_noun cm_cli_noun_op;
 extern const struct cm_cli_noun cm_cli_noun_sshkey;
+extern const struct cm_cli_noun cm_cli_noun_secret;
 extern const struct cm_cli_noun cm_cli_noun_vault;
 
 /* Repeated flag values (--label), in the order given. */
@@ -125,6 +126,12 @@ int cm_cli_print(struct cm_cli *cli, enum cm_resource kind, const json_t *v);
 /* `<noun> list [--limit N]` of an environment's collection ("clusters", "sshkeys"): every page, printed. */
 int cm_cli_list_command(struct cm_cli *cli, const struct cm_cli_noun *noun, const struct cm_cli_verb *verb,
                         int argc, char **argv, const char *collection, enum cm_resource kind);
+
+/* `<noun> get NAME` and `<noun> delete NAME` of an environment's collection ("sshkeys", "secrets"). */
+int cm_cli_get_command(struct cm_cli *cli, const struct cm_cli_noun *noun, const struct cm_cli_verb *verb,
+                       int argc, char **argv, const char *collection, enum cm_resource kind);
+int cm_cli_delete_command(struct cm_cli *cli, const struct cm_cli_noun *noun, const struct cm_cli_verb *verb,
+                          int argc, char **argv, const char *collection, const char *what);
 
 /* Builds "/v1/environments/<env>[/<what>[/<name>[/<rest>]]]" with the segments escaped. */
 _warn_unused_result_ int cm_cli_env_path(struct cm_cli *cli, struct strbuf *sb, const char *what,

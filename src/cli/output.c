@@ -289,6 +289,22 @@ static int row_statefile(struct table *t, const json_t *item, uint64_t now_usec)
         return 0;
 }
 
+static int row_secret(struct table *t, const json_t *item, uint64_t now_usec) {
+        char size[32], age[32], updated[32] = "-";
+        const char *u = json_str(item, "updatedAt");
+        uint64_t usec;
+        int r;
+
+        int_of(json_object_get(item, "size"), size, sizeof(size));
+        age_of(item, now_usec, age, sizeof(age));
+        if (u && cm_parse_rfc3339(u, &usec) >= 0)
+                cm_output_age(usec, now_usec, updated, sizeof(updated));
+        if ((r = table_add(t, json_str(item, "name"))) < 0 || (r = table_add(t, size)) < 0 ||
+            (r = table_add(t, updated)) < 0 || (r = table_add(t, age)) < 0)
+                return r;
+        return 0;
+}
+
 struct table_kind {
         const char *const *headers;
         size_t n_columns;
@@ -300,6 +316,7 @@ static const char *const cluster_headers[] = { "NAME", "ENGINE", "PHASE", "GENER
 static const char *const op_headers[] = { "ID", "TYPE", "STATE", "CLUSTER", "ATTEMPTS", "AGE" };
 static const char *const sshkey_headers[] = { "NAME", "TYPE", "FINGERPRINT", "AGE" };
 static const char *const snapshot_headers[] = { "NAME", "OPERATION", "AGE" };
+static const char *const secret_headers[] = { "NAME", "SIZE", "UPDATED", "AGE" };
 static const char *const statefile_headers[] = { "FILE", "VERSION", "KEPT", "SIZE", "KEY", "AGE" };
 
 static const struct table_kind table_kinds[] = {
@@ -309,6 +326,7 @@ static const struct table_kind table_kinds[] = {
         [CM_RESOURCE_SSHKEY] = { sshkey_headers, ELEMENTSOF(sshkey_headers), row_sshkey },
         [CM_RESOURCE_SNAPSHOT] = { snapshot_headers, ELEMENTSOF(snapshot_headers), row_snapshot },
         [CM_RESOURCE_STATEFILE] = { statefile_headers, ELEMENTSOF(statefile_headers), row_statefile },
+        [CM_RESOURCE_SECRET] = { secret_headers, ELEMENTSOF(secret_headers), row_secret },
 };
 
 /* "Label:   value" detail lines below a single resource's row. */

@@ -26,6 +26,7 @@ enum cm_resource {
         CM_RESOURCE_SSHKEY,
         CM_RESOURCE_SNAPSHOT,
         CM_RESOURCE_STATEFILE,
+        CM_RESOURCE_SECRET,
 };
 
 /* "table", "json", "yaml" → the format; -EINVAL otherwise. */

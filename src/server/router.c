@@ -49,6 +49,14 @@ const struct cm_route cm_routes[] = {
           false },
         { "DELETE", "/v1/environments/{env}/sshkeys/{name}", cm_handle_sshkey_delete, CM_ROLE_ADMIN, true,
           false },
+        { "POST", "/v1/environments/{env}/secrets", cm_handle_secret_create, CM_ROLE_ADMIN, true, false },
+        { "GET", "/v1/environments/{env}/secrets", cm_handle_secret_list, CM_ROLE_VIEWER, true, false },
+        { "GET", "/v1/environments/{env}/secrets/{name}", cm_handle_secret_get, CM_ROLE_VIEWER, true,
+          false },
+        { "PUT", "/v1/environments/{env}/secrets/{name}", cm_handle_secret_update, CM_ROLE_ADMIN, true,
+          false },
+        { "DELETE", "/v1/environments/{env}/secrets/{name}", cm_handle_secret_delete, CM_ROLE_ADMIN, true,
+          false },
         { "GET", "/v1/engines/{engine}/versions", cm_handle_engine_versions, CM_ROLE_VIEWER, false, false },
 };
 const size_t cm_routes_count = ELEMENTSOF(cm_routes);

@@ -157,13 +157,25 @@ static void test_memeq_const(void **state) {
         assert_false(cm_memeq_const("abc", "abd", 3));
 }
 
+static void test_mask_secret(void **state) {
+        char line[] = "login as puller with hunter22 failed; hunter22 again; hunter2";
+
+        (void) state;
+        cm_mask_secret(line, "hunter22");
+        assert_string_equal(line, "login as puller with ******** failed; ******** again; hunter2");
+        cm_mask_secret(line, "abc"); /* too short to mask */
+        cm_mask_secret(line, NULL);
+        cm_mask_secret(NULL, "hunter22");
+        assert_string_equal(line, "login as puller with ******** failed; ******** again; hunter2");
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_strbuf_cap),         cmocka_unit_test(test_strbuf_secret_grow),
                 cmocka_unit_test(test_json_string_escape), cmocka_unit_test(test_parse_numbers),
                 cmocka_unit_test(test_dns_label),          cmocka_unit_test(test_time_roundtrip),
                 cmocka_unit_test(test_random_ids),         cmocka_unit_test(test_atomic_write),
-                cmocka_unit_test(test_memeq_const),
+                cmocka_unit_test(test_memeq_const),        cmocka_unit_test(test_mask_secret),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

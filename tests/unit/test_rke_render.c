@@ -19,6 +19,9 @@
 
 #define KEY_DIR "/var/lib/clustermgmt/rke-runs/op-1/ssh"
 
+/* Registry passwords by registry index, as the engine reads them from the secrets. */
+static const char *const passwords[] = { "pw-0", "p\"w 1\\", "pw-2", NULL };
+
 static void golden_path(const char *name, const char *ext, char *buf, size_t size) {
         char src[PATH_MAX];
 
@@ -51,9 +54,9 @@ static void check_golden(const char *name) {
                 char *e = json_dumps(p.errors, 0);
                 fail_msg("%s does not validate: %s", name, e);
         }
-        assert_int_equal(cm_rke_render(spec, "prod-east", KEY_DIR, &yml, &n), 0);
+        assert_int_equal(cm_rke_render(spec, "prod-east", KEY_DIR, passwords, &yml, &n), 0);
         /* Deterministic. */
-        assert_int_equal(cm_rke_render(spec, "prod-east", KEY_DIR, &again, &again_n), 0);
+        assert_int_equal(cm_rke_render(spec, "prod-east", KEY_DIR, passwords, &again, &again_n), 0);
         assert_int_equal(n, again_n);
         assert_memory_equal(yml, again, n);
         golden_path(name, "yml", path, sizeof(path));
@@ -122,7 +125,15 @@ static void test_validation_errors(void **state) {
                   "spec.rke.etcdSnapshots.retentionHours" },
                 { "{\"rke\": {\"privateRegistries\": [{\"url\": \"r.example.com\", \"passwordSecret\": "
                   "\"s\"}]}}",
+                  "spec.rke.privateRegistries[0].user" },
+                { "{\"rke\": {\"privateRegistries\": [{\"url\": \"r.example.com\", \"user\": \"u\"}]}}",
                   "spec.rke.privateRegistries[0].passwordSecret" },
+                { "{\"rke\": {\"privateRegistries\": [{\"url\": \"r.example.com\", \"user\": \"u\", "
+                  "\"passwordSecret\": \"../s\"}]}}",
+                  "spec.rke.privateRegistries[0].passwordSecret" },
+                { "{\"rke\": {\"privateRegistries\": [{\"url\": \"r.example.com\", \"user\": \"a b\", "
+                  "\"passwordSecret\": \"s\"}]}}",
+                  "spec.rke.privateRegistries[0].user" },
                 { "{\"rke\": {\"services\": {\"kubelet\": {\"extraArgs\": {\"max-pods\": 5}}}}}",
                   "spec.rke.services.kubelet.extraArgs.max-pods" },
                 { "{\"rke\": {\"services\": {\"kubelet\": {\"extraArgs\": {\"x\": \"a\\nb\"}}}}}",
@@ -195,6 +206,25 @@ static void test_kubeconfig_server(void **state) {
         assert_int_equal(cm_rke_kubeconfig_server("a: b\n", 5, buf, sizeof(buf)), -ENOENT);
 }
 
+/* A registry with a user needs its password: none, or one YAML cannot carry verbatim, is refused. */
+static void test_registry_password_required(void **state) {
+        static const char *const bad[] = { "tab\there", NULL };
+        json_t *spec = load_spec("full");
+        char *yml = NULL;
+        size_t n = 0;
+
+        (void) state;
+        assert_int_equal(cm_rke_render(spec, "prod-east", KEY_DIR, NULL, &yml, &n), -ENOKEY);
+        assert_int_equal(
+                cm_rke_render(spec, "prod-east", KEY_DIR, (const char *const[]){ "a", NULL }, &yml, &n),
+                -ENOKEY);
+        assert_int_equal(
+                cm_rke_render(spec, "prod-east", KEY_DIR, (const char *const[]){ "a", bad[0] }, &yml, &n),
+                -ENOKEY);
+        assert_null(yml);
+        json_decref(spec);
+}
+
 /* rke's per-host warning is found and explained: login refused, port closed, Docker unreachable. */
 static void test_tunnel_failure(void **state) {
         char host[64], reason[256];
@@ -231,6 +261,7 @@ int main(void) {
                 cmocka_unit_test(test_parse_line),
                 cmocka_unit_test(test_kubeconfig_server),
                 cmocka_unit_test(test_tunnel_failure),
+                cmocka_unit_test(test_registry_password_required),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

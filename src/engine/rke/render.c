@@ -80,6 +80,18 @@ static bool user_valid(const char *s) {
 }
 
 /* A registry host[:port][/path]. */
+/* A registry user as rke writes it into Docker's auth config: printable ASCII, no spaces or quotes. */
+static bool registry_user_valid(const char *s) {
+        size_t n = strlen(s);
+
+        if (n == 0 || n > 255)
+                return false;
+        for (; *s; s++)
+                if (*s <= ' ' || *s > '~' || *s == '"' || *s == '\\' || *s == '\'')
+                        return false;
+        return true;
+}
+
 static bool registry_url_valid(const char *s) {
         size_t n = strlen(s);
 
@@ -339,17 +351,31 @@ void cm_rke_validate_spec(const json_t *spec, struct cm_problem *p) {
                                 cm_problem_add(p, ff, "required: the registry's host[:port]");
                         else if (!json_is_string(u) || !registry_url_valid(json_string_value(u)))
                                 cm_problem_add(p, ff, "must be a registry like registry.example.com:5000");
-                        if (json_object_get(r, "passwordSecret")) {
-                                cm_json_path(ff, sizeof(ff), f, "passwordSecret");
-                                cm_problem_add(p, ff,
-                                               "not supported yet: registries that need a password come "
-                                               "with vault secrets; use a registry that allows anonymous "
-                                               "pulls, or leave this registry out");
-                        } else if (json_object_get(r, "user")) {
+                        {
+                                const json_t *us = json_object_get(r, "user"),
+                                             *ps = json_object_get(r, "passwordSecret");
+
                                 cm_json_path(ff, sizeof(ff), f, "user");
-                                cm_problem_add(p, ff,
-                                               "needs passwordSecret, which is not supported yet; leave "
-                                               "user out for a registry that allows anonymous pulls");
+                                if (us &&
+                                    (!json_is_string(us) || !registry_user_valid(json_string_value(us))))
+                                        cm_problem_add(
+                                                p, ff,
+                                                "must be 1-255 printable characters without spaces or "
+                                                "quotes");
+                                else if (!us && ps)
+                                        cm_problem_add(p, ff,
+                                                       "required with passwordSecret: the registry's user");
+                                cm_json_path(ff, sizeof(ff), f, "passwordSecret");
+                                if (ps &&
+                                    (!json_is_string(ps) || !cm_dns_label_valid(json_string_value(ps))))
+                                        cm_problem_add(p, ff,
+                                                       "must name a secret of the environment (a DNS label; "
+                                                       "`clustermgmt secret create NAME`)");
+                                else if (us && !ps)
+                                        cm_problem_add(
+                                                p, ff,
+                                                "required with user: the name of the secret that holds "
+                                                "the password (`clustermgmt secret create NAME`)");
                         }
                 }
         }
@@ -474,9 +500,9 @@ static int render_nodes(struct strbuf *sb, const json_t *nodes, const char *key_
         return r;
 }
 
-int cm_rke_render(const json_t *spec, const char *cluster_name, const char *key_dir, char **ret,
-                  size_t *ret_n) {
-        _cleanup_(strbuf_releasep) struct strbuf sb = STRBUF_INIT(CM_RKE_CLUSTER_YML_MAX);
+int cm_rke_render(const json_t *spec, const char *cluster_name, const char *key_dir,
+                  const char *const *passwords, char **ret, size_t *ret_n) {
+        _cleanup_(strbuf_releasep) struct strbuf sb;
         const json_t *rke = json_object_get(spec, "rke"), *nodes = json_object_get(rke, "nodes");
         const json_t *snap = json_object_get(rke, "etcdSnapshots"),
                      *regs = json_object_get(rke, "privateRegistries");
@@ -486,6 +512,8 @@ int cm_rke_render(const json_t *spec, const char *cluster_name, const char *key_
         char *text;
         int r;
 
+        /* It may carry registry passwords: growing copies and wipes, release wipes. */
+        strbuf_init_secret(&sb, CM_RKE_CLUSTER_YML_MAX);
         if (!json_is_object(rke) || !json_is_array(nodes) || isempty(cluster_name) || isempty(key_dir))
                 return -EINVAL;
         r = strbuf_adds(&sb, "# Rendered by clustermgmt from the cluster's spec; edits are overwritten.\n");
@@ -534,12 +562,26 @@ int cm_rke_render(const json_t *spec, const char *cluster_name, const char *key_
 
                 r = strbuf_adds(&sb, "private_registries:\n");
                 json_array_foreach(regs, i, reg) {
-                        const char *url = json_string_value(json_object_get(reg, "url"));
+                        const char *url = json_string_value(json_object_get(reg, "url")),
+                                   *user = json_string_value(json_object_get(reg, "user"));
 
                         if (!url)
                                 return -EINVAL;
                         if (r >= 0)
                                 r = add_kv(&sb, "  - ", "url", url);
+                        if (r >= 0 && user) {
+                                const char *pw = passwords ? passwords[i] : NULL;
+
+                                /* printable ASCII only: YAML's escapes would change other bytes */
+                                for (const char *c = pw; c && *c; c++)
+                                        if (*c < ' ' || *c > '~')
+                                                pw = NULL;
+                                if (isempty(pw))
+                                        return -ENOKEY;
+                                r = add_kv(&sb, "    ", "user", user);
+                                if (r >= 0)
+                                        r = add_kv(&sb, "    ", "password", pw);
+                        }
                 }
         }
         if (r < 0)
@@ -714,4 +756,17 @@ const char *cm_rke_tunnel_hint(const char *reason) {
                        "Docker, let the SSH user use /var/run/docker.sock (the docker group), and allow "
                        "stream-local forwarding in the node's sshd (AllowStreamLocalForwarding yes)";
         return "rke could not use the node over SSH";
+}
+
+size_t cm_rke_registry_secrets(const json_t *spec, const char **names, size_t max) {
+        const json_t *regs = json_object_get(json_object_get(spec, "rke"), "privateRegistries");
+        size_t i, n = 0;
+        json_t *reg;
+
+        json_array_foreach(regs, i, reg) {
+                if (n >= max)
+                        break;
+                names[n++] = json_string_value(json_object_get(reg, "passwordSecret"));
+        }
+        return n;
 }

@@ -328,6 +328,8 @@ struct run {
         char tunnel_reason[512];
         /* time spent copying files back while rke ran (service overhead) */
         uint64_t copy_usec;
+        /* registry passwords in cluster.yml: masked should rke ever print one */
+        const char *masked[CM_RKE_MAX_REGISTRIES];
 };
 
 static bool same_stat(const struct stat *a, const struct stat *b) {
@@ -450,6 +452,8 @@ static void run_on_line(void *userdata, const char *line, size_t n) {
                 cm_engine_ctx_log(run->ctx, "rke: [a line with key material was dropped]");
                 return;
         }
+        for (size_t i = 0; i < ELEMENTSOF(run->masked); i++)
+                cm_mask_secret(red, run->masked[i]);
         cm_engine_ctx_log(run->ctx, "rke: %s", red);
         if (cm_rke_line_is_connection_failure(red, (size_t) len))
                 run->saw_connection_failure = true;
@@ -589,6 +593,35 @@ static void build_status(struct run *run, const json_t *spec, struct cm_engine_r
         json_decref(st);
 }
 
+/*
+ * Reads the password secrets of spec.rke.privateRegistries (the environment's `secret/<name>`) into
+ * passwords[i] by registry index; the caller wipes them. -ENOENT with the name in ret_missing.
+ */
+static int load_registry_passwords(struct run *run, const json_t *spec, char **passwords, size_t *lens,
+                                   const char **ret_missing) {
+        const char *names[CM_RKE_MAX_REGISTRIES];
+        size_t n = cm_rke_registry_secrets(spec, names, ELEMENTSOF(names));
+
+        for (size_t i = 0; i < n; i++) {
+                char vname[CM_VAULT_NAME_MAX + 1];
+                int r;
+
+                if (!names[i])
+                        continue;
+                if (cm_snprintf(vname, sizeof(vname), "secret/%s", names[i]) < 0)
+                        return -EINVAL;
+                r = cm_engine_ctx_load_env_file(run->ctx, vname, &passwords[i], &lens[i]);
+                if (r == -ENOENT || r == -EINVAL) {
+                        *ret_missing = names[i];
+                        return -ENOENT;
+                }
+                if (r < 0)
+                        return r;
+                run->masked[i] = passwords[i];
+        }
+        return 0;
+}
+
 enum rke_action {
         RKE_UP,
         RKE_REMOVE,
@@ -672,7 +705,9 @@ static int rke_run(struct cm_engine_ctx *ctx, enum rke_action action, struct cm_
         char bin[PATH_MAX], base[PATH_MAX], keydir[PATH_MAX + 16], config[PATH_MAX + 32];
         char env_path[PATH_MAX + 8], env_home[PATH_MAX + 8];
         char *argv[ARGV_MAX];
-        _cleanup_free_ char *yml = NULL;
+        char *passwords[CM_RKE_MAX_REGISTRIES] = {};
+        size_t pw_len[CM_RKE_MAX_REGISTRIES] = {};
+        _cleanup_erase_free_ char *yml = NULL;
         struct run run = { .ctx = ctx };
         const char *missing = NULL;
         bool had_kubeconfig = false, had_state = false, found;
@@ -762,7 +797,27 @@ static int rke_run(struct cm_engine_ctx *ctx, enum rke_action action, struct cm_
                 goto out;
         }
 
-        r = cm_rke_render(spec, c->name, keydir, &yml, &yml_n);
+        r = load_registry_passwords(&run, spec, passwords, pw_len, &missing);
+        if (r == -ENOENT) {
+                r = fail(ret, false,
+                         "the secret '%s' (a private registry's password) does not exist in environment "
+                         "'%s'; "
+                         "create it with `clustermgmt secret create %s --from-file FILE`, then apply again",
+                         missing, c->env, missing);
+                goto out;
+        }
+        if (r < 0) {
+                r = fail(ret, r != -EOPNOTSUPP, "read the registries' passwords from the state vault: %s",
+                         strerror(-r));
+                goto out;
+        }
+        r = cm_rke_render(spec, c->name, keydir, (const char *const *) passwords, &yml, &yml_n);
+        if (r == -ENOKEY) {
+                r = fail(ret, false,
+                         "a private registry's password secret is empty or not printable ASCII; store it "
+                         "again with `clustermgmt secret update`");
+                goto out;
+        }
         if (r < 0) {
                 r = fail(ret, false, "render cluster.yml: %s", strerror(-r));
                 goto out;
@@ -837,6 +892,8 @@ static int rke_run(struct cm_engine_ctx *ctx, enum rke_action action, struct cm_
 out:
         if (wipe_tree(run.dir) < 0)
                 cm_engine_ctx_log(ctx, "could not remove the work dir completely");
+        for (size_t i = 0; i < ELEMENTSOF(passwords); i++)
+                cm_vault_data_free(passwords[i], pw_len[i]);
         if (t_spawn) {
                 /* The service's own time around rke: work dir and files before, copies while and after. */
                 uint64_t t_end = cm_mono_usec();

@@ -43,12 +43,20 @@ void cm_rke_validate_spec(const json_t *spec, struct cm_problem *p);
 
 /*
  * Renders cluster.yml for a spec that passed cm_rke_validate_spec: cluster_name, nodes (ssh_key_path
- * is <key_dir>/<sshKey>), kubernetes_version (when set), network, services, private registries.
- * Deterministic: the same input gives the same bytes. The text is malloc'd into *ret (length in
- * ret_n). -EINVAL for a spec it cannot render, -ENOBUFS past CM_RKE_CLUSTER_YML_MAX.
+ * is <key_dir>/<sshKey>), kubernetes_version (when set), network, services, private registries with
+ * passwords[i] for registry i that has a user (passwords may be NULL when none has). Deterministic:
+ * the same input gives the same bytes. The text is malloc'd into *ret (length in ret_n; wipe it: it
+ * may hold passwords). -EINVAL for a spec it cannot render, -ENOKEY when a registry's password is
+ * missing or not printable ASCII, -ENOBUFS past CM_RKE_CLUSTER_YML_MAX.
  */
 _warn_unused_result_ int cm_rke_render(const json_t *spec, const char *cluster_name, const char *key_dir,
-                                       char **ret, size_t *ret_n);
+                                       const char *const *passwords, char **ret, size_t *ret_n);
+
+/*
+ * The passwordSecret names of spec.rke.privateRegistries, by registry index (NULL for a registry
+ * without one); returns the number of registries (<= max).
+ */
+size_t cm_rke_registry_secrets(const json_t *spec, const char **names, size_t max);
 
 /* The distinct sshKey names of spec.rke.nodes, in order of first use; returns how many (<= max). */
 size_t cm_rke_ssh_keys(const json_t *spec, const char **names, size_t max);
