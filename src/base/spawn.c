@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/syscall.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
@@ -154,13 +155,22 @@ int cm_spawn_run(const struct cm_spawn_opts *o) {
                 o->on_line(o->userdata, lr.buf, lr.len);
         close(pipefd[0]);
 
-        /* The output is closed; the child may still run (it closed its stdout). Wait, still stoppable. */
-        for (;;) {
+        /*
+         * The output is closed; the child may still run (it closed its stdout), or be exiting right
+         * now. Wait, still stoppable: on a pidfd that becomes readable when it exits (no sleep to pay
+         * on every run), or with short sleeps growing to 20 ms where pidfds are missing.
+         */
+        int pidfd = (int) syscall(SYS_pidfd_open, pid, 0);
+        for (unsigned round = 0;; round++) {
                 pid_t w = waitpid(pid, &status, WNOHANG);
                 if (w == pid)
                         break;
-                if (w < 0 && errno != EINTR)
-                        return negative_errno();
+                if (w < 0 && errno != EINTR) {
+                        r = negative_errno();
+                        if (pidfd >= 0)
+                                close(pidfd);
+                        return r;
+                }
                 if (!stopping && o->should_stop && o->should_stop(o->userdata)) {
                         stopping = true;
                         (void) kill(-pid, SIGTERM);
@@ -170,8 +180,14 @@ int cm_spawn_run(const struct cm_spawn_opts *o) {
                         (void) kill(-pid, SIGKILL);
                         kill_at = 0;
                 }
-                usleep(20000);
+                if (pidfd >= 0) {
+                        struct pollfd pfd = { .fd = pidfd, .events = POLLIN };
+                        (void) poll(&pfd, 1, 200);
+                } else
+                        usleep(MIN(250U << MIN(round, 7U), 20000U));
         }
+        if (pidfd >= 0)
+                close(pidfd);
         /* Leave no stragglers of the group behind. */
         (void) kill(-pid, SIGKILL);
 

@@ -30,6 +30,8 @@ struct cm_engine_result {
         bool retryable;
         char *status_json; /* malloc'd JSON object or NULL */
         char *result_json; /* malloc'd JSON object: what the operation produced (a snapshot's name) */
+        /* On failure: nothing in the cluster was changed (it stays Ready or Failed as it was). */
+        bool untouched;
 };
 
 struct cm_engine_ops {

@@ -52,3 +52,21 @@ out:
         json_decref(arr);
         return out;
 }
+
+bool cm_conditions_is_true(const char *conditions_json, const char *type) {
+        json_t *arr = conditions_json ? json_loads(conditions_json, 0, NULL) : NULL, *e;
+        bool found = false;
+        size_t i;
+
+        json_array_foreach(arr, i, e) {
+                const char *t = json_string_value(json_object_get(e, "type")),
+                           *st = json_string_value(json_object_get(e, "status"));
+
+                if (t && st && streq(t, type)) {
+                        found = streq(st, "True");
+                        break;
+                }
+        }
+        json_decref(arr);
+        return found;
+}

@@ -13,3 +13,6 @@
  */
 char *cm_conditions_set(const char *conditions_json, const char *type, const char *status,
                         const char *reason, const char *message, uint64_t now_usec);
+
+/* True when conditions has `type` with status "True" (false for a missing or unparsable input). */
+bool cm_conditions_is_true(const char *conditions_json, const char *type);

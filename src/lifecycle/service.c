@@ -422,28 +422,29 @@ int cm_service_cluster_action(struct cm_service *s, const char *principal, const
 }
 
 /*
- * A pending operation cancelled before any worker took it: the cluster's status says so. A cluster
- * that was never provisioned is Failed; one that was keeps running its last converged spec.
+ * A pending operation cancelled before any worker took it: the cluster's status says so. Nothing ran,
+ * so the cluster is as its Ready condition says: Ready when it was (a change of a running cluster),
+ * Failed when it was not (a create, or a change of a Failed cluster).
  */
 static void settle_cancelled(struct cm_service *s, const char *op_id) {
         _cleanup_(cm_operation_done) struct cm_operation op = {};
         _cleanup_(cm_cluster_done) struct cm_cluster c = {};
         _cleanup_free_ char *c1 = NULL, *c2 = NULL;
         uint64_t now = cm_now_usec();
-        bool provisioned;
+        bool ready;
 
         if (STORE_CALL(s->store, op_get, op_id, &op) < 0 ||
             STORE_CALL(s->store, cluster_get_by_id, op.cluster_id, &c) < 0)
                 return;
-        provisioned = c.observed_generation > 0;
-        c1 = cm_conditions_set(c.conditions_json, "Ready", provisioned ? "True" : "False",
-                               "OperationCancelled", "the operation was cancelled before it started", now);
+        ready = cm_conditions_is_true(c.conditions_json, "Ready");
+        c1 = cm_conditions_set(c.conditions_json, "Ready", ready ? "True" : "False", "OperationCancelled",
+                               "the operation was cancelled before it started", now);
         if (c1)
                 c2 = cm_conditions_set(c1, "Reconciling", "False", "OperationCancelled",
                                        "the operation was cancelled before it started", now);
         if (c2)
                 (void) STORE_CALL(s->store, cluster_set_status, c.id,
-                                  provisioned ? CM_PHASE_READY : CM_PHASE_FAILED, c2, NULL);
+                                  ready ? CM_PHASE_READY : CM_PHASE_FAILED, c2, NULL);
 }
 
 int cm_service_cancel_operation(struct cm_service *s, const char *id, struct cm_problem *p,

@@ -545,6 +545,11 @@ static void run_operation(struct worker_slot *slot, struct cm_operation *op) {
                 /* a failed snapshot changed nothing in the cluster: it stays as it was */
                 o.phase = c.phase;
                 (void) finish(slot, op, &c, &o, NULL, "SnapshotFailed", "False", res.message);
+        } else if (res.untouched && op->type != CM_OP_CREATE) {
+                /* the engine says the cluster was not changed: Ready or Failed, as it was before */
+                o.phase =
+                        cm_conditions_is_true(c.conditions_json, "Ready") ? CM_PHASE_READY : CM_PHASE_FAILED;
+                (void) finish(slot, op, &c, &o, NULL, "OperationFailed", "False", res.message);
         } else
                 (void) finish(slot, op, &c, &o, "False", "OperationFailed", "False", res.message);
 out:

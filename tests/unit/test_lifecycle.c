@@ -73,6 +73,16 @@ static void test_conditions(void **state) {
         free(a);
         a = cm_conditions_set("not json", "Ready", "Unknown", "", "", 0);
         assert_non_null(a);
+        assert_false(cm_conditions_is_true(a, "Ready")); /* Unknown */
+        free(a);
+        a = cm_conditions_set(NULL, "Ready", "True", "Provisioned", "", 0);
+        assert_true(cm_conditions_is_true(a, "Ready"));
+        assert_false(cm_conditions_is_true(a, "Reconciling"));
+        assert_false(cm_conditions_is_true(NULL, "Ready"));
+        assert_false(cm_conditions_is_true("{\"type\":\"Ready\"}", "Ready"));
+        assert_false(cm_conditions_is_true("[{\"type\":\"Ready\",\"status\":true}]", "Ready"));
+        free(a);
+        a = NULL;
 }
 
 int main(void) {

@@ -118,6 +118,11 @@ static void test_validation_errors(void **state) {
                   "[{\"address\":\"h\",\"user\":\"u\",\"roles\":[\"etcd\",\"controlplane\"],\"sshKey\":"
                   "\"k\",\"x\":1}]}}",
                   "spec.rke.nodes[0].x" },
+                { "{\"rke\": {\"nodes\": "
+                  "[{\"address\":\"10.0.0.1\",\"user\":\"u\",\"roles\":[\"etcd\",\"controlplane\"],"
+                  "\"sshKey\":\"k\"},{\"address\":\"10.0.0.1\",\"port\":2222,\"user\":\"u\",\"roles\":"
+                  "[\"worker\"],\"sshKey\":\"k\"}]}}",
+                  "spec.rke.nodes[1].address" },
                 { "{\"rke\": {\"network\": {\"plugin\": \"cilium\"}}}", "spec.rke.network.plugin" },
                 { "{\"rke\": {\"etcdSnapshots\": {\"intervalHours\": 25}}}",
                   "spec.rke.etcdSnapshots.intervalHours" },

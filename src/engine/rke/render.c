@@ -220,19 +220,20 @@ static void validate_nodes(const json_t *nodes, struct cm_problem *p) {
 
                 cm_json_path_index(f, sizeof(f), "spec.rke.nodes", i);
                 validate_node(n, f, &roles, p);
-                /* The same address and port twice is the same machine twice. */
+                /* rke keys nodes by address: the same address twice is refused, whatever the ports. */
                 for (size_t j = 0; j < i && json_is_object(n); j++) {
-                        const json_t *o = json_array_get(nodes, j);
                         const char *a = json_string_value(json_object_get(n, "address"));
-                        const char *b = json_string_value(json_object_get(o, "address"));
-                        const json_t *pa = json_object_get(n, "port"), *pb = json_object_get(o, "port");
-                        json_int_t porta = json_is_integer(pa) ? json_integer_value(pa) : 22;
-                        json_int_t portb = json_is_integer(pb) ? json_integer_value(pb) : 22;
+                        const char *b =
+                                json_string_value(json_object_get(json_array_get(nodes, j), "address"));
 
-                        if (a && b && strcasecmp(a, b) == 0 && porta == portb) {
-                                cm_json_path(f + strlen(f), sizeof(f) - strlen(f), "", "address");
-                                cm_problem_add(p, f, "the node %s:%lld is listed twice (also entry %zu)", a,
-                                               (long long) porta, j);
+                        if (a && b && strcasecmp(a, b) == 0) {
+                                char fa[80];
+
+                                cm_json_path(fa, sizeof(fa), f, "address");
+                                cm_problem_add(p, fa,
+                                               "%s is also the address of entry %zu; rke takes each address "
+                                               "once (one node per machine, whatever its SSH port)",
+                                               a, j);
                                 break;
                         }
                 }

@@ -330,6 +330,8 @@ struct run {
         uint64_t copy_usec;
         /* registry passwords in cluster.yml: masked should rke ever print one */
         const char *masked[CM_RKE_MAX_REGISTRIES];
+        /* a restore began to tear the old cluster down (until then the nodes are as they were) */
+        bool saw_cleanup;
 };
 
 static bool same_stat(const struct stat *a, const struct stat *b) {
@@ -457,6 +459,8 @@ static void run_on_line(void *userdata, const char *line, size_t n) {
         cm_engine_ctx_log(run->ctx, "rke: %s", red);
         if (cm_rke_line_is_connection_failure(red, (size_t) len))
                 run->saw_connection_failure = true;
+        if (strstr(red, "Cleaning old kubernetes cluster"))
+                run->saw_cleanup = true;
         if (cm_rke_parse_line(red, (size_t) len, level, sizeof(level), msg, sizeof(msg))) {
                 bool fatal = streq(level, "fatal");
 
@@ -706,6 +710,8 @@ static int rke_run(struct cm_engine_ctx *ctx, enum rke_action action, struct cm_
         char env_path[PATH_MAX + 8], env_home[PATH_MAX + 8];
         char *argv[ARGV_MAX];
         char *passwords[CM_RKE_MAX_REGISTRIES] = {};
+        char *state_before = NULL;
+        size_t state_before_n = 0;
         size_t pw_len[CM_RKE_MAX_REGISTRIES] = {};
         _cleanup_erase_free_ char *yml = NULL;
         struct run run = { .ctx = ctx };
@@ -766,6 +772,13 @@ static int rke_run(struct cm_engine_ctx *ctx, enum rke_action action, struct cm_
                         had_kubeconfig = true;
                 if (found && streq(run.files[i].name, "cluster.rkestate"))
                         had_state = true;
+        }
+        if (action == RKE_SNAPSHOT_RESTORE && had_state) {
+                r = cm_engine_ctx_load_file(ctx, "cluster.rkestate", &state_before, &state_before_n);
+                if (r < 0) {
+                        r = fail(ret, true, "read cluster.rkestate from the state vault: %s", strerror(-r));
+                        goto out;
+                }
         }
         if (on_running && !had_state) {
                 r = fail(ret, false,
@@ -865,6 +878,19 @@ static int rke_run(struct cm_engine_ctx *ctx, enum rke_action action, struct cm_
                         r = 0;
                         goto out;
                 }
+                if (action == RKE_SNAPSHOT_RESTORE && !run.saw_cleanup && state_before) {
+                        /*
+                         * rke rewrites the state file (current state emptied) before it checks the
+                         * snapshot, but touches no node until it cleans the old cluster up: a restore
+                         * that failed before that leaves the cluster as it was, so its state is kept.
+                         */
+                        r = cm_engine_ctx_store_file(ctx, "cluster.rkestate", state_before, state_before_n);
+                        if (r >= 0) {
+                                cm_engine_ctx_log(ctx, "the restore failed before it changed any node: "
+                                                       "cluster.rkestate from before it was stored again");
+                                ret->untouched = true;
+                        }
+                }
                 if (run.error[0] && run.tunnel_host[0])
                         /* rke's last line only says a host was dropped; its warning said why. */
                         r = fail(ret, !run.saw_validation_failure, "%s failed: %s; host %s: %s (%s)", verb,
@@ -894,6 +920,7 @@ out:
                 cm_engine_ctx_log(ctx, "could not remove the work dir completely");
         for (size_t i = 0; i < ELEMENTSOF(passwords); i++)
                 cm_vault_data_free(passwords[i], pw_len[i]);
+        cm_vault_data_free(state_before, state_before_n);
         if (t_spawn) {
                 /* The service's own time around rke: work dir and files before, copies while and after. */
                 uint64_t t_end = cm_mono_usec();
