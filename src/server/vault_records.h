@@ -29,7 +29,8 @@ int cm_vault_records_files(const struct cm_vault_records *k, const char *name, c
  * and returns < 0.
  */
 int cm_vault_records_put(struct cm_req *req, const struct cm_vault_records *k, const char *name,
-                         const void *secret, size_t secret_n, const char *record, size_t record_n, bool create);
+                         const void *secret, size_t secret_n, const char *record, size_t record_n,
+                         bool create);
 
 /* GET of the collection (records in name order, ?limit and ?pageToken), of one record, DELETE of one. */
 void cm_vault_records_list(struct cm_req *req, const struct cm_vault_records *k);
