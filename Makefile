@@ -11,7 +11,7 @@ JOBS ?= $(shell nproc)
 FUZZ_SECONDS ?= 60
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps release debug run test unit integration check format format-check lint fuzz bench tools localk8s rke valgrind clean
+.PHONY: all deps release debug run test unit integration check format format-check lint fuzz bench tools localk8s rke opa valgrind clean
 
 all: release
 
@@ -45,7 +45,7 @@ run: release localk8s
 # The whole suite: a smoke run of the uninstrumented build under valgrind memcheck, then every test
 # under AddressSanitizer and UndefinedBehaviorSanitizer (the local engine's tests need the helper, so
 # it is built first).
-test: debug localk8s rke valgrind
+test: debug localk8s rke opa valgrind
 	ctest --test-dir build/debug --output-on-failure -j$(JOBS)
 
 unit: debug
@@ -90,9 +90,7 @@ bench: release
 		--testbin build/release/tests/clustermgmt-testbin
 
 # The Go helpers (rke, opa, localk8s) built from the Go module proxy into ./bin.
-tools: localk8s
-	./scripts/build-rke.sh
-	./scripts/build-opa.sh
+tools: localk8s rke opa
 
 # The local engine's helper alone (bin/clustermgmt-localk8s); seconds when it is up to date.
 localk8s:
@@ -101,6 +99,10 @@ localk8s:
 # The rke engine's pinned binary alone (bin/rke).
 rke:
 	./scripts/build-rke.sh
+
+# The pinned Open Policy Agent alone (bin/opa), the policy service of the compliance tests.
+opa:
+	./scripts/build-opa.sh
 
 # An integration smoke run of an uninstrumented build under valgrind memcheck.
 valgrind: release

@@ -95,6 +95,9 @@ int cm_encode_operation(struct strbuf *out, const struct cm_operation *o) {
         if (o->result_json && ((r = strbuf_addl(out, ",\"result\":")) < 0 ||
                                (r = strbuf_add(out, o->result_json, strlen(o->result_json))) < 0))
                 return r;
+        if (o->policy_json && ((r = strbuf_addl(out, ",\"policy\":")) < 0 ||
+                               (r = strbuf_add(out, o->policy_json, strlen(o->policy_json))) < 0))
+                return r;
         return strbuf_addch(out, '}');
 }
 

@@ -98,6 +98,7 @@ void cm_operation_done(struct cm_operation *o) {
         free(o->requested_by);
         free(o->params_json);
         free(o->result_json);
+        free(o->policy_json);
         *o = (struct cm_operation){};
 }
 

@@ -94,6 +94,7 @@ struct cm_operation {
         uint64_t finished_usec; /* 0 until terminal */
         char *params_json; /* JSON object of the request's parameters; NULL when none */
         char *result_json; /* JSON object of what the operation produced; NULL when nothing */
+        char *policy_json; /* the policy decision that admitted it ({mode, deny, warn}); NULL when none */
 };
 
 struct cm_apikey {

@@ -7,13 +7,14 @@
 #include "base/strbuf.h"
 #include "base/util.h"
 #include "cli/internal.h"
+#include "cli/yaml.h"
 
 #define TOKEN_FILE_MAX 4096U
 #define PAGE_TOKEN_MAX 1024U
 
 static const struct cm_cli_noun *const nouns[] = {
-        &cm_cli_noun_env,    &cm_cli_noun_cluster, &cm_cli_noun_op,
-        &cm_cli_noun_sshkey, &cm_cli_noun_secret,  &cm_cli_noun_vault,
+        &cm_cli_noun_env,    &cm_cli_noun_cluster, &cm_cli_noun_op,    &cm_cli_noun_sshkey,
+        &cm_cli_noun_secret, &cm_cli_noun_policy,  &cm_cli_noun_vault,
 };
 
 static const char global_usage[] = "usage: clustermgmt [--server URL] [--token TOKEN] [--env ENV] [-o "
@@ -507,6 +508,58 @@ int cm_cli_env_path(struct cm_cli *cli, struct strbuf *sb, const char *what, con
         return 0;
 }
 
+static int read_stdin(char **ret, size_t *ret_len) {
+        _cleanup_strbuf_ struct strbuf sb = STRBUF_INIT(CM_DOCUMENT_MAX);
+        char buf[16384];
+        size_t n;
+        int r;
+
+        while ((n = fread(buf, 1, sizeof(buf), stdin)) > 0) {
+                r = strbuf_add(&sb, buf, n);
+                if (r < 0)
+                        return r == -ENOBUFS ? -EFBIG : r;
+        }
+        if (ferror(stdin))
+                return -EIO;
+        *ret = strbuf_detach(&sb, ret_len);
+        return *ret ? 0 : -ENOMEM;
+}
+
+int cm_cli_read_document(struct cm_cli *cli, const char *what, const char *path, json_t **ret) {
+        _cleanup_free_ char *data = NULL;
+        struct cm_doc_error derr = {};
+        char msg[512];
+        size_t len = 0;
+        json_t *doc = NULL;
+        int r;
+
+        if (streq(path, "-"))
+                r = read_stdin(&data, &len);
+        else
+                r = cm_read_file(path, CM_DOCUMENT_MAX, false, &data, &len);
+        if (r == -EFBIG) {
+                cm_cli_error(cli, "%s is larger than %u bytes", path, CM_DOCUMENT_MAX);
+                return r;
+        }
+        if (r < 0) {
+                cm_cli_error(cli, "cannot read %s: %s", path, strerror(-r));
+                return r;
+        }
+        r = cm_document_parse(data, len, &doc, &derr);
+        if (r < 0) {
+                cm_doc_error_format(&derr, msg, sizeof(msg));
+                cm_cli_error(cli, "%s: %s", path, msg);
+                return r;
+        }
+        if (!json_is_object(doc)) {
+                json_decref(doc);
+                cm_cli_error(cli, "%s: %s", path, what);
+                return -EINVAL;
+        }
+        *ret = doc;
+        return 0;
+}
+
 int cm_cli_get_command(struct cm_cli *cli, const struct cm_cli_noun *noun, const struct cm_cli_verb *verb,
                        int argc, char **argv, const char *collection, enum cm_resource kind) {
         _cleanup_strbuf_ struct strbuf path = STRBUF_INIT(1024);
@@ -645,6 +698,18 @@ int cm_cli_print(struct cm_cli *cli, enum cm_resource kind, const json_t *v) {
         int r;
 
         r = cm_output_render(&sb, cli->output, kind, v, cm_now_usec());
+        if (r < 0)
+                return cm_cli_error(cli, "cannot format the answer: %s", strerror(-r));
+        fwrite(sb.buf, 1, sb.len, cli->out);
+        return CM_EXIT_OK;
+}
+
+int cm_cli_print_document(struct cm_cli *cli, const json_t *v) {
+        _cleanup_strbuf_ struct strbuf sb = STRBUF_INIT(CM_CLI_OUTPUT_MAX);
+        int r;
+
+        r = cm_output_render_document(&sb, cli->output == CM_OUTPUT_YAML ? CM_OUTPUT_YAML : CM_OUTPUT_JSON,
+                                      v);
         if (r < 0)
                 return cm_cli_error(cli, "cannot format the answer: %s", strerror(-r));
         fwrite(sb.buf, 1, sb.len, cli->out);

@@ -7,6 +7,8 @@
 #include "cli/internal.h"
 #include "cli/yaml.h"
 
+#define CLUSTER_DOC_SHAPE "a cluster document is a mapping with name, labels and spec"
+
 /* Members the server sets; a document saved with `cluster get -o yaml` carries them, and they are dropped. */
 static const char *const server_owned[] = { "id",     "environment", "generation", "resourceVersion",
                                             "status", "createdAt",   "updatedAt" };
@@ -16,59 +18,6 @@ static bool is_server_owned(const char *key) {
                 if (streq(key, server_owned[i]))
                         return true;
         return false;
-}
-
-static int read_stdin(char **ret, size_t *ret_len) {
-        _cleanup_strbuf_ struct strbuf sb = STRBUF_INIT(CM_DOCUMENT_MAX);
-        char buf[16384];
-        size_t n;
-        int r;
-
-        while ((n = fread(buf, 1, sizeof(buf), stdin)) > 0) {
-                r = strbuf_add(&sb, buf, n);
-                if (r < 0)
-                        return r == -ENOBUFS ? -EFBIG : r;
-        }
-        if (ferror(stdin))
-                return -EIO;
-        *ret = strbuf_detach(&sb, ret_len);
-        return *ret ? 0 : -ENOMEM;
-}
-
-/* Reads and parses the cluster document in path ("-" for stdin); prints why when it cannot. */
-static int read_document(struct cm_cli *cli, const char *path, json_t **ret) {
-        _cleanup_free_ char *data = NULL;
-        struct cm_doc_error derr = {};
-        char msg[512];
-        size_t len = 0;
-        json_t *doc = NULL;
-        int r;
-
-        if (streq(path, "-"))
-                r = read_stdin(&data, &len);
-        else
-                r = cm_read_file(path, CM_DOCUMENT_MAX, false, &data, &len);
-        if (r == -EFBIG) {
-                cm_cli_error(cli, "%s is larger than %u bytes", path, CM_DOCUMENT_MAX);
-                return r;
-        }
-        if (r < 0) {
-                cm_cli_error(cli, "cannot read %s: %s", path, strerror(-r));
-                return r;
-        }
-        r = cm_document_parse(data, len, &doc, &derr);
-        if (r < 0) {
-                cm_doc_error_format(&derr, msg, sizeof(msg));
-                cm_cli_error(cli, "%s: %s", path, msg);
-                return r;
-        }
-        if (!json_is_object(doc)) {
-                json_decref(doc);
-                cm_cli_error(cli, "%s: a cluster document is a mapping with name, labels and spec", path);
-                return -EINVAL;
-        }
-        *ret = doc;
-        return 0;
 }
 
 /* Parses --label flags over base (a copy is made; NULL for none); prints why when one is wrong. */
@@ -189,7 +138,7 @@ static int cluster_create(struct cm_cli *cli, const struct cm_cli_noun *noun, co
                 return cm_cli_usage_error(cli, noun, verb, "--timeout goes with --wait");
 
         if (file) {
-                if (read_document(cli, file, &doc) < 0)
+                if (cm_cli_read_document(cli, CLUSTER_DOC_SHAPE, file, &doc) < 0)
                         return CM_EXIT_FAILURE;
         }
         r = merge_labels(cli, noun, verb, doc ? json_object_get(doc, "labels") : NULL, &label_flags,
@@ -315,7 +264,7 @@ static int cluster_update(struct cm_cli *cli, const struct cm_cli_noun *noun, co
                 return CM_EXIT_USAGE;
         if (timeout_s && !wait)
                 return cm_cli_usage_error(cli, noun, verb, "--timeout goes with --wait");
-        if (read_document(cli, file, &doc) < 0)
+        if (cm_cli_read_document(cli, CLUSTER_DOC_SHAPE, file, &doc) < 0)
                 return CM_EXIT_FAILURE;
 
         body = json_object();
@@ -671,14 +620,11 @@ static int cluster_state(struct cm_cli *cli, const struct cm_cli_noun *noun, con
         if (version_s && (safe_atou(version_s, &version) < 0 || version < 1))
                 return cm_cli_usage_error(cli, noun, verb, "--version takes a positive number, not '%s'",
                                           version_s);
-        {
-                char rest[256];
-
-                if (cm_snprintf(rest, sizeof(rest), "state/%s", pos[2]) < 0 || strchr(pos[2], '/') ||
-                    cm_cli_env_path(cli, &path, "clusters", pos[1], rest) < 0)
-                        return cm_cli_error(cli, "'%s' is not a state file name (see `state list %s`)",
-                                            pos[2], pos[1]);
-        }
+        if (isempty(pos[2]) || strchr(pos[2], '/') ||
+            cm_cli_env_path(cli, &path, "clusters", pos[1], "state") < 0 || strbuf_addch(&path, '/') < 0 ||
+            cm_url_escape_segment(&path, pos[2]) < 0)
+                return cm_cli_error(cli, "'%s' is not a state file name (see `cluster state list %s`)",
+                                    pos[2], pos[1]);
         if (version > 0 && strbuf_addf(&path, "?version=%u", version) < 0)
                 return cm_cli_error(cli, "the name is too long");
         c = cm_cli_client(cli);

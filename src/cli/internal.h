@@ -55,6 +55,7 @@ extern const struct cm_cli_noun cm_cli_noun_cluster;
 extern const struct cm_cli_noun cm_cli_noun_op;
 extern const struct cm_cli_noun cm_cli_noun_sshkey;
 extern const struct cm_cli_noun cm_cli_noun_secret;
+extern const struct cm_cli_noun cm_cli_noun_policy;
 extern const struct cm_cli_noun cm_cli_noun_vault;
 
 /* Repeated flag values (--label), in the order given. */
@@ -123,9 +124,17 @@ _warn_unused_result_ int cm_cli_list(struct cm_cli *cli, const char *path, unsig
 
 /* Prints a resource or a list of them (v an array) in the chosen output format; returns an exit status. */
 int cm_cli_print(struct cm_cli *cli, enum cm_resource kind, const json_t *v);
+/* Prints a document that has no table of its own as JSON (YAML with -o yaml); returns an exit status. */
+int cm_cli_print_document(struct cm_cli *cli, const json_t *v);
 /* `<noun> list [--limit N]` of an environment's collection ("clusters", "sshkeys"): every page, printed. */
 int cm_cli_list_command(struct cm_cli *cli, const struct cm_cli_noun *noun, const struct cm_cli_verb *verb,
                         int argc, char **argv, const char *collection, enum cm_resource kind);
+
+/*
+ * Reads and parses a YAML or JSON document (path "-": stdin; at most CM_DOCUMENT_MAX bytes) that must
+ * be a mapping (what: the message when it is not); prints why when it cannot.
+ */
+int cm_cli_read_document(struct cm_cli *cli, const char *what, const char *path, json_t **ret);
 
 /* `<noun> get NAME` and `<noun> delete NAME` of an environment's collection ("sshkeys", "secrets"). */
 int cm_cli_get_command(struct cm_cli *cli, const struct cm_cli_noun *noun, const struct cm_cli_verb *verb,

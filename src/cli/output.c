@@ -438,15 +438,9 @@ static int render_table(struct strbuf *out, enum cm_resource kind, const json_t 
         return 0;
 }
 
-int cm_output_render(struct strbuf *out, enum cm_output_format fmt, enum cm_resource kind, const json_t *v,
-                     uint64_t now_usec) {
+int cm_output_render_document(struct strbuf *out, enum cm_output_format fmt, const json_t *v) {
         json_t *doc;
         int r;
-
-        if ((unsigned) kind >= ELEMENTSOF(table_kinds) || (!json_is_object(v) && !json_is_array(v)))
-                return -EINVAL;
-        if (fmt == CM_OUTPUT_TABLE)
-                return render_table(out, kind, v, now_usec);
 
         if (json_is_array(v)) {
                 doc = json_pack("{s:O}", "items", CM_UNCONST(json_t *, v));
@@ -471,6 +465,15 @@ int cm_output_render(struct strbuf *out, enum cm_output_format fmt, enum cm_reso
         }
         json_decref(doc);
         return r;
+}
+
+int cm_output_render(struct strbuf *out, enum cm_output_format fmt, enum cm_resource kind, const json_t *v,
+                     uint64_t now_usec) {
+        if ((unsigned) kind >= ELEMENTSOF(table_kinds) || (!json_is_object(v) && !json_is_array(v)))
+                return -EINVAL;
+        if (fmt == CM_OUTPUT_TABLE)
+                return render_table(out, kind, v, now_usec);
+        return cm_output_render_document(out, fmt, v);
 }
 
 int cm_output_problem(struct strbuf *out, const struct cm_client_problem *p) {

@@ -40,6 +40,10 @@ int cm_output_format_from_string(const char *s, enum cm_output_format *ret);
 _warn_unused_result_ int cm_output_render(struct strbuf *out, enum cm_output_format fmt,
                                           enum cm_resource kind, const json_t *v, uint64_t now_usec);
 
+/* Appends v as JSON or YAML (fmt not TABLE; an array becomes {"items": [...]}). */
+_warn_unused_result_ int cm_output_render_document(struct strbuf *out, enum cm_output_format fmt,
+                                                   const json_t *v);
+
 /* "45s", "3m12s", "2h5m", "3d4h", "120d": the time from created_usec to now_usec, kubectl-style. */
 void cm_output_age(uint64_t created_usec, uint64_t now_usec, char *buf, size_t size);
 

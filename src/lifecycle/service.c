@@ -66,6 +66,7 @@ int cm_service_start(struct cm_service *s) {
 }
 
 void cm_service_stop(struct cm_service *s) {
+        cm_compliance_stop(s);
         pthread_mutex_lock(&s->lock);
         s->stopping = true;
         pthread_cond_broadcast(&s->work_cond);
@@ -182,7 +183,7 @@ int cm_service_create_cluster(struct cm_service *s, const char *principal, const
                               size_t n, struct cm_problem *p, struct cm_operation *ret_op) {
         _cleanup_(cm_cluster_doc_done) struct cm_cluster_doc doc = {};
         _cleanup_(cm_operation_done) struct cm_operation op = {};
-        _cleanup_free_ char *conditions = NULL;
+        _cleanup_free_ char *conditions = NULL, *decision = NULL;
         struct cm_cluster c = {};
         uint64_t now = cm_now_usec();
         char id[40];
@@ -192,6 +193,10 @@ int cm_service_create_cluster(struct cm_service *s, const char *principal, const
         if (r < 0)
                 return r;
         r = cm_cluster_doc_decode(body, n, CM_CLUSTER_DOC_CREATE, &doc, p);
+        if (r < 0)
+                return r;
+        r = cm_compliance_evaluate(s, "create", principal, env, doc.name, doc.labels_json, doc.spec,
+                                   doc.engine, p, &decision);
         if (r < 0)
                 return r;
         r = cm_random_id("cl_", id, sizeof(id));
@@ -220,6 +225,7 @@ int cm_service_create_cluster(struct cm_service *s, const char *principal, const
         if (r < 0)
                 return r;
         op.generation = 1;
+        op.policy_json = TAKE_PTR(decision);
         r = STORE_CALL(s->store, cluster_create, &c, &op);
         if (r == -EEXIST)
                 return cm_problem_set(p, 409, "conflict", "Conflict",
@@ -284,7 +290,7 @@ int cm_service_update_cluster(struct cm_service *s, const char *principal, const
         _cleanup_(cm_cluster_doc_done) struct cm_cluster_doc doc = {};
         _cleanup_(cm_cluster_done) struct cm_cluster cur = {};
         _cleanup_(cm_operation_done) struct cm_operation op = {};
-        _cleanup_free_ char *conflict = NULL;
+        _cleanup_free_ char *conflict = NULL, *decision = NULL;
         uint64_t now = cm_now_usec();
         int r;
 
@@ -304,9 +310,14 @@ int cm_service_update_cluster(struct cm_service *s, const char *principal, const
                                doc.engine);
                 return cm_problem_validation(p, "the engine of a cluster cannot change");
         }
+        r = cm_compliance_evaluate(s, "update", principal, env, name, doc.labels_json ?: cur.labels_json,
+                                   doc.spec, doc.engine, p, &decision);
+        if (r < 0)
+                return r;
         r = op_init(s, &op, CM_OP_UPDATE, env, cur.id, name, principal, now);
         if (r < 0)
                 return r;
+        op.policy_json = TAKE_PTR(decision);
         r = STORE_CALL(s->store, cluster_update, env, name, expected_rv, doc.spec_json, doc.labels_json,
                        CM_PHASE_UPDATING, &op, NULL, &conflict);
         if (r < 0)

@@ -32,6 +32,9 @@ void cm_service_config_defaults(struct cm_service_config *c);
 
 struct cm_workers;
 struct cm_vault;
+struct cm_policy_remote;
+struct cm_compliance_loop;
+struct strbuf;
 
 struct cm_service {
         struct cm_store *store;
@@ -47,6 +50,12 @@ struct cm_service {
         bool stopping;
 
         struct cm_workers *workers;
+
+        /* Compliance: NULL evaluates the built-in rules; else the remote Policy Management Service. */
+        struct cm_policy_remote *policy;
+        const char *policy_url; /* for messages (no credentials in it) */
+        bool policy_fail_open; /* remote unreachable: accept with a warning instead of 503 */
+        struct cm_compliance_loop *compliance; /* periodic re-validation; NULL when off */
 };
 
 int cm_service_new(struct cm_store *store, const struct cm_service_config *cfg, struct cm_service **ret);
@@ -81,6 +90,29 @@ int cm_service_delete_cluster(struct cm_service *s, const char *principal, const
 int cm_service_cluster_action(struct cm_service *s, const char *principal, const char *env, const char *name,
                               enum cm_op_type type, const char *body, size_t n, struct cm_problem *p,
                               struct cm_operation *ret_op);
+/*
+ * Compliance (lifecycle/compliance.c). Evaluates the desired cluster against the environment's
+ * policies: built-in rules, or the remote policy service when one is configured. Returns 0 when
+ * admitted, with the decision to record ({mode, deny: [], warn: [...]}, canonical JSON) in
+ * *ret_decision_json (may be NULL). A denial is -EPERM with a 422 problem listing the violations (field
+ * errors "[rule] message"); an unreachable policy service (failure mode closed) is -EHOSTUNREACH with a
+ * 503 problem. operation: "create", "update" or "check".
+ */
+int cm_compliance_evaluate(struct cm_service *s, const char *operation, const char *principal,
+                           const char *env, const char *cluster, const char *labels_json, const json_t *spec,
+                           const char *engine, struct cm_problem *p, char **ret_decision_json);
+/* Sets a cluster's PolicyCompliant condition from a decision; 1 when it changed, 0 when not. */
+int cm_compliance_set_condition(struct cm_service *s, const struct cm_cluster *c, const char *decision_json);
+/*
+ * Evaluates every cluster of env ("check"), sets their PolicyCompliant condition, and (out non-NULL)
+ * appends {"cluster","compliant","decision"} items (or {"cluster","compliant":null,"error"}) to out,
+ * comma-separated. Counts clusters and violating ones.
+ */
+int cm_compliance_check_env(struct cm_service *s, const char *env, const char *principal, struct strbuf *out,
+                            unsigned *ret_checked, unsigned *ret_violations);
+/* Re-validates every cluster of every environment each interval (0: never) in a thread of its own. */
+int cm_compliance_start(struct cm_service *s, uint64_t interval_usec);
+void cm_compliance_stop(struct cm_service *s);
 int cm_service_cancel_operation(struct cm_service *s, const char *id, struct cm_problem *p,
                                 struct cm_operation *ret_op);
 

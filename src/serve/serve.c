@@ -18,6 +18,7 @@
 #include "lifecycle/service.h"
 #include "serve/serve.h"
 #include "server/server.h"
+#include "policy/remote.h"
 #include "store/store.h"
 #include "vault/crypto.h"
 #include "vault/vault.h"
@@ -40,6 +41,12 @@ struct serve_options {
         unsigned state_retention_days;
         const char *localk8s_path;
         const char *rke_path;
+        const char *policy_url;
+        const char *policy_token_file;
+        const char *policy_ca_file;
+        unsigned policy_timeout_ms;
+        const char *policy_failure_mode;
+        unsigned policy_recheck_seconds;
 };
 
 static void serve_usage(FILE *f) {
@@ -76,7 +83,19 @@ static void serve_usage(FILE *f) {
               "                              else ./bin/clustermgmt-localk8s\n"
               "  --rke-path PATH             CLUSTERMGMT_RKE_PATH     rke binary of the rke engine,\n"
               "                              default: rke next to this binary, else ./bin/rke,\n"
-              "                              else rke from PATH\n",
+              "                              else rke from PATH\n"
+              "  --policy-url URL            CLUSTERMGMT_POLICY_URL   remote Policy Management Service (OPA "
+              "REST\n"
+              "                              data API: https://HOST:PORT/v1/data/PACKAGE); default: the\n"
+              "                              built-in rules\n"
+              "  --policy-token-file FILE    CLUSTERMGMT_POLICY_TOKEN_FILE  its bearer token\n"
+              "  --policy-ca-file FILE       CLUSTERMGMT_POLICY_CA_FILE  CA that verifies it\n"
+              "  --policy-timeout-ms N       CLUSTERMGMT_POLICY_TIMEOUT_MS  per decision, default 2000\n"
+              "  --policy-failure-mode MODE  CLUSTERMGMT_POLICY_FAILURE_MODE  closed (refuse changes, 503)\n"
+              "                              or open (admit with a warning) when it cannot answer; default "
+              "closed\n"
+              "  --policy-recheck-seconds N  CLUSTERMGMT_POLICY_RECHECK_SECONDS  re-validate every cluster\n"
+              "                              (PolicyCompliant condition), default 300; 0 never\n",
               f);
 }
 
@@ -111,6 +130,12 @@ static int parse_options(int argc, char *argv[], struct serve_options *o) {
                 OPT_STATE_RETENTION,
                 OPT_LOCALK8S_PATH,
                 OPT_RKE_PATH,
+                OPT_POLICY_URL,
+                OPT_POLICY_TOKEN_FILE,
+                OPT_POLICY_CA_FILE,
+                OPT_POLICY_TIMEOUT,
+                OPT_POLICY_FAILURE_MODE,
+                OPT_POLICY_RECHECK,
         };
         static const struct option longopts[] = {
                 { "listen", required_argument, NULL, OPT_LISTEN },
@@ -130,6 +155,12 @@ static int parse_options(int argc, char *argv[], struct serve_options *o) {
                 { "state-retention-days", required_argument, NULL, OPT_STATE_RETENTION },
                 { "localk8s-path", required_argument, NULL, OPT_LOCALK8S_PATH },
                 { "rke-path", required_argument, NULL, OPT_RKE_PATH },
+                { "policy-url", required_argument, NULL, OPT_POLICY_URL },
+                { "policy-token-file", required_argument, NULL, OPT_POLICY_TOKEN_FILE },
+                { "policy-ca-file", required_argument, NULL, OPT_POLICY_CA_FILE },
+                { "policy-timeout-ms", required_argument, NULL, OPT_POLICY_TIMEOUT },
+                { "policy-failure-mode", required_argument, NULL, OPT_POLICY_FAILURE_MODE },
+                { "policy-recheck-seconds", required_argument, NULL, OPT_POLICY_RECHECK },
                 { "help", no_argument, NULL, 'h' },
                 {},
         };
@@ -155,6 +186,12 @@ static int parse_options(int argc, char *argv[], struct serve_options *o) {
                 { "CLUSTERMGMT_STATE_RETENTION_DAYS", OPT_STATE_RETENTION },
                 { "CLUSTERMGMT_LOCALK8S_PATH", OPT_LOCALK8S_PATH },
                 { "CLUSTERMGMT_RKE_PATH", OPT_RKE_PATH },
+                { "CLUSTERMGMT_POLICY_URL", OPT_POLICY_URL },
+                { "CLUSTERMGMT_POLICY_TOKEN_FILE", OPT_POLICY_TOKEN_FILE },
+                { "CLUSTERMGMT_POLICY_CA_FILE", OPT_POLICY_CA_FILE },
+                { "CLUSTERMGMT_POLICY_TIMEOUT_MS", OPT_POLICY_TIMEOUT },
+                { "CLUSTERMGMT_POLICY_FAILURE_MODE", OPT_POLICY_FAILURE_MODE },
+                { "CLUSTERMGMT_POLICY_RECHECK_SECONDS", OPT_POLICY_RECHECK },
         };
         int c;
 
@@ -246,6 +283,32 @@ static int parse_options(int argc, char *argv[], struct serve_options *o) {
                         case OPT_RKE_PATH:
                                 o->rke_path = arg;
                                 break;
+                        case OPT_POLICY_URL:
+                                o->policy_url = arg;
+                                break;
+                        case OPT_POLICY_TOKEN_FILE:
+                                o->policy_token_file = arg;
+                                break;
+                        case OPT_POLICY_CA_FILE:
+                                o->policy_ca_file = arg;
+                                break;
+                        case OPT_POLICY_TIMEOUT:
+                                if (parse_uint_opt(name, arg, 10, 600000, &o->policy_timeout_ms) < 0)
+                                        return -EINVAL;
+                                break;
+                        case OPT_POLICY_FAILURE_MODE:
+                                if (!streq(arg, "closed") && !streq(arg, "open")) {
+                                        fprintf(stderr,
+                                                "clustermgmt serve: %s must be closed or open, not '%s'\n",
+                                                name, arg);
+                                        return -EINVAL;
+                                }
+                                o->policy_failure_mode = arg;
+                                break;
+                        case OPT_POLICY_RECHECK:
+                                if (parse_uint_opt(name, arg, 0, 86400 * 7, &o->policy_recheck_seconds) < 0)
+                                        return -EINVAL;
+                                break;
                         default:
                                 fputs("Try 'clustermgmt serve --help'.\n", stderr);
                                 return -EINVAL;
@@ -256,6 +319,14 @@ static int parse_options(int argc, char *argv[], struct serve_options *o) {
                 fprintf(stderr,
                         "clustermgmt serve: unexpected argument '%s'\nTry 'clustermgmt serve --help'.\n",
                         argv[optind]);
+                return -EINVAL;
+        }
+        if (!o->policy_url &&
+            (o->policy_token_file || o->policy_ca_file || o->policy_timeout_ms || o->policy_failure_mode)) {
+                fputs("clustermgmt serve: the --policy-* options go with --policy-url (without it, the "
+                      "built-in "
+                      "rules decide)\n",
+                      stderr);
                 return -EINVAL;
         }
         return 0;
@@ -349,7 +420,8 @@ static int open_vault(const struct serve_options *o, struct cm_vault **ret) {
 int cm_serve_main(int argc, char *argv[]) {
         struct serve_options o = { .listen = "127.0.0.1:8080",
                                    .data_dir = "./data",
-                                   .state_retention_days = 30 };
+                                   .state_retention_days = 30,
+                                   .policy_recheck_seconds = 300 };
         struct cm_vault *vault = NULL;
         struct cm_service_config scfg;
         struct cm_server_config hcfg;
@@ -444,6 +516,26 @@ int cm_serve_main(int argc, char *argv[]) {
                 return 1;
         }
         svc->vault = vault;
+        if (o.policy_url) {
+                struct cm_policy_remote_config pc = {
+                        .url = o.policy_url,
+                        .token_file = o.policy_token_file,
+                        .ca_file = o.policy_ca_file,
+                        .timeout_ms = o.policy_timeout_ms,
+                };
+
+                char err[512] = "";
+
+                r = cm_policy_remote_open(&pc, &svc->policy, err, sizeof(err));
+                if (r < 0) {
+                        log_error_errno(r, "policy service: %s", err[0] ? err : "cannot be set up");
+                        goto out;
+                }
+                svc->policy_url = o.policy_url;
+                svc->policy_fail_open = o.policy_failure_mode && streq(o.policy_failure_mode, "open");
+                log_info("compliance decided by the policy service %s (failure mode %s)", o.policy_url,
+                         svc->policy_fail_open ? "open" : "closed");
+        }
         r = cm_service_bootstrap(svc);
         if (r < 0) {
                 log_error_errno(r, "bootstrap: %m");
@@ -463,6 +555,11 @@ int cm_serve_main(int argc, char *argv[]) {
         r = cm_service_start(svc);
         if (r < 0) {
                 log_error_errno(r, "start workers: %m");
+                goto out;
+        }
+        r = cm_compliance_start(svc, (uint64_t) o.policy_recheck_seconds * USEC_PER_SEC);
+        if (r < 0) {
+                log_error_errno(r, "start the policy re-validation: %m");
                 goto out;
         }
         /* Adopts the local clusters still running from the last start; supervises them from now on. */
@@ -492,7 +589,13 @@ int cm_serve_main(int argc, char *argv[]) {
 out:
         /* Stop taking requests first, then let running steps finish or give their leases back. */
         srv = cm_server_stop(srv);
-        svc = cm_service_free(svc);
+        {
+                /* After the service: its re-validation thread asks the policy service too. */
+                struct cm_policy_remote *policy = svc ? svc->policy : NULL;
+
+                svc = cm_service_free(svc);
+                (void) cm_policy_remote_close(policy);
+        }
         vault = cm_vault_close(vault);
         cm_engine_local_stop();
         log_info("stopped");

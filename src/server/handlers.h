@@ -37,4 +37,7 @@ void cm_handle_secret_update(struct cm_req *req);
 void cm_handle_secret_list(struct cm_req *req);
 void cm_handle_secret_get(struct cm_req *req);
 void cm_handle_secret_delete(struct cm_req *req);
+void cm_handle_policy_get(struct cm_req *req);
+void cm_handle_policy_put(struct cm_req *req);
+void cm_handle_policy_check(struct cm_req *req);
 void cm_handle_engine_versions(struct cm_req *req);

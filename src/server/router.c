@@ -57,6 +57,10 @@ const struct cm_route cm_routes[] = {
           false },
         { "DELETE", "/v1/environments/{env}/secrets/{name}", cm_handle_secret_delete, CM_ROLE_ADMIN, true,
           false },
+        { "GET", "/v1/environments/{env}/policies", cm_handle_policy_get, CM_ROLE_VIEWER, true, false },
+        { "PUT", "/v1/environments/{env}/policies", cm_handle_policy_put, CM_ROLE_ADMIN, true, false },
+        { "POST", "/v1/environments/{env}/policies/check", cm_handle_policy_check, CM_ROLE_OPERATOR, true,
+          false },
         { "GET", "/v1/engines/{engine}/versions", cm_handle_engine_versions, CM_ROLE_VIEWER, false, false },
 };
 const size_t cm_routes_count = ELEMENTSOF(cm_routes);

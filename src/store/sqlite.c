@@ -39,7 +39,7 @@
 #define OP_COLUMNS                                                                                          \
         "seq, id, env, cluster_id, cluster_name, type, state, generation, attempts, max_attempts, "         \
         "error, lease_owner, lease_expires, next_run, cancel_requested, requested_by, created, "            \
-        "started, finished, params, result"
+        "started, finished, params, result, policy"
 
 enum stmt_id {
         STMT_BEGIN,
@@ -86,6 +86,9 @@ enum stmt_id {
         STMT_OP_EXISTS,
         STMT_LOG_APPEND,
         STMT_LOG_READ,
+        STMT_POLICY_GET,
+        STMT_POLICY_PUT,
+        STMT_ENV_EXISTS,
         STMT_IDEM_GET,
         STMT_IDEM_INSERT,
         STMT_IDEM_FINISH,
@@ -145,8 +148,8 @@ static const char *const stmt_sql[_STMT_MAX] = {
 
         [STMT_OP_INSERT] =
                 "INSERT INTO operations (id, env, cluster_id, cluster_name, type, state, generation, "
-                "attempts, max_attempts, next_run, requested_by, created, params) "
-                "VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, 0, ?7, ?8, ?9, ?10, ?11)",
+                "attempts, max_attempts, next_run, requested_by, created, params, policy) "
+                "VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, 0, ?7, ?8, ?9, ?10, ?11, ?12)",
         [STMT_OP_UNFINISHED] =
                 "SELECT id FROM operations WHERE cluster_id = ?1 AND state IN ('pending', 'running')",
         [STMT_OP_GET] = "SELECT " OP_COLUMNS " FROM operations WHERE id = ?1",
@@ -195,6 +198,13 @@ static const char *const stmt_sql[_STMT_MAX] = {
         [STMT_LOG_APPEND] = "INSERT INTO op_log (op_id, seq, ts, text) "
                             "SELECT ?1, coalesce(max(seq), 0) + 1, ?2, ?3 FROM op_log WHERE op_id = ?1",
         [STMT_LOG_READ] = "SELECT seq, text FROM op_log WHERE op_id = ?1 AND seq > ?2 ORDER BY seq",
+
+        [STMT_ENV_EXISTS] = "SELECT 1 FROM environments WHERE name = ?1",
+        [STMT_POLICY_GET] = "SELECT settings, version FROM env_policies WHERE env = ?1",
+        [STMT_POLICY_PUT] =
+                "INSERT INTO env_policies (env, settings, version, updated) VALUES (?1, ?2, 1, ?3) "
+                "ON CONFLICT(env) DO UPDATE SET settings = excluded.settings, "
+                "version = version + 1, updated = excluded.updated",
 
         [STMT_IDEM_GET] =
                 "SELECT request_hash, status, body FROM idempotency WHERE principal = ?1 AND key = ?2",
@@ -533,11 +543,11 @@ static int row_op(sqlite3_stmt *st, struct cm_operation *ret) {
         _cleanup_(cm_operation_done) struct cm_operation o = {};
         int r;
 
-        r = col_strdup_many(st, (const int[]){ 1, 2, 3, 4, 10, 11, 15, 19, 20 },
+        r = col_strdup_many(st, (const int[]){ 1, 2, 3, 4, 10, 11, 15, 19, 20, 21 },
                             (char **const[]){ &o.id, &o.env, &o.cluster_id, &o.cluster_name, &o.error,
                                               &o.lease_owner, &o.requested_by, &o.params_json,
-                                              &o.result_json },
-                            9);
+                                              &o.result_json, &o.policy_json },
+                            10);
         if (r < 0)
                 return r;
         o.seq = sqlite3_column_int64(st, 0);
@@ -1233,6 +1243,99 @@ static int sqlite_env_delete(struct cm_store *base, const char *name) {
         return store_write(to_sqlite(base), env_delete_tx, &ctx);
 }
 
+/* ---- policy settings of an environment ---- */
+
+struct policy_ctx {
+        const char *env;
+        const char *settings;
+        int64_t expected;
+        uint64_t now;
+        char *got;
+        int64_t version;
+};
+
+/* The settings row (got NULL, version 0 when none); -ENOENT when the environment does not exist. */
+static int policy_read(struct sqlite_conn *c, struct policy_ctx *ctx) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        int64_t one;
+        int r;
+
+        r = conn_query_int(c, STMT_ENV_EXISTS, BINDS(BT(ctx->env)), &one);
+        if (r < 0)
+                return r;
+        r = conn_stmt(c, STMT_POLICY_GET, BINDS(BT(ctx->env)), &st);
+        if (r < 0)
+                return r;
+        r = stmt_step(c, st);
+        if (r < 0)
+                return r;
+        ctx->got = NULL;
+        ctx->version = 0;
+        if (r == 0)
+                return 0;
+        r = col_strdup(st, 0, &ctx->got);
+        if (r < 0)
+                return r;
+        ctx->version = sqlite3_column_int64(st, 1);
+        return stmt_drain(c, st);
+}
+
+static int sqlite_env_policy_get(struct cm_store *base, const char *env, char **ret_settings,
+                                 int64_t *ret_version) {
+        struct policy_ctx ctx = { .env = env };
+        struct sqlite_conn *c = NULL;
+        int r;
+
+        if (!env || !ret_settings)
+                return -EINVAL;
+        r = store_conn(to_sqlite(base), &c);
+        if (r < 0)
+                return r;
+        r = policy_read(c, &ctx);
+        if (r < 0)
+                return r;
+        *ret_settings = ctx.got;
+        if (ret_version)
+                *ret_version = ctx.version;
+        return 0;
+}
+
+static int policy_put_tx(struct sqlite_conn *c, void *userdata) {
+        struct policy_ctx *ctx = userdata;
+        int64_t expected = ctx->expected;
+        int r;
+
+        r = policy_read(c, ctx);
+        free(ctx->got);
+        ctx->got = NULL;
+        if (r < 0)
+                return r;
+        if (expected >= 0 && expected != ctx->version)
+                return -ESTALE;
+        r = conn_run(c, STMT_POLICY_PUT, BINDS(BT(ctx->env), BT(ctx->settings), BI(ctx->now)));
+        if (r < 0)
+                return r;
+        ctx->version++;
+        return 0;
+}
+
+static int sqlite_env_policy_put(struct cm_store *base, const char *env, const char *settings,
+                                 int64_t expected_version, uint64_t now, int64_t *ret_version) {
+        struct policy_ctx ctx = {
+                .env = env, .settings = settings, .expected = expected_version, .now = now
+        };
+        int r;
+
+        if (!env || !settings)
+                return -EINVAL;
+        r = store_write(to_sqlite(base), policy_put_tx, &ctx);
+        if (r < 0)
+                return r;
+        if (ret_version)
+                *ret_version = ctx.version;
+        return 0;
+}
+
 /* ---- API keys ---- */
 
 struct apikey_ctx {
@@ -1391,7 +1494,7 @@ static int op_insert(struct sqlite_conn *c, const struct cm_operation *op, const
                      BINDS(BT(op->id), BT(env), BT(cluster_id), BT(cluster_name),
                            BT(cm_op_type_to_string(op->type)), BI(generation), BI(op->max_attempts),
                            BI(op->next_run_usec), BT(op->requested_by), BI(op->created_usec),
-                           BT(op->params_json)));
+                           BT(op->params_json), BT(op->policy_json)));
         /* The partial unique index: another operation of the cluster is unfinished. */
         if (r == -EEXIST && strstr(sqlite3_errmsg(c->db), "operations.cluster_id"))
                 return -EBUSY;
@@ -2076,6 +2179,8 @@ const struct cm_store_ops cm_store_sqlite_ops = {
         .env_get = sqlite_env_get,
         .env_list = sqlite_env_list,
         .env_delete = sqlite_env_delete,
+        .env_policy_get = sqlite_env_policy_get,
+        .env_policy_put = sqlite_env_policy_put,
         .apikey_create = sqlite_apikey_create,
         .apikey_get_by_hash = sqlite_apikey_get_by_hash,
         .apikey_count = sqlite_apikey_count,

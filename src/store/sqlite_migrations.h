@@ -178,4 +178,16 @@ static const struct sqlite_migration sqlite_migrations[] = {
           ") WITHOUT ROWID;\n"
           "INSERT INTO op_log (op_id, seq, ts, text) SELECT op_id, seq, ts, text FROM op_log_move;\n"
           "DROP TABLE op_log_move;\n" },
+
+        /*
+         * 3: compliance policies. Each environment's policy settings (what differs from the built-in
+         * rules' defaults), versioned for If-Match; the decision recorded with each operation.
+         */
+        { 3, "CREATE TABLE env_policies (\n"
+             "        env TEXT PRIMARY KEY REFERENCES environments(name) ON DELETE CASCADE,\n"
+             "        settings TEXT NOT NULL,\n"
+             "        version INTEGER NOT NULL,\n"
+             "        updated INTEGER NOT NULL\n"
+             ") WITHOUT ROWID;\n"
+             "ALTER TABLE operations ADD COLUMN policy TEXT;\n" },
 };

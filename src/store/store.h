@@ -82,6 +82,17 @@ struct cm_store_ops {
         /* -ENOTEMPTY when clusters (not deleted) remain in it. */
         int (*env_delete)(struct cm_store *s, const char *name);
 
+        /*
+         * An environment's policy settings (canonical JSON; *ret_settings NULL and version 0 when none
+         * were stored) and their version (1 on the first put, +1 on each). put replaces them; expected
+         * < 0 skips the version check, else -ESTALE when it differs (0: only when none are stored).
+         * -ENOENT when the environment does not exist. Deleting the environment removes them.
+         */
+        int (*env_policy_get)(struct cm_store *s, const char *env, char **ret_settings,
+                              int64_t *ret_version);
+        int (*env_policy_put)(struct cm_store *s, const char *env, const char *settings,
+                              int64_t expected_version, uint64_t now, int64_t *ret_version);
+
         int (*apikey_create)(struct cm_store *s, const struct cm_apikey *k);
         int (*apikey_get_by_hash)(struct cm_store *s, const char *hash, struct cm_apikey *ret);
         int (*apikey_count)(struct cm_store *s, uint64_t *ret);

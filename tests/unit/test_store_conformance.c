@@ -1693,6 +1693,59 @@ static void test_finish_appends_log(void **state) {
         assert_string_equal(out.buf, "first\nlast\n");
 }
 
+/* Policy settings of an environment: versioned, compare-and-swap, gone with the environment. */
+static void test_env_policy(void **state) {
+        struct fixture *f = *state;
+        char *got = NULL;
+        int64_t v = -1;
+
+        assert_int_equal(STORE_CALL(f->s, env_policy_get, "dev", &got, &v), -ENOENT);
+        assert_int_equal(STORE_CALL(f->s, env_policy_put, "dev", "{}", -1, T0, &v), -ENOENT);
+        assert_int_equal(make_env(f->s, "dev"), 0);
+        assert_int_equal(STORE_CALL(f->s, env_policy_get, "dev", &got, &v), 0);
+        assert_null(got);
+        assert_int_equal(v, 0);
+        assert_int_equal(STORE_CALL(f->s, env_policy_put, "dev", "{\"rules\":{}}", 1, T0, &v), -ESTALE);
+        assert_int_equal(STORE_CALL(f->s, env_policy_put, "dev", "{\"rules\":{}}", 0, T0, &v), 0);
+        assert_int_equal(v, 1);
+        assert_int_equal(STORE_CALL(f->s, env_policy_put, "dev", "{\"rules\":{\"a\":{}}}", 0, T0, &v),
+                         -ESTALE);
+        assert_int_equal(STORE_CALL(f->s, env_policy_put, "dev", "{\"rules\":{\"a\":{}}}", -1, T0, &v), 0);
+        assert_int_equal(v, 2);
+        assert_int_equal(STORE_CALL(f->s, env_policy_get, "dev", &got, &v), 0);
+        assert_string_equal(got, "{\"rules\":{\"a\":{}}}");
+        assert_int_equal(v, 2);
+        free(got);
+        got = NULL;
+        /* an operation carries the decision that admitted it */
+        assert_int_equal(make_cluster(f->s, "dev", "c1", "cl_1", "op_1", T0), 0);
+        {
+                _cleanup_(cm_operation_done) struct cm_operation op = {};
+                assert_int_equal(STORE_CALL(f->s, op_get, "op_1", &op), 0);
+                assert_null(op.policy_json);
+        }
+        run_op(f->s, "op_1", T0);
+        {
+                _cleanup_(cm_operation_done) struct cm_operation op = mk_op("op_2", CM_OP_UPDATE, T0, T0);
+                _cleanup_(cm_operation_done) struct cm_operation back = {};
+
+                op.policy_json = xstrdup("{\"deny\":[],\"mode\":\"builtin\",\"warn\":[]}");
+                assert_int_equal(STORE_CALL(f->s, cluster_update, "dev", "c1", -1, SPEC2, NULL,
+                                            CM_PHASE_UPDATING, &op, NULL, NULL),
+                                 0);
+                assert_int_equal(STORE_CALL(f->s, op_get, "op_2", &back), 0);
+                assert_string_equal(back.policy_json, op.policy_json);
+        }
+        /* deleting the environment (no clusters left) deletes its settings */
+        assert_int_equal(make_env(f->s, "tmp"), 0);
+        assert_int_equal(STORE_CALL(f->s, env_policy_put, "tmp", "{}", -1, T0, &v), 0);
+        assert_int_equal(STORE_CALL(f->s, env_delete, "tmp"), 0);
+        assert_int_equal(make_env(f->s, "tmp"), 0);
+        assert_int_equal(STORE_CALL(f->s, env_policy_get, "tmp", &got, &v), 0);
+        assert_null(got);
+        assert_int_equal(v, 0);
+}
+
 /* An operation on a running cluster keeps its parameters and, once it ends, its result. */
 static void test_op_params_result(void **state) {
         struct fixture *f = *state;
@@ -1828,6 +1881,7 @@ int main(void) {
                 CASE(test_concurrent_claims),
                 CASE(test_concurrent_create_and_grab),
                 CASE(test_op_params_result),
+                CASE(test_env_policy),
         };
         const struct CMUnitTest sqlite_only[] = {
                 CASE(test_sqlite_urls),
