@@ -41,6 +41,19 @@ int cm_cli_operation_accepted(struct cm_cli *cli, json_t *op, bool wait, unsigne
 
         if (!json_is_object(op) || isempty(id))
                 return cm_cli_error(cli, "the answer is not an operation");
+        {
+                /* Policy warnings admit the change; people see them at once, on standard error. */
+                const json_t *warn = json_object_get(json_object_get(op, "policy"), "warn"), *w;
+                size_t i;
+
+                json_array_foreach(warn, i, w) {
+                        const char *field = cm_cli_json_str(w, "field");
+
+                        fprintf(cli->err, "warning: [%s] %s%s%s%s\n", clean(&a, cm_cli_json_str(w, "rule")),
+                                clean(&b, cm_cli_json_str(w, "message")), field ? " (" : "",
+                                field ? clean(&c, field) : "", field ? ")" : "");
+                }
+        }
         if (cli->output == CM_OUTPUT_TABLE) {
                 fprintf(cli->out, "operation %s (%s) accepted for cluster %s\n", clean(&a, id),
                         clean(&b, cm_cli_json_str(op, "type")), clean(&c, cm_cli_json_str(op, "cluster")));

@@ -72,12 +72,18 @@ def test_production_quorum_denied_and_nothing_stored(server):
     assert s.get(f"/v1/operations/{op['id']}").json()["policy"] == op["policy"]
 
 
-def test_warnings_are_admitted_and_shown(server):
+def test_warnings_are_admitted_and_shown(server, tmp_path):
     r = create(server, "even", rke(TWO))
     assert r.status_code == 202, r.text
     warn = r.json()["policy"]["warn"]
     assert [w["rule"] for w in warn] == ["odd-etcd-count"], warn
     assert warn[0]["message"], warn
+    # The CLI shows them when the change is accepted.
+    f = tmp_path / "even2.json"
+    f.write_text(json.dumps({"spec": rke(TWO)}))
+    p = cli(server, "cluster", "create", "even2", "-f", str(f))
+    assert p.returncode == 0, p.stderr
+    assert "warning: [odd-etcd-count] " in p.stderr and "(spec.rke.nodes)" in p.stderr, p.stderr
 
 
 def test_environment_settings_take_effect(server):
