@@ -280,20 +280,26 @@ struct parsed {
         const uint8_t *dek_nonce, *wrapped_dek, *dek_tag, *nonce, *ct, *tag;
 };
 
-static int parse_sealed(const uint8_t *b, size_t n, struct parsed *ret) {
+/*
+ * Parses the part of a sealed file of n bytes before its content, b[0..avail): the header, key id,
+ * wrapped data key and content nonce (p.ct and p.tag are left NULL).
+ */
+static int parse_header(const uint8_t *b, size_t avail, size_t n, struct parsed *ret) {
         struct parsed p = {};
         const uint8_t *q;
 
-        if (n < HDR_FIXED || memcmp(b, SEAL_MAGIC, 4) != 0 || b[4] != SEAL_FORMAT || b[6] != 0 || b[7] != 0)
+        if (avail < HDR_FIXED || n < HDR_FIXED || memcmp(b, SEAL_MAGIC, 4) != 0 || b[4] != SEAL_FORMAT ||
+            b[6] != 0 || b[7] != 0)
                 return -EBADMSG;
         p.key_id_len = b[5];
-        if (!key_id_valid((const char *) b + HDR_FIXED, MIN(p.key_id_len, n - HDR_FIXED)) ||
-            p.key_id_len > n - HDR_FIXED)
+        if (!key_id_valid((const char *) b + HDR_FIXED, MIN(p.key_id_len, avail - HDR_FIXED)) ||
+            p.key_id_len > avail - HDR_FIXED)
                 return -EBADMSG;
         p.version = get_be64(b + 8);
         p.created = get_be64(b + 16);
         p.size = get_be64(b + 24);
-        if (p.size > SIZE_MAX / 2 || n != SEALED_LEN(p.key_id_len, (size_t) p.size))
+        if (p.size > SIZE_MAX / 2 || n != SEALED_LEN(p.key_id_len, (size_t) p.size) ||
+            avail < PRE_CONTENT(p.key_id_len))
                 return -EBADMSG;
         q = b + HDR_FIXED;
         p.key_id = q;
@@ -305,12 +311,29 @@ static int parse_sealed(const uint8_t *b, size_t n, struct parsed *ret) {
         p.dek_tag = q;
         q += TAG_LEN;
         p.nonce = q;
-        q += NONCE_LEN;
-        p.ct = q;
-        q += p.size;
-        p.tag = q;
         *ret = p;
         return 0;
+}
+
+static int parse_sealed(const uint8_t *b, size_t n, struct parsed *ret) {
+        struct parsed p;
+        int r;
+
+        r = parse_header(b, n, n, &p);
+        if (r < 0)
+                return r;
+        p.ct = b + PRE_CONTENT(p.key_id_len);
+        p.tag = p.ct + p.size;
+        *ret = p;
+        return 0;
+}
+
+static void info_of(const struct parsed *p, struct cm_sealed_info *ret) {
+        ret->version = p->version;
+        ret->created_usec = p->created;
+        ret->size = p->size;
+        memcpy(ret->key_id, p->key_id, p->key_id_len);
+        ret->key_id[p->key_id_len] = 0;
 }
 
 int cm_vault_sealed_info(const uint8_t *blob, size_t blob_n, struct cm_sealed_info *ret) {
@@ -320,11 +343,7 @@ int cm_vault_sealed_info(const uint8_t *blob, size_t blob_n, struct cm_sealed_in
         r = parse_sealed(blob, blob_n, &p);
         if (r < 0)
                 return r;
-        ret->version = p.version;
-        ret->created_usec = p.created;
-        ret->size = p.size;
-        memcpy(ret->key_id, p.key_id, p.key_id_len);
-        ret->key_id[p.key_id_len] = 0;
+        info_of(&p, ret);
         return 0;
 }
 
@@ -356,6 +375,33 @@ static int content_aad(struct strbuf *sb, const uint8_t *hdr, const char *owner,
         return 0;
 }
 
+static EVP_CIPHER *aes_gcm_fetched;
+
+/* Fetched once: an implicit fetch per call (EVP_aes_256_gcm) takes provider locks every time. */
+static void aes_gcm_fetch(void) {
+        aes_gcm_fetched = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
+}
+
+static const EVP_CIPHER *aes_gcm(void) {
+        static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+        (void) pthread_once(&once, aes_gcm_fetch);
+        return aes_gcm_fetched ? aes_gcm_fetched : EVP_aes_256_gcm();
+}
+
+/* Starts an AES-256-GCM pass on ctx: key, nonce and the whole AAD. */
+static int gcm_begin(EVP_CIPHER_CTX *ctx, bool decrypt, const uint8_t key[static 32],
+                     const uint8_t nonce[static NONCE_LEN], const struct strbuf *aad) {
+        int len = 0;
+
+        if (EVP_CipherInit_ex(ctx, aes_gcm(), NULL, NULL, NULL, decrypt ? 0 : 1) != 1 ||
+            EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_IVLEN, NONCE_LEN, NULL) != 1 ||
+            EVP_CipherInit_ex(ctx, NULL, NULL, key, nonce, -1) != 1 ||
+            EVP_CipherUpdate(ctx, NULL, &len, (const unsigned char *) aad->buf, (int) aad->len) != 1)
+                return -EIO;
+        return 0;
+}
+
 /* One AES-256-GCM pass. decrypt: returns -EBADMSG when the tag does not verify (out is wiped). */
 static int gcm(bool decrypt, const uint8_t key[static 32], const uint8_t nonce[static NONCE_LEN],
                const struct strbuf *aad, const uint8_t *in, size_t n, uint8_t *out,
@@ -366,10 +412,7 @@ static int gcm(bool decrypt, const uint8_t key[static 32], const uint8_t nonce[s
 
         if (!ctx)
                 return -ENOMEM;
-        if (EVP_CipherInit_ex(ctx, EVP_aes_256_gcm(), NULL, NULL, NULL, decrypt ? 0 : 1) != 1 ||
-            EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_IVLEN, NONCE_LEN, NULL) != 1 ||
-            EVP_CipherInit_ex(ctx, NULL, NULL, key, nonce, -1) != 1 ||
-            EVP_CipherUpdate(ctx, NULL, &len, (const unsigned char *) aad->buf, (int) aad->len) != 1)
+        if (gcm_begin(ctx, decrypt, key, nonce, aad) < 0)
                 goto out;
         while (off < n) {
                 int chunk = (int) MIN(n - off, (size_t) 1 << 30);
@@ -430,65 +473,175 @@ static int unwrap_dek(const struct cm_keyring *kr, const struct parsed *p, const
         return r == -EBADMSG ? -EKEYREJECTED : r;
 }
 
-int cm_vault_seal(const struct cm_keyring *kr, const char *owner, const char *name, uint64_t version,
-                  uint64_t created_usec, const void *data, size_t n, uint8_t **ret, size_t *ret_n) {
+int cm_vault_seal_to(const struct cm_keyring *kr, const char *owner, const char *name, uint64_t version,
+                     uint64_t created_usec, const void *data, size_t n, cm_vault_sink_fn sink,
+                     void *userdata, size_t *ret_n) {
         _cleanup_strbuf_ struct strbuf aad = STRBUF_INIT(1024);
         const struct cm_kek *kek = &kr->keys[0];
-        size_t l = strlen(kek->id), total;
-        uint8_t dek[DEK_LEN], *b, *nonce;
+        const uint8_t *in = data;
+        EVP_CIPHER_CTX *ctx = NULL;
+        uint8_t dek[DEK_LEN], *buf = NULL;
+        size_t l = strlen(kek->id), pre, fill, off = 0;
         int r;
 
         if (kr->n == 0 || n > SIZE_MAX / 2 - CM_SEALED_OVERHEAD_MAX)
                 return -EINVAL;
-        total = SEALED_LEN(l, n);
-        b = malloc(total);
-        if (!b)
+        pre = PRE_CONTENT(l);
+        /*
+         * One buffer for a piece of the file: the header with the first chunk of ciphertext, then
+         * further chunks, the tag with the last. Small enough to stay in cache and to be reused by
+         * malloc without faulting in fresh pages, unlike a buffer for the whole file.
+         */
+        buf = malloc(pre + MIN(n, (size_t) CM_SEAL_CHUNK) + TAG_LEN);
+        if (!buf)
                 return -ENOMEM;
-        memcpy(b, SEAL_MAGIC, 4);
-        b[4] = SEAL_FORMAT;
-        b[5] = (uint8_t) l;
-        b[6] = b[7] = 0;
-        put_be64(b + 8, version);
-        put_be64(b + 16, created_usec);
-        put_be64(b + 24, n);
-        memcpy(b + HDR_FIXED, kek->id, l);
-        nonce = b + PRE_CONTENT(l) - NONCE_LEN;
+        memcpy(buf, SEAL_MAGIC, 4);
+        buf[4] = SEAL_FORMAT;
+        buf[5] = (uint8_t) l;
+        buf[6] = buf[7] = 0;
+        put_be64(buf + 8, version);
+        put_be64(buf + 16, created_usec);
+        put_be64(buf + 24, n);
+        memcpy(buf + HDR_FIXED, kek->id, l);
 
         r = cm_random_bytes(dek, sizeof(dek));
         if (r < 0)
-                goto fail;
-        r = cm_random_bytes(nonce, NONCE_LEN);
+                goto out;
+        r = cm_random_bytes(buf + pre - NONCE_LEN, NONCE_LEN);
         if (r < 0)
-                goto fail;
-        r = wrap_dek(kek, owner, name, version, dek, b);
+                goto out;
+        r = wrap_dek(kek, owner, name, version, dek, buf);
         if (r < 0)
-                goto fail;
-        r = content_aad(&aad, b, owner, name);
+                goto out;
+        r = content_aad(&aad, buf, owner, name);
         if (r < 0)
-                goto fail;
-        r = gcm(false, dek, nonce, &aad, data, n, b + PRE_CONTENT(l), b + PRE_CONTENT(l) + n);
+                goto out;
+        ctx = EVP_CIPHER_CTX_new();
+        if (!ctx) {
+                r = -ENOMEM;
+                goto out;
+        }
+        r = gcm_begin(ctx, false, dek, buf + pre - NONCE_LEN, &aad);
+        cm_wipe(dek, sizeof(dek)); /* the context holds the key schedule from here on */
         if (r < 0)
-                goto fail;
+                goto out;
+        for (fill = pre;; fill = 0) {
+                size_t c = MIN(n - off, (size_t) CM_SEAL_CHUNK);
+                int len = 0;
+
+                if (c > 0) {
+                        if (EVP_CipherUpdate(ctx, buf + fill, &len, in + off, (int) c) != 1 ||
+                            (size_t) len != c) {
+                                r = -EIO;
+                                goto out;
+                        }
+                        fill += c;
+                        off += c;
+                }
+                if (off == n) {
+                        if (EVP_CipherFinal_ex(ctx, buf + fill, &len) != 1 || len != 0 ||
+                            EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, TAG_LEN, buf + fill) != 1) {
+                                r = -EIO;
+                                goto out;
+                        }
+                        fill += TAG_LEN;
+                }
+                r = sink(userdata, buf, fill);
+                if (r < 0)
+                        goto out;
+                if (off == n)
+                        break;
+        }
+        if (ret_n)
+                *ret_n = SEALED_LEN(l, n);
+        r = 0;
+out:
         cm_wipe(dek, sizeof(dek));
-        *ret = b;
-        *ret_n = total;
-        return 0;
-fail:
-        cm_wipe(dek, sizeof(dek));
-        free(b);
+        EVP_CIPHER_CTX_free(ctx);
+        free(buf);
         return r;
 }
 
-int cm_vault_unseal(const struct cm_keyring *kr, const char *owner, const char *name, uint64_t version,
-                    const uint8_t *blob, size_t blob_n, char **ret, size_t *ret_n,
-                    struct cm_sealed_info *ret_info) {
-        _cleanup_strbuf_ struct strbuf aad = STRBUF_INIT(1024);
-        struct parsed p;
-        uint8_t dek[DEK_LEN], tag[TAG_LEN];
-        char *out;
+struct mem_sink {
+        uint8_t *p;
+        size_t len, size;
+};
+
+static int mem_sink_put(void *userdata, const void *buf, size_t n) {
+        struct mem_sink *m = userdata;
+
+        if (n > m->size - m->len)
+                return -EIO;
+        memcpy(m->p + m->len, buf, n);
+        m->len += n;
+        return 0;
+}
+
+int cm_vault_seal(const struct cm_keyring *kr, const char *owner, const char *name, uint64_t version,
+                  uint64_t created_usec, const void *data, size_t n, uint8_t **ret, size_t *ret_n) {
+        struct mem_sink m = {};
         int r;
 
-        r = parse_sealed(blob, blob_n, &p);
+        if (kr->n == 0 || n > SIZE_MAX / 2 - CM_SEALED_OVERHEAD_MAX)
+                return -EINVAL;
+        m.size = SEALED_LEN(strlen(kr->keys[0].id), n);
+        m.p = malloc(m.size);
+        if (!m.p)
+                return -ENOMEM;
+        r = cm_vault_seal_to(kr, owner, name, version, created_usec, data, n, mem_sink_put, &m, NULL);
+        if (r >= 0 && m.len != m.size)
+                r = -EIO;
+        if (r < 0) {
+                free(m.p);
+                return r;
+        }
+        *ret = m.p;
+        *ret_n = m.size;
+        return 0;
+}
+
+/* Reads the part of a sealed file of blob_n bytes before its content into hdr and parses it. */
+static int read_header(size_t blob_n, cm_vault_source_fn source, void *userdata,
+                       uint8_t hdr[static PRE_CONTENT(CM_KEK_ID_MAX)], struct parsed *ret) {
+        int r;
+
+        if (blob_n < HDR_FIXED)
+                return -EBADMSG;
+        r = source(userdata, hdr, HDR_FIXED);
+        if (r < 0)
+                return r;
+        /* a key id longer than the largest valid one, or no room for it: malformed (parse_header says so) */
+        if (hdr[5] > CM_KEK_ID_MAX || blob_n < (size_t) PRE_CONTENT(hdr[5]))
+                return parse_header(hdr, HDR_FIXED, blob_n, ret);
+        r = source(userdata, hdr + HDR_FIXED, PRE_CONTENT(hdr[5]) - HDR_FIXED);
+        if (r < 0)
+                return r;
+        return parse_header(hdr, PRE_CONTENT(hdr[5]), blob_n, ret);
+}
+
+int cm_vault_sealed_info_from(size_t blob_n, cm_vault_source_fn source, void *userdata,
+                              struct cm_sealed_info *ret) {
+        uint8_t hdr[PRE_CONTENT(CM_KEK_ID_MAX)];
+        struct parsed p;
+        int r;
+
+        r = read_header(blob_n, source, userdata, hdr, &p);
+        if (r < 0)
+                return r;
+        info_of(&p, ret);
+        return 0;
+}
+
+int cm_vault_unseal_from(const struct cm_keyring *kr, const char *owner, const char *name, uint64_t version,
+                         size_t blob_n, cm_vault_source_fn source, void *userdata, char **ret,
+                         size_t *ret_n) {
+        _cleanup_strbuf_ struct strbuf aad = STRBUF_INIT(1024);
+        uint8_t hdr[PRE_CONTENT(CM_KEK_ID_MAX)], dek[DEK_LEN], tag[TAG_LEN];
+        struct parsed p;
+        char *out = NULL;
+        int r;
+
+        r = read_header(blob_n, source, userdata, hdr, &p);
         if (r < 0)
                 return r;
         if (p.version != version)
@@ -496,7 +649,7 @@ int cm_vault_unseal(const struct cm_keyring *kr, const char *owner, const char *
         r = unwrap_dek(kr, &p, owner, name, version, dek);
         if (r < 0)
                 return r;
-        r = content_aad(&aad, blob, owner, name);
+        r = content_aad(&aad, hdr, owner, name);
         if (r < 0)
                 goto out;
         out = malloc((size_t) p.size + 1);
@@ -504,20 +657,51 @@ int cm_vault_unseal(const struct cm_keyring *kr, const char *owner, const char *
                 r = -ENOMEM;
                 goto out;
         }
-        memcpy(tag, p.tag, TAG_LEN);
-        r = gcm(true, dek, p.nonce, &aad, p.ct, (size_t) p.size, (uint8_t *) out, tag);
+        /* the ciphertext is read into the buffer handed over and decrypted in place */
+        r = source(userdata, out, (size_t) p.size);
+        if (r >= 0)
+                r = source(userdata, tag, TAG_LEN);
+        if (r >= 0)
+                r = gcm(true, dek, p.nonce, &aad, (const uint8_t *) out, (size_t) p.size, (uint8_t *) out,
+                        tag);
         if (r < 0) {
                 cm_wipe(out, (size_t) p.size);
                 free(out);
                 goto out;
         }
         out[p.size] = 0;
-        if (ret_info && cm_vault_sealed_info(blob, blob_n, ret_info) < 0)
-                memset(ret_info, 0, sizeof(*ret_info)); /* cannot happen: parsed above */
         *ret = out;
         *ret_n = (size_t) p.size;
 out:
         cm_wipe(dek, sizeof(dek));
+        return r;
+}
+
+struct mem_source {
+        const uint8_t *p;
+        size_t left;
+};
+
+static int mem_source_get(void *userdata, void *buf, size_t n) {
+        struct mem_source *m = userdata;
+
+        if (n > m->left)
+                return -EBADMSG;
+        memcpy(buf, m->p, n);
+        m->p += n;
+        m->left -= n;
+        return 0;
+}
+
+int cm_vault_unseal(const struct cm_keyring *kr, const char *owner, const char *name, uint64_t version,
+                    const uint8_t *blob, size_t blob_n, char **ret, size_t *ret_n,
+                    struct cm_sealed_info *ret_info) {
+        struct mem_source m = { blob, blob_n };
+        int r;
+
+        r = cm_vault_unseal_from(kr, owner, name, version, blob_n, mem_source_get, &m, ret, ret_n);
+        if (r >= 0 && ret_info && cm_vault_sealed_info(blob, blob_n, ret_info) < 0)
+                memset(ret_info, 0, sizeof(*ret_info)); /* cannot happen: parsed already */
         return r;
 }
 

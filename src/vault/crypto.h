@@ -72,6 +72,22 @@ _warn_unused_result_ int cm_vault_seal(const struct cm_keyring *kr, const char *
                                        uint64_t version, uint64_t created_usec, const void *data, size_t n,
                                        uint8_t **ret, size_t *ret_n);
 /*
+ * Receives the sealed bytes piece by piece, in order; a negative errno stops sealing and is returned
+ * by cm_vault_seal_to.
+ */
+typedef int (*cm_vault_sink_fn)(void *userdata, const void *buf, size_t n);
+/* The largest piece of ciphertext handed to a sink at once (the first piece also carries the header). */
+#define CM_SEAL_CHUNK (64U * 1024U)
+/*
+ * Seals like cm_vault_seal, but hands the bytes to sink as they are made (header with the first
+ * chunk of ciphertext, further chunks, the tag with the last) instead of building the whole file in
+ * memory. On success ret_n (may be NULL) receives the total length. After a failure the sink may
+ * have received part of the bytes: they are no valid sealed file.
+ */
+_warn_unused_result_ int cm_vault_seal_to(const struct cm_keyring *kr, const char *owner, const char *name,
+                                          uint64_t version, uint64_t created_usec, const void *data,
+                                          size_t n, cm_vault_sink_fn sink, void *userdata, size_t *ret_n);
+/*
  * Opens sealed bytes that must be version `version` of (owner, name). On success the content is
  * handed over in ret (NUL-terminated; wipe and free). -EBADMSG malformed, truncated, tampered or
  * bound to another owner/name/version; -ENOKEY unknown key id; -EKEYREJECTED the data key does not
@@ -80,6 +96,24 @@ _warn_unused_result_ int cm_vault_seal(const struct cm_keyring *kr, const char *
 _warn_unused_result_ int cm_vault_unseal(const struct cm_keyring *kr, const char *owner, const char *name,
                                          uint64_t version, const uint8_t *blob, size_t blob_n, char **ret,
                                          size_t *ret_n, struct cm_sealed_info *ret_info);
+/*
+ * Fills buf with the next n bytes of a sealed file: 0, or a negative errno that is returned by
+ * cm_vault_unseal_from (-EBADMSG when the file ends early).
+ */
+typedef int (*cm_vault_source_fn)(void *userdata, void *buf, size_t n);
+/*
+ * cm_vault_unseal of a sealed file of blob_n bytes that source reads in order: the ciphertext is read
+ * straight into the buffer handed over and decrypted in place, so the file is never in memory twice.
+ * The same errors, and the same promise: nothing unauthenticated is handed over, the buffer is wiped
+ * on failure.
+ */
+_warn_unused_result_ int cm_vault_unseal_from(const struct cm_keyring *kr, const char *owner,
+                                              const char *name, uint64_t version, size_t blob_n,
+                                              cm_vault_source_fn source, void *userdata, char **ret,
+                                              size_t *ret_n);
+/* cm_vault_sealed_info of a sealed file of blob_n bytes that source reads: only its header is read. */
+_warn_unused_result_ int cm_vault_sealed_info_from(size_t blob_n, cm_vault_source_fn source, void *userdata,
+                                                   struct cm_sealed_info *ret);
 /* Parses the header only (no key needed, nothing authenticated); -EBADMSG when malformed. */
 _warn_unused_result_ int cm_vault_sealed_info(const uint8_t *blob, size_t blob_n,
                                               struct cm_sealed_info *ret);

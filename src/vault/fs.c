@@ -3,12 +3,25 @@
  * The fs vault backend: a directory (the volume an EBS disk is mounted on).
  *
  *   <root>/live/<owner>/<file>/<version as 16 hex digits>.v      sealed versions (0600)
+ *   <root>/live/<owner>/<file>/spare.ready, spare.pending          spare files (see below)
  *   <root>/archive/<owner>@<archived usec as 16 hex digits>/...   archived owners, same layout
  *
  * <file> is the file name with '/' written as '%' (never part of a valid name), so every file is one
  * directory. Writers of a file hold flock() on its directory (threads and processes alike); readers
- * take no lock: versions are only ever created by rename and removed by unlink, so a reader sees a
- * complete file or none. Directories are 0700, files 0600.
+ * take no lock: a version's name only ever appears by rename of a complete, fsync'ed file, and a
+ * version file is never written to while it has that name. Directories are 0700, files 0600.
+ *
+ * Spares. Freeing a file's blocks and allocating new ones are the dearest parts of a write after the
+ * two commits it needs (the file, then the directory): on some volumes freeing blocks waits for a
+ * discard. So the version pruned beyond keep is not unlinked but renamed to spare.pending (its
+ * wrapped data key overwritten with zeros right away: what is left is ciphertext without a key), and
+ * a later write seals into that inode in place (no allocation), then renames it to the new version's
+ * name. An inode may be overwritten only when no version name can point to it after a power loss,
+ * i.e. when a successful fsync of the directory followed the rename that took its version name
+ * away. So a write promotes spare.pending to spare.ready only after its own directory fsync
+ * succeeded, and only spare.ready is ever written to (or a new spare.ready when there is none).
+ * A reader that still holds a pruned version open when it is recycled fails authentication, sees
+ * that the name no longer leads to that inode, and reports -ENOENT (or looks up the newest again).
  */
 #include "base/common.h"
 
@@ -26,6 +39,10 @@
 
 #define VERSION_FILE_LEN 18 /* 16 hex digits + ".v" */
 #define RETRIES 8
+#define SPARE_READY "spare.ready"
+#define SPARE_PENDING "spare.pending"
+/* Bytes of a pruned version overwritten with zeros: its header with the wrapped data key, one page. */
+#define SHRED_LEN 4096
 
 struct fs_vault {
         struct cm_vault base;
@@ -43,6 +60,14 @@ static void closep_fd(int *fd) {
                 close(*fd);
 }
 #define _cleanup_close_ _cleanup_(closep_fd)
+
+/* Hands over a descriptor held by a cleanup attribute. */
+static int take_fd(int *fd) {
+        int r = *fd;
+
+        *fd = -1;
+        return r;
+}
 
 static void closedirp(DIR **d) {
         if (*d)
@@ -106,39 +131,42 @@ static int cmp_u64(const void *a, const void *b) {
  * writes are removed (the caller holds the file's lock).
  */
 static int scan_versions(int fd, bool clean_tmp, uint64_t **ret, size_t *ret_n) {
-        _cleanup_closedir_ DIR *d = NULL;
         _cleanup_free_ uint64_t *vs = NULL;
         size_t n = 0, alloc = 0;
-        struct dirent *de;
-        int dfd;
+        /* getdents64 on fd itself: no duplicate descriptor, no DIR with its buffer per call */
+        union {
+                struct dirent64 align;
+                uint8_t b[8192];
+        } buf;
 
-        dfd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
-        if (dfd < 0)
+        if (lseek(fd, 0, SEEK_SET) < 0)
                 return negative_errno();
-        d = fdopendir(dfd);
-        if (!d) {
-                close(dfd);
-                return negative_errno();
-        }
-        rewinddir(d);
-        while ((errno = 0, de = readdir(d))) {
-                uint64_t ver;
+        for (;;) {
+                ssize_t k = getdents64(fd, buf.b, sizeof(buf.b));
 
-                if (parse_version_file(de->d_name, &ver)) {
-                        if (n == alloc) {
-                                size_t na = alloc ? alloc * 2 : 32;
-                                uint64_t *nv = reallocarray(vs, na, sizeof(*vs));
-                                if (!nv)
-                                        return -ENOMEM;
-                                vs = nv;
-                                alloc = na;
-                        }
-                        vs[n++] = ver;
-                } else if (clean_tmp && strstr(de->d_name, ".tmp-"))
-                        (void) unlinkat(fd, de->d_name, 0);
+                if (k < 0)
+                        return negative_errno();
+                if (k == 0)
+                        break;
+                for (size_t off = 0; off < (size_t) k;) {
+                        const struct dirent64 *de = (const struct dirent64 *) (buf.b + off);
+                        uint64_t ver;
+
+                        off += de->d_reclen;
+                        if (parse_version_file(de->d_name, &ver)) {
+                                if (n == alloc) {
+                                        size_t na = alloc ? alloc * 2 : 32;
+                                        uint64_t *nv = reallocarray(vs, na, sizeof(*vs));
+                                        if (!nv)
+                                                return -ENOMEM;
+                                        vs = nv;
+                                        alloc = na;
+                                }
+                                vs[n++] = ver;
+                        } else if (clean_tmp && strstr(de->d_name, ".tmp-"))
+                                (void) unlinkat(fd, de->d_name, 0);
+                }
         }
-        if (errno != 0)
-                return negative_errno();
         if (n > 1)
                 qsort(vs, n, sizeof(*vs), cmp_u64);
         *ret = TAKE_PTR(vs);
@@ -146,43 +174,113 @@ static int scan_versions(int fd, bool clean_tmp, uint64_t **ret, size_t *ret_n) 
         return 0;
 }
 
-/* Reads a whole sealed file (ciphertext: not secret). */
-static int read_blob_at(int dirfd, const char *path, uint8_t **ret, size_t *ret_n) {
+/* Opens a version file for reading; ret_st gets what fstat says of it. */
+static int open_version(int dirfd, const char *vn, struct stat *ret_st) {
         _cleanup_close_ int fd = -1;
-        _cleanup_free_ uint8_t *b = NULL;
-        struct stat st;
-        size_t off = 0;
 
-        fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
+        fd = openat(dirfd, vn, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
         if (fd < 0)
                 return negative_errno();
-        if (fstat(fd, &st) < 0)
+        if (fstat(fd, ret_st) < 0)
                 return negative_errno();
-        if (!S_ISREG(st.st_mode))
+        if (!S_ISREG(ret_st->st_mode) ||
+            (uint64_t) ret_st->st_size > (uint64_t) CM_VAULT_DATA_MAX + CM_SEALED_OVERHEAD_MAX)
                 return -EBADMSG;
-        if ((uint64_t) st.st_size > (uint64_t) CM_VAULT_DATA_MAX + CM_SEALED_OVERHEAD_MAX)
-                return -EBADMSG;
-        b = malloc((size_t) st.st_size + 1);
-        if (!b)
-                return -ENOMEM;
-        while (off < (size_t) st.st_size) {
-                ssize_t k = read(fd, b + off, (size_t) st.st_size - off);
+        return take_fd(&fd);
+}
+
+/* A cm_vault_source_fn: reads from the file descriptor userdata points to. */
+static int read_exact(void *userdata, void *buf, size_t n) {
+        int fd = *(const int *) userdata;
+        uint8_t *p = buf;
+
+        while (n > 0) {
+                ssize_t k = read(fd, p, n);
                 if (k < 0) {
                         if (errno == EINTR)
                                 continue;
                         return negative_errno();
                 }
                 if (k == 0)
-                        break;
-                off += (size_t) k;
+                        return -EBADMSG; /* shorter than it was */
+                p += k;
+                n -= (size_t) k;
         }
-        *ret = TAKE_PTR(b);
-        *ret_n = off;
         return 0;
+}
+
+/* Reads a whole sealed file (ciphertext: not secret). */
+static int read_blob_at(int dirfd, const char *vn, uint8_t **ret, size_t *ret_n) {
+        _cleanup_close_ int fd = -1;
+        _cleanup_free_ uint8_t *b = NULL;
+        struct stat st = {}; /* set by the open; zeroed for the analyzer */
+        int r;
+
+        fd = open_version(dirfd, vn, &st);
+        if (fd < 0)
+                return fd;
+        b = malloc((size_t) st.st_size + 1);
+        if (!b)
+                return -ENOMEM;
+        r = read_exact(&fd, b, (size_t) st.st_size);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(b);
+        *ret_n = (size_t) st.st_size;
+        return 0;
+}
+
+/*
+ * Whether name in dirfd still is the inode st describes. A version that fails authentication may have
+ * been pruned and recycled as a spare while it was read: then its name is gone (a version file is
+ * never written to while it has its name, and version names are not reused).
+ */
+static bool still_named(int dirfd, const char *name, const struct stat *st) {
+        struct stat now;
+
+        return fstatat(dirfd, name, &now, AT_SYMLINK_NOFOLLOW) == 0 && now.st_dev == st->st_dev &&
+               now.st_ino == st->st_ino;
+}
+
+static bool is_auth_error(int r) {
+        return r == -EBADMSG || r == -ENOKEY || r == -EKEYREJECTED;
 }
 
 static void version_name(uint64_t ver, char out[static VERSION_FILE_LEN + 1]) {
         (void) cm_snprintf(out, VERSION_FILE_LEN + 1, "%016" PRIx64 ".v", ver);
+}
+
+static int fsync_path(const char *path) {
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+        if (fd < 0 || fsync(fd) < 0)
+                return negative_errno();
+        return 0;
+}
+
+/*
+ * Creates a file's directory and its owner's, each made durable in its parent: a version's name is
+ * durable only when every directory above it is. The parents are synced even when the directories
+ * exist (a writer that made them may have died before it synced).
+ */
+static int make_file_dir(struct fs_vault *v, const char *owner, const char *dir) {
+        _cleanup_free_ char *odir = NULL, *live = NULL;
+        int r;
+
+        r = owner_path(v, owner, &odir);
+        if (r < 0)
+                return r;
+        if (asprintf(&live, "%s/live", v->root) < 0)
+                return -ENOMEM;
+        r = cm_mkdir_p(odir, 0700);
+        if (r < 0)
+                return r;
+        r = fsync_path(live);
+        if (r < 0)
+                return r;
+        if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+                return negative_errno();
+        return fsync_path(odir);
 }
 
 /* Opens and locks a file's directory, creating it; retries when a remove raced us. */
@@ -198,20 +296,16 @@ static int lock_file_dir(struct fs_vault *v, const char *owner, const char *name
                 struct stat st;
                 int fd;
 
-                /* the common case first: the directory exists (no mkdir walk) */
-                if (create && access(dir, F_OK) < 0) {
-                        r = cm_mkdir_p(dir, 0700);
-                        if (r == -ENOENT)
-                                continue;
-                        if (r < 0)
-                                return r;
-                }
+                /* the common case first: the directory exists */
                 fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
                 if (fd < 0) {
                         r = negative_errno();
-                        if (r == -ENOENT && create)
-                                continue;
-                        return r;
+                        if (r != -ENOENT || !create)
+                                return r;
+                        r = make_file_dir(v, owner, dir);
+                        if (r < 0 && r != -ENOENT)
+                                return r;
+                        continue;
                 }
                 while (flock(fd, LOCK_EX) < 0) {
                         if (errno != EINTR) {
@@ -239,15 +333,158 @@ static int lock_file_dir(struct fs_vault *v, const char *owner, const char *name
         return -EAGAIN;
 }
 
+/* Where a sealed version goes: appended to fd, with one early writeback kick (see file_sink_put). */
+struct file_sink {
+        int fd;
+        size_t written;
+        size_t kick_at; /* 0: no kick */
+};
+
+/* Contents of at least this many bytes get the early writeback kick. */
+#define KICK_MIN (2U * CM_SEAL_CHUNK)
+#define PAGE_MASK_4K (~(size_t) 4095)
+
+/*
+ * A cm_vault_sink_fn: appends to the file. Once half of a large file is written, writeback of that
+ * half is started (sync_file_range without waiting), so that the device takes it while the rest is
+ * still being encrypted; the fsync after the last byte is what makes the file durable, this is only
+ * a head start.
+ */
+static int file_sink_put(void *userdata, const void *buf, size_t n) {
+        struct file_sink *s = userdata;
+        const uint8_t *p = buf;
+
+        while (n > 0) {
+                ssize_t w = write(s->fd, p, n);
+                if (w < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return negative_errno();
+                }
+                p += w;
+                n -= (size_t) w;
+                s->written += (size_t) w;
+        }
+        if (s->kick_at > 0 && s->written >= s->kick_at) {
+                s->kick_at = 0;
+                if (sync_file_range(s->fd, 0, (off_t) (s->written & PAGE_MASK_4K), SYNC_FILE_RANGE_WRITE) <
+                    0)
+                        return negative_errno();
+        }
+        return 0;
+}
+
+/*
+ * Opens spare.ready to be overwritten, creating it when there is none. One that is not a plain file
+ * of one name is replaced by a new one: an inode that some other name may still lead to is never
+ * written to.
+ */
+static int open_spare(int dfd, struct stat *ret_st) {
+        for (unsigned attempt = 0; attempt < 2; attempt++) {
+                int fd, flags = O_WRONLY | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY;
+
+                fd = openat(dfd, SPARE_READY, attempt == 0 ? flags : flags | O_EXCL, 0600);
+                if (fd >= 0) {
+                        if (fstat(fd, ret_st) < 0) {
+                                int r = negative_errno();
+                                close(fd);
+                                return r;
+                        }
+                        if (S_ISREG(ret_st->st_mode) && ret_st->st_nlink == 1)
+                                return fd;
+                        close(fd);
+                } else if (attempt > 0 || (errno != ELOOP && errno != ENXIO)) /* ELOOP: a symlink */
+                        return negative_errno();
+                if (unlinkat(dfd, SPARE_READY, 0) < 0)
+                        return negative_errno();
+        }
+        return -EEXIST;
+}
+
+/*
+ * Writes version ver of (owner, name) as vn in the locked directory dfd, durably: sealed straight
+ * into spare.ready (no copy of the whole file in memory, writeback of a large file's first half
+ * started while its second half is encrypted), fsync, rename to vn, fsync of the directory. A crash
+ * leaves vn absent or complete.
+ */
+static int write_version(struct fs_vault *v, int dfd, const char *owner, const char *name, uint64_t ver,
+                         const void *data, size_t n, const char *vn) {
+        _cleanup_close_ int fd = -1;
+        struct file_sink sink;
+        struct stat st = {}; /* set by the open; zeroed for the analyzer */
+        size_t total = 0;
+        int r;
+
+        fd = open_spare(dfd, &st);
+        if (fd < 0)
+                return fd;
+        sink = (struct file_sink){ .fd = fd, .kick_at = n >= KICK_MIN ? n / 2 : 0 };
+        r = cm_vault_seal_to(v->kr, owner, name, ver, cm_now_usec(), data, n, file_sink_put, &sink, &total);
+        if (r < 0)
+                goto fail;
+        /* a recycled spare may be longer; 0600 whatever the umask, before the fsync makes it durable */
+        if (((uint64_t) st.st_size > total && ftruncate(fd, (off_t) total) < 0) ||
+            ((st.st_mode & 07777) != 0600 && fchmod(fd, 0600) < 0) || fsync(fd) < 0 ||
+            renameat(dfd, SPARE_READY, dfd, vn) < 0) {
+                r = negative_errno();
+                goto fail;
+        }
+        /* the version exists from here on: no temp file to remove on failure */
+        if (fsync(dfd) < 0)
+                return negative_errno();
+        return 0;
+fail:
+        (void) unlinkat(dfd, SPARE_READY, 0);
+        return r;
+}
+
+/*
+ * Renames a pruned version to spare.pending and overwrites its header, wrapped data key included,
+ * with zeros: what stays on the volume until a write reuses it is ciphertext without a key.
+ */
+static int make_pending_spare(int dfd, const char *vn) {
+        static const uint8_t zeros[SHRED_LEN];
+        _cleanup_close_ int fd = -1;
+        struct stat st;
+
+        fd = openat(dfd, vn, O_WRONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0)
+                return negative_errno();
+        if (fstat(fd, &st) < 0)
+                return negative_errno();
+        if (!S_ISREG(st.st_mode) || st.st_nlink != 1)
+                return -EBADF;
+        if (renameat(dfd, vn, dfd, SPARE_PENDING) < 0)
+                return negative_errno();
+        /* only now: a reader that has the version open then fails, finds its name gone: -ENOENT */
+        if (pwrite(fd, zeros, sizeof(zeros), 0) != (ssize_t) sizeof(zeros))
+                (void) unlinkat(dfd, SPARE_PENDING, 0);
+        return 0;
+}
+
+/*
+ * Drops the drop oldest versions of vs (ascending): the first becomes spare.pending, the others are
+ * unlinked. Only after a successful fsync of the directory that followed the new version's rename.
+ */
+static void prune(int dfd, const uint64_t *vs, size_t drop) {
+        char vn[VERSION_FILE_LEN + 1];
+
+        for (size_t i = 0; i < drop; i++) {
+                version_name(vs[i], vn);
+                if (i == 0 && make_pending_spare(dfd, vn) >= 0)
+                        continue;
+                (void) unlinkat(dfd, vn, 0);
+        }
+}
+
 static int fs_write(struct cm_vault *vv, const char *owner, const char *name, const void *data, size_t n,
                     int64_t expected_version, uint64_t *ret_version) {
         struct fs_vault *v = fsv(vv);
-        _cleanup_free_ char *dir = NULL, *path = NULL;
+        _cleanup_free_ char *dir = NULL;
         _cleanup_free_ uint64_t *vs = NULL;
-        _cleanup_free_ uint8_t *blob = NULL;
         _cleanup_close_ int fd = -1;
         char vn[VERSION_FILE_LEN + 1];
-        size_t nv = 0, blob_n = 0;
+        size_t nv = 0;
         uint64_t latest, ver;
         int r;
 
@@ -261,20 +498,16 @@ static int fs_write(struct cm_vault *vv, const char *owner, const char *name, co
         if (expected_version >= 0 && (uint64_t) expected_version != latest)
                 return -ESTALE;
         ver = latest + 1;
-        r = cm_vault_seal(v->kr, owner, name, ver, cm_now_usec(), data, n, &blob, &blob_n);
-        if (r < 0)
-                return r;
         version_name(ver, vn);
-        if (asprintf(&path, "%s/%s", dir, vn) < 0)
-                return -ENOMEM;
-        r = cm_write_file_atomic(path, blob, blob_n, 0600);
+        r = write_version(v, fd, owner, name, ver, data, n, vn);
         if (r < 0)
                 return r;
-        /* The new version is durable; now drop the oldest beyond keep. */
-        for (size_t i = 0; nv + 1 > v->keep && i < nv + 1 - v->keep; i++) {
-                version_name(vs[i], vn);
-                (void) unlinkat(fd, vn, 0);
-        }
+        /*
+         * The new version is durable, and with it every rename in the directory before it, among them
+         * the one that made spare.pending: it may be overwritten now. Then drop the oldest beyond keep.
+         */
+        (void) renameat(fd, SPARE_PENDING, fd, SPARE_READY);
+        prune(fd, vs, nv + 1 > v->keep ? nv + 1 - v->keep : 0);
         if (ret_version)
                 *ret_version = ver;
         return 0;
@@ -291,11 +524,11 @@ static int fs_read(struct cm_vault *vv, const char *owner, const char *name, uin
                 return r;
         for (unsigned attempt = 0; attempt < RETRIES; attempt++) {
                 _cleanup_free_ uint64_t *vs = NULL;
-                _cleanup_free_ uint8_t *blob = NULL;
-                _cleanup_close_ int fd = -1;
+                _cleanup_close_ int fd = -1, vfd = -1;
                 char vn[VERSION_FILE_LEN + 1];
-                size_t nv = 0, blob_n = 0;
                 uint64_t ver = version;
+                struct stat st = {}; /* set by the open; zeroed for the analyzer */
+                size_t nv = 0;
 
                 fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
                 if (fd < 0)
@@ -309,12 +542,19 @@ static int fs_read(struct cm_vault *vv, const char *owner, const char *name, uin
                         ver = vs[nv - 1];
                 }
                 version_name(ver, vn);
-                r = read_blob_at(fd, vn, &blob, &blob_n);
-                if (r == -ENOENT && version == 0)
+                vfd = open_version(fd, vn, &st);
+                if (vfd == -ENOENT && version == 0)
                         continue; /* pruned by a concurrent writer: look again */
-                if (r < 0)
-                        return r;
-                r = cm_vault_unseal(v->kr, owner, name, ver, blob, blob_n, ret, ret_n, NULL);
+                if (vfd < 0)
+                        return vfd;
+                r = cm_vault_unseal_from(v->kr, owner, name, ver, (size_t) st.st_size, read_exact, &vfd, ret,
+                                         ret_n);
+                if (is_auth_error(r) && !still_named(fd, vn, &st)) {
+                        /* pruned and recycled while we read it */
+                        if (version == 0)
+                                continue;
+                        return -ENOENT;
+                }
                 if (r < 0)
                         return r;
                 if (ret_version)
@@ -418,20 +658,26 @@ static int fs_list_versions(struct cm_vault *vv, const char *owner, const char *
         if (!out)
                 return -ENOMEM;
         for (size_t i = nv; i-- > 0;) {
-                _cleanup_free_ uint8_t *blob = NULL;
+                _cleanup_close_ int vfd = -1;
                 char vn[VERSION_FILE_LEN + 1];
                 struct cm_sealed_info info;
-                size_t blob_n = 0;
+                struct stat st = {}; /* set by the open; zeroed for the analyzer */
 
                 version_name(vs[i], vn);
-                r = read_blob_at(fd, vn, &blob, &blob_n);
-                if (r == -ENOENT)
+                vfd = open_version(fd, vn, &st);
+                if (vfd == -ENOENT)
                         continue; /* pruned meanwhile */
+                if (vfd < 0)
+                        return vfd;
+                /* the header says all that is listed */
+                r = cm_vault_sealed_info_from((size_t) st.st_size, read_exact, &vfd, &info);
+                if (r == -EBADMSG || (r >= 0 && info.version != vs[i])) {
+                        if (!still_named(fd, vn, &st))
+                                continue; /* pruned and recycled while we read it */
+                        return -EBADMSG;
+                }
                 if (r < 0)
                         return r;
-                r = cm_vault_sealed_info(blob, blob_n, &info);
-                if (r < 0 || info.version != vs[i])
-                        return -EBADMSG;
                 out[k].version = vs[i];
                 out[k].created_usec = info.created_usec;
                 out[k].size = info.size;
@@ -480,14 +726,6 @@ static int fs_remove(struct cm_vault *vv, const char *owner, const char *name) {
         if (rmdir(dir) < 0)
                 return negative_errno();
         return any ? 0 : -ENOENT;
-}
-
-static int fsync_path(const char *path) {
-        _cleanup_close_ int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-
-        if (fd < 0 || fsync(fd) < 0)
-                return negative_errno();
-        return 0;
 }
 
 static int fs_archive(struct cm_vault *vv, const char *owner, uint64_t now_usec) {
@@ -793,7 +1031,9 @@ static int fs_open(const char *url, const struct cm_keyring *kr, unsigned keep, 
                 r = -ENOMEM;
                 goto fail;
         }
-        if ((r = cm_mkdir_p(live, 0700)) < 0 || (r = cm_mkdir_p(adir, 0700)) < 0)
+        /* durable entries for live/ and archive/ (see make_file_dir) */
+        if ((r = cm_mkdir_p(live, 0700)) < 0 || (r = cm_mkdir_p(adir, 0700)) < 0 ||
+            (r = fsync_path(v->root)) < 0)
                 goto fail;
         *ret = &v->base;
         return 0;

@@ -770,6 +770,168 @@ static void test_keyring_format(void **state) {
         cm_keyring_free(bad);
 }
 
+/* Content of version v in the size cases: bytes derived from v, of a length derived from v. */
+static size_t sized_len(uint64_t v) {
+        static const size_t lens[] = { 70000, 5, 20000, 0, 140000, 300, 4096, 4097, 1, 9000, 65543, 131072 };
+        return lens[v % ELEMENTSOF(lens)];
+}
+
+static uint8_t *sized_content(uint64_t v, size_t *ret_n) {
+        size_t n = sized_len(v);
+        uint8_t *b = malloc(n + 1);
+
+        assert_non_null(b);
+        for (size_t i = 0; i < n; i++)
+                b[i] = (uint8_t) (v * 131 + i * 7 + (i >> 8));
+        *ret_n = n;
+        return b;
+}
+
+/* 0 when version (0: the newest) reads back as sized_content of the version read, else the error. */
+static int check_sized(struct cm_vault *v, const char *owner, const char *name, uint64_t version,
+                       uint64_t *ret_version) {
+        char *data = NULL;
+        uint8_t *want;
+        size_t n = 0, want_n = 0;
+        uint64_t got = 0;
+        int r;
+
+        r = cm_vault_read(v, owner, name, version, &data, &n, &got);
+        if (r < 0)
+                return r;
+        want = sized_content(got, &want_n);
+        r = (version == 0 || got == version) && n == want_n && memcmp(data, want, n) == 0 ? 0 : -EPROTO;
+        free(want);
+        cm_vault_data_free(data, n);
+        if (r == 0 && ret_version)
+                *ret_version = got;
+        return r;
+}
+
+/* Versions of every size, growing and shrinking, with few kept: the older ones give way, none is hurt. */
+static void test_keep_sizes(void **state) {
+        struct fixture *fx = *state;
+
+        reopen(fx, fx->kr, 2);
+        for (uint64_t ver = 1; ver <= 30; ver++) {
+                struct cm_vault_version *vs = NULL;
+                uint64_t got = 0;
+                uint8_t *b;
+                size_t n = 0;
+
+                b = sized_content(ver, &n);
+                assert_int_equal(
+                        cm_vault_write(fx->v, "cl_a", "cluster.rkestate", b, n, (int64_t) ver - 1, &got), 0);
+                free(b);
+                assert_int_equal(got, ver);
+                assert_int_equal(check_sized(fx->v, "cl_a", "cluster.rkestate", 0, &got), 0);
+                assert_int_equal(got, ver);
+                assert_int_equal(check_sized(fx->v, "cl_a", "cluster.rkestate", ver, NULL), 0);
+                if (ver > 1)
+                        assert_int_equal(check_sized(fx->v, "cl_a", "cluster.rkestate", ver - 1, NULL), 0);
+                if (ver > 2)
+                        assert_int_equal(read_fails(fx->v, "cl_a", "cluster.rkestate", ver - 2), -ENOENT);
+                assert_int_equal(cm_vault_list_versions(fx->v, "cl_a", "cluster.rkestate", &vs, &n), 0);
+                assert_int_equal(n, MIN(ver, 2));
+                for (size_t i = 0; i < n; i++) {
+                        assert_int_equal(vs[i].version, ver - i);
+                        assert_int_equal(vs[i].size, sized_len(ver - i));
+                }
+                free(vs);
+        }
+}
+
+struct reader_arg {
+        struct cm_vault *v;
+        const bool *done;
+        unsigned reads, old_gone, retried;
+        int error; /* the first unexpected result */
+};
+
+/*
+ * Reads while a writer replaces the file (keep 1: every write prunes the version before): the newest
+ * always reads back whole (or, rarely, gives up with -EAGAIN after being overtaken again and again),
+ * the one before it whole or -ENOENT, a listing succeeds or finds nothing left; never anything else.
+ */
+static void *reader_thread(void *p) {
+        struct reader_arg *a = p;
+
+        while (!__atomic_load_n(a->done, __ATOMIC_ACQUIRE) && a->error == 0) {
+                struct cm_vault_version *vs = NULL;
+                uint64_t got = 0;
+                size_t n = 0;
+                int r;
+
+                r = check_sized(a->v, "cl_a", "cluster.rkestate", 0, &got);
+                if (r == -EAGAIN) {
+                        a->retried++;
+                        continue;
+                }
+                if (r < 0) {
+                        a->error = r;
+                        break;
+                }
+                a->reads++;
+                if (got > 1) {
+                        r = check_sized(a->v, "cl_a", "cluster.rkestate", got - 1, NULL);
+                        if (r == -ENOENT)
+                                a->old_gone++;
+                        else if (r < 0) {
+                                a->error = r;
+                                break;
+                        }
+                }
+                r = cm_vault_list_versions(a->v, "cl_a", "cluster.rkestate", &vs, &n);
+                if (r == 0) {
+                        for (size_t i = 0; i < n; i++)
+                                if (vs[i].size != sized_len(vs[i].version))
+                                        r = -EPROTO;
+                        free(vs);
+                }
+                if (r < 0 && r != -ENOENT) {
+                        a->error = r;
+                        break;
+                }
+        }
+        return NULL;
+}
+
+static void test_concurrent_readers(void **state) {
+        struct fixture *fx = *state;
+        struct reader_arg args[3];
+        pthread_t t[ELEMENTSOF(args)];
+        bool done = false;
+
+        reopen(fx, fx->kr, 1);
+        for (uint64_t ver = 1; ver <= 2; ver++) {
+                size_t n = 0;
+                uint8_t *b = sized_content(ver, &n);
+                assert_int_equal(cm_vault_write(fx->v, "cl_a", "cluster.rkestate", b, n, -1, NULL), 0);
+                free(b);
+        }
+        for (size_t i = 0; i < ELEMENTSOF(t); i++) {
+                args[i] = (struct reader_arg){ .v = fx->v, .done = &done };
+                assert_int_equal(pthread_create(&t[i], NULL, reader_thread, &args[i]), 0);
+        }
+        for (uint64_t ver = 3; ver <= 150; ver++) {
+                size_t n = 0;
+                uint8_t *b = sized_content(ver, &n);
+                assert_int_equal(cm_vault_write(fx->v, "cl_a", "cluster.rkestate", b, n, -1, NULL), 0);
+                free(b);
+        }
+        __atomic_store_n(&done, true, __ATOMIC_RELEASE);
+        for (size_t i = 0; i < ELEMENTSOF(t); i++)
+                assert_int_equal(pthread_join(t[i], NULL), 0);
+        for (size_t i = 0; i < ELEMENTSOF(t); i++) {
+                if (args[i].error != 0)
+                        fail_msg("reader %zu: %s", i, strerror(-args[i].error));
+                fprintf(stderr, "reader %zu: %u reads, %u of the version before gone, %u given up\n", i,
+                        args[i].reads, args[i].old_gone, args[i].retried);
+                assert_true(args[i].reads > 0);
+        }
+        assert_int_equal(check_sized(fx->v, "cl_a", "cluster.rkestate", 150, NULL), 0);
+}
+
 /* ---- fs-specific ---- */
 
 static void scan_tree(const char *path, const char *marker, int *found, int *bad_mode) {
@@ -816,6 +978,87 @@ static void test_fs_modes_no_plaintext(void **state) {
         assert_int_equal(bad_mode, 0);
 }
 
+static void file_path(struct fixture *fx, const char *leaf, char *out, size_t size) {
+        struct fs_tmp *t = fx->handle;
+
+        assert_true(cm_snprintf(out, size, "%s/state/live/cl_a/cluster.rkestate/%s", t->dir, leaf) > 0);
+}
+
+static ino_t inode_of(const char *path) {
+        struct stat st;
+
+        assert_int_equal(lstat(path, &st), 0);
+        return st.st_ino;
+}
+
+/*
+ * Pruned versions become spares that later writes reuse (fs.c): a spare has its data key wiped, and a
+ * spare.ready left in any state (garbage, longer than the next version, a second name of a version, a
+ * symlink) never hurts a version or anything outside.
+ */
+static void test_fs_spares(void **state) {
+        struct fixture *fx = *state;
+        struct fs_tmp *t = fx->handle;
+        char ready[PATH_MAX], pending[PATH_MAX], v4[PATH_MAX], outside[PATH_MAX];
+        int found = 0, bad_mode = 0;
+        uint8_t *raw = NULL;
+        char *b = NULL;
+        size_t n = 0;
+
+        file_path(fx, "spare.ready", ready, sizeof(ready));
+        file_path(fx, "spare.pending", pending, sizeof(pending));
+        file_path(fx, "0000000000000004.v", v4, sizeof(v4));
+        reopen(fx, fx->kr, 2);
+        put(fx, "cl_a", "cluster.rkestate", "PLAINTEXT-CANARY-v1", 1);
+        put(fx, "cl_a", "cluster.rkestate", "PLAINTEXT-CANARY-v2", 2);
+        put(fx, "cl_a", "cluster.rkestate", "PLAINTEXT-CANARY-v3", 3);
+        /* version 1 was pruned into spare.pending: its header with the wrapped data key is zeros */
+        assert_int_equal(cm_read_file(pending, 1 << 20, false, &b, &n), 0);
+        assert_true(n >= CM_SEALED_OVERHEAD_MAX);
+        for (size_t i = 0; i < CM_SEALED_OVERHEAD_MAX; i++)
+                assert_int_equal(b[i], 0);
+        free(b);
+        put(fx, "cl_a", "cluster.rkestate", "PLAINTEXT-CANARY-v4", 4);
+        assert_int_equal(access(ready, F_OK), 0);
+
+        /* a second name of version 4 (a torn rename): written to, it would destroy version 4 */
+        assert_int_equal(unlink(ready), 0);
+        assert_int_equal(link(v4, ready), 0);
+        put(fx, "cl_a", "cluster.rkestate", "PLAINTEXT-CANARY-v5", 5);
+        expect_content(fx->v, "cl_a", "cluster.rkestate", 4, "PLAINTEXT-CANARY-v4");
+        assert_true(inode_of(ready) != inode_of(v4));
+
+        /* garbage longer than the next version (a writer killed while writing) */
+        raw = malloc(100000);
+        assert_non_null(raw);
+        memset(raw, 0x5a, 100000);
+        assert_int_equal(cm_write_file_atomic(ready, raw, 100000, 0600), 0);
+        free(raw);
+        put(fx, "cl_a", "cluster.rkestate", "PLAINTEXT-CANARY-v6", 6);
+        expect_content(fx->v, "cl_a", "cluster.rkestate", 6, "PLAINTEXT-CANARY-v6");
+        expect_content(fx->v, "cl_a", "cluster.rkestate", 5, "PLAINTEXT-CANARY-v5");
+
+        /* a symlink to a file elsewhere: replaced, the file left alone */
+        assert_true(cm_snprintf(outside, sizeof(outside), "%s/outside", t->dir) > 0);
+        assert_int_equal(cm_write_file_atomic(outside, "untouched", 9, 0600), 0);
+        (void) unlink(ready);
+        assert_int_equal(symlink(outside, ready), 0);
+        put(fx, "cl_a", "cluster.rkestate", "PLAINTEXT-CANARY-v7", 7);
+        put(fx, "cl_a", "cluster.rkestate", "PLAINTEXT-CANARY-v8", 8);
+        expect_content(fx->v, "cl_a", "cluster.rkestate", 7, "PLAINTEXT-CANARY-v7");
+        expect_content(fx->v, "cl_a", "cluster.rkestate", 0, "PLAINTEXT-CANARY-v8");
+        assert_int_equal(cm_read_file(outside, 1 << 20, false, &b, &n), 0);
+        assert_string_equal(b, "untouched");
+        free(b);
+
+        scan_tree(fx->url + 7, "PLAINTEXT-CANARY", &found, &bad_mode);
+        assert_int_equal(found, 0);
+        assert_int_equal(bad_mode, 0);
+        /* remove takes the spares along */
+        assert_int_equal(cm_vault_remove(fx->v, "cl_a", "cluster.rkestate"), 0);
+        assert_int_equal(access(ready, F_OK), -1);
+}
+
 static void test_fs_open(void **state) {
         struct fixture *fx = *state;
         struct cm_vault *v = NULL;
@@ -844,10 +1087,13 @@ int main(void) {
                 CASE(test_rotation),
                 CASE(test_rotation_interrupted),
                 CASE(test_concurrent_cas),
+                CASE(test_keep_sizes),
+                CASE(test_concurrent_readers),
         };
         const struct CMUnitTest fs_tests[] = {
                 cmocka_unit_test(test_keyring_format),
                 CASE(test_fs_modes_no_plaintext),
+                CASE(test_fs_spares),
                 CASE(test_fs_open),
         };
         int failed = 0;

@@ -24,13 +24,24 @@
 #define MARKER "PLAINTEXT-CANARY"
 #define BODY 24000
 
+/* The run: versions kept, and whether the body's length changes from write to write. */
+static unsigned keep = 5;
+static bool vary_size;
+
+static size_t body_len(uint64_t c) {
+        static const size_t lens[] = { 24000, 3000, 200000, 200, 61000, 9000 };
+
+        return vary_size ? lens[c % ELEMENTSOF(lens)] : BODY;
+}
+
 /* The content of write number c: a header naming c, a body derived from c, a trailer naming c. */
 static char *content_for(uint64_t c, size_t *ret_n) {
-        struct strbuf sb = STRBUF_INIT(BODY + 256);
+        size_t body = body_len(c);
+        struct strbuf sb = STRBUF_INIT(body + 256);
         char *s;
 
         assert_int_equal(strbuf_addf(&sb, MARKER ":%" PRIu64 ":", c), 0);
-        while (sb.len < BODY)
+        while (sb.len < body)
                 assert_int_equal(strbuf_addch(&sb, (char) ('a' + (c + sb.len) % 26)), 0);
         assert_int_equal(strbuf_addf(&sb, ":END:%" PRIu64, c), 0);
         s = strbuf_detach(&sb, ret_n);
@@ -68,7 +79,7 @@ static void check_version(struct cm_vault *v, uint64_t version) {
 static _noreturn_ void child_writer(const char *url, const struct cm_keyring *kr, uint64_t start) {
         struct cm_vault *v = NULL;
 
-        if (cm_vault_open(url, kr, 5, &v) < 0)
+        if (cm_vault_open(url, kr, keep, &v) < 0)
                 _exit(3);
         for (uint64_t c = start;; c++) {
                 size_t n = 0;
@@ -103,7 +114,7 @@ static void scan_for_marker(const char *path, int *found, size_t *files) {
         closedir(d);
 }
 
-static void test_sigkill_writer(void **state) {
+static void run_sigkill_writer(void) {
         _cleanup_(cm_keyring_freep) struct cm_keyring *kr = NULL;
         const char *tmp = getenv("TMPDIR");
         char dir[PATH_MAX], url[PATH_MAX + 16];
@@ -112,7 +123,6 @@ static void test_sigkill_writer(void **state) {
         int found = 0;
         size_t files = 0;
 
-        (void) state;
         assert_true(cm_snprintf(dir, sizeof(dir), "%s/cm-vault-crash-XXXXXX", isempty(tmp) ? "/tmp" : tmp) >
                     0);
         assert_non_null(mkdtemp(dir));
@@ -144,7 +154,7 @@ static void test_sigkill_writer(void **state) {
                 if (!WIFSIGNALED(status))
                         fail_msg("writer exited on its own with %d", WEXITSTATUS(status));
 
-                assert_int_equal(cm_vault_open(url, kr, 5, &v), 0);
+                assert_int_equal(cm_vault_open(url, kr, keep, &v), 0);
                 if (cm_vault_list_versions(v, "cl_crash", "cluster.rkestate", &vs, &nv) == 0) {
                         latest = vs[0].version;
                         for (size_t i = 0; i < nv; i++)
@@ -167,7 +177,7 @@ static void test_sigkill_writer(void **state) {
         {
                 char cmd_dir[PATH_MAX + 8];
                 /* clean up: the state tree is small */
-                assert_int_equal(cm_vault_open(url, kr, 5, &v), 0);
+                assert_int_equal(cm_vault_open(url, kr, keep, &v), 0);
                 assert_int_equal(cm_vault_archive(v, "cl_crash", 1), 0);
                 assert_int_equal(cm_vault_purge(v, UINT64_MAX), 1);
                 v = cm_vault_close(v);
@@ -180,9 +190,28 @@ static void test_sigkill_writer(void **state) {
         }
 }
 
+static void test_sigkill_writer(void **state) {
+        (void) state;
+        keep = 5;
+        vary_size = false;
+        run_sigkill_writer();
+}
+
+/*
+ * One version kept and lengths that change: every write reuses the spare that the prune before
+ * made (fs.c), shorter or longer than what it held, and the writer dies anywhere in between.
+ */
+static void test_sigkill_writer_spares(void **state) {
+        (void) state;
+        keep = 1;
+        vary_size = true;
+        run_sigkill_writer();
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_sigkill_writer),
+                cmocka_unit_test(test_sigkill_writer_spares),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
