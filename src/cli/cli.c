@@ -560,6 +560,37 @@ int cm_cli_read_document(struct cm_cli *cli, const char *what, const char *path,
         return 0;
 }
 
+int cm_cli_send_secret(struct cm_cli *cli, const char *method, const char *path, struct strbuf *body,
+                       json_t **ret_json) {
+        _cleanup_(cm_client_response_done) struct cm_client_response resp = {};
+        struct cm_client_request req = { .method = method, .path = path };
+        struct cm_client *c = cm_cli_client(cli);
+        int r;
+
+        *ret_json = NULL;
+        if (!c) {
+                strbuf_release(body);
+                return CM_EXIT_FAILURE;
+        }
+        req.body = body->buf;
+        req.body_len = body->len;
+        r = cm_client_perform(c, &req, &resp);
+        strbuf_release(body); /* wipes the secret */
+        if (r < 0)
+                return cm_cli_error(cli, "%s", cm_client_last_error(c));
+        if (resp.status < 200 || resp.status >= 300)
+                return cm_cli_print_problem(cli, &resp);
+        if (resp.body.len > 0) {
+                json_t *j = json_loadb(resp.body.buf, resp.body.len, 0, NULL);
+
+                if (json_is_object(j))
+                        *ret_json = j;
+                else
+                        json_decref(j);
+        }
+        return CM_EXIT_OK;
+}
+
 int cm_cli_get_command(struct cm_cli *cli, const struct cm_cli_noun *noun, const struct cm_cli_verb *verb,
                        int argc, char **argv, const char *collection, enum cm_resource kind) {
         _cleanup_strbuf_ struct strbuf path = STRBUF_INIT(1024);

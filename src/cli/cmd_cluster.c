@@ -465,12 +465,16 @@ static int wait_flags(struct cm_cli *cli, const struct cm_cli_noun *noun, const 
         return 0;
 }
 
-static int cluster_snapshot(struct cm_cli *cli, const struct cm_cli_noun *noun,
-                            const struct cm_cli_verb *verb, int argc, char **argv) {
-        const char *timeout_s = NULL, *snap = NULL;
+/*
+ * `cluster snapshot NAME [--name S]` and `cluster restore NAME --snapshot S`: one snapshot name in the
+ * body (key), given with --flag; required for a restore, chosen by the service for a snapshot.
+ */
+static int snapshot_action(struct cm_cli *cli, const struct cm_cli_noun *noun,
+                           const struct cm_cli_verb *verb, int argc, char **argv, bool restore) {
+        const char *flag = restore ? "snapshot" : "name", *timeout_s = NULL, *snap = NULL;
         bool wait = false;
         const struct cm_cli_opt opts[] = {
-                { "name", 0, CM_CLI_OPT_STRING, &snap },
+                { flag, 0, CM_CLI_OPT_STRING, &snap },
                 { "wait", 'w', CM_CLI_OPT_FLAG, &wait },
                 { "timeout", 0, CM_CLI_OPT_STRING, &timeout_s },
         };
@@ -483,12 +487,27 @@ static int cluster_snapshot(struct cm_cli *cli, const struct cm_cli_noun *noun,
         if (cm_cli_parse_args(cli, noun, verb, argc, argv, opts, ELEMENTSOF(opts), pos, 1, 1, &n_pos) < 0 ||
             wait_flags(cli, noun, verb, wait, timeout_s, &timeout) < 0)
                 return CM_EXIT_USAGE;
-        body = snap ? json_pack("{s:s}", "name", snap) : json_object();
+        if (restore && !snap)
+                return cm_cli_usage_error(cli, noun, verb,
+                                          "--snapshot NAME is required (`clustermgmt cluster snapshots %s` "
+                                          "lists the ones taken through the service)",
+                                          pos[0]);
+        body = snap ? json_pack("{s:s}", flag, snap) : json_object();
         if (!body)
                 return cm_cli_error(cli, "out of memory");
-        ret = post_action(cli, pos[0], "snapshots", body, wait, timeout);
+        ret = post_action(cli, pos[0], restore ? "restore" : "snapshots", body, wait, timeout);
         json_decref(body);
         return ret;
+}
+
+static int cluster_snapshot(struct cm_cli *cli, const struct cm_cli_noun *noun,
+                            const struct cm_cli_verb *verb, int argc, char **argv) {
+        return snapshot_action(cli, noun, verb, argc, argv, false);
+}
+
+static int cluster_restore(struct cm_cli *cli, const struct cm_cli_noun *noun,
+                           const struct cm_cli_verb *verb, int argc, char **argv) {
+        return snapshot_action(cli, noun, verb, argc, argv, true);
 }
 
 static int cluster_snapshots(struct cm_cli *cli, const struct cm_cli_noun *noun,
@@ -508,37 +527,6 @@ static int cluster_snapshots(struct cm_cli *cli, const struct cm_cli_noun *noun,
         r = cm_cli_print(cli, CM_RESOURCE_SNAPSHOT, json_object_get(list, "items"));
         json_decref(list);
         return r;
-}
-
-static int cluster_restore(struct cm_cli *cli, const struct cm_cli_noun *noun,
-                           const struct cm_cli_verb *verb, int argc, char **argv) {
-        const char *timeout_s = NULL, *snap = NULL;
-        bool wait = false;
-        const struct cm_cli_opt opts[] = {
-                { "snapshot", 0, CM_CLI_OPT_STRING, &snap },
-                { "wait", 'w', CM_CLI_OPT_FLAG, &wait },
-                { "timeout", 0, CM_CLI_OPT_STRING, &timeout_s },
-        };
-        const char *pos[1];
-        unsigned timeout;
-        size_t n_pos;
-        json_t *body;
-        int ret;
-
-        if (cm_cli_parse_args(cli, noun, verb, argc, argv, opts, ELEMENTSOF(opts), pos, 1, 1, &n_pos) < 0 ||
-            wait_flags(cli, noun, verb, wait, timeout_s, &timeout) < 0)
-                return CM_EXIT_USAGE;
-        if (!snap)
-                return cm_cli_usage_error(cli, noun, verb,
-                                          "--snapshot NAME is required (`clustermgmt cluster snapshots %s` "
-                                          "lists the ones taken through the service)",
-                                          pos[0]);
-        body = json_pack("{s:s}", "snapshot", snap);
-        if (!body)
-                return cm_cli_error(cli, "out of memory");
-        ret = post_action(cli, pos[0], "restore", body, wait, timeout);
-        json_decref(body);
-        return ret;
 }
 
 static int cluster_rotate_certs(struct cm_cli *cli, const struct cm_cli_noun *noun,

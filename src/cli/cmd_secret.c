@@ -21,10 +21,7 @@ static int secret_put(struct cm_cli *cli, const struct cm_cli_noun *noun, const 
         };
         _cleanup_strbuf_ struct strbuf path = STRBUF_INIT(1024);
         _cleanup_erase_free_ char *value = NULL;
-        _cleanup_(cm_client_response_done) struct cm_client_response resp = {};
-        struct cm_client_request req = { .method = create ? "POST" : "PUT" };
         struct strbuf body;
-        struct cm_client *c;
         const char *pos[1];
         size_t n = 0, n_pos;
         json_t *rec = NULL;
@@ -62,28 +59,12 @@ static int secret_put(struct cm_cli *cli, const struct cm_cli_noun *noun, const 
                 cm_cli_error(cli, "the name is too long");
                 goto out;
         }
-        c = cm_cli_client(cli);
-        if (!c)
+        ret = cm_cli_send_secret(cli, create ? "POST" : "PUT", path.buf, &body, &rec);
+        if (ret != CM_EXIT_OK)
                 goto out;
-        req.path = path.buf;
-        req.body = body.buf;
-        req.body_len = body.len;
-        r = cm_client_perform(c, &req, &resp);
-        strbuf_release(&body); /* wipes the value */
-        if (r < 0) {
-                cm_cli_error(cli, "%s", cm_client_last_error(c));
+        if (cli->output != CM_OUTPUT_TABLE && rec) {
+                ret = cm_cli_print(cli, CM_RESOURCE_SECRET, rec);
                 goto out;
-        }
-        if (resp.status < 200 || resp.status >= 300) {
-                cm_cli_print_problem(cli, &resp);
-                goto out;
-        }
-        if (cli->output != CM_OUTPUT_TABLE && resp.body.len > 0) {
-                rec = json_loadb(resp.body.buf, resp.body.len, 0, NULL);
-                if (json_is_object(rec)) {
-                        ret = cm_cli_print(cli, CM_RESOURCE_SECRET, rec);
-                        goto out;
-                }
         }
         fprintf(cli->out, "secret %s %s\n", pos[0], create ? "created" : "updated");
         ret = CM_EXIT_OK;

@@ -21,10 +21,7 @@ static int sshkey_create(struct cm_cli *cli, const struct cm_cli_noun *noun, con
         _cleanup_strbuf_ struct strbuf path = STRBUF_INIT(1024);
         _cleanup_erase_free_ char *private_key = NULL;
         _cleanup_free_ char *public_key = NULL;
-        _cleanup_(cm_client_response_done) struct cm_client_response resp = {};
         struct strbuf body;
-        struct cm_client_request req = { .method = "POST" };
-        struct cm_client *c;
         size_t private_len = 0, public_len = 0, n_pos;
         const char *pos[1];
         json_t *key = NULL;
@@ -78,41 +75,19 @@ static int sshkey_create(struct cm_cli *cli, const struct cm_cli_noun *noun, con
 
         if (cm_cli_env_path(cli, &path, "sshkeys", NULL, NULL) < 0)
                 goto nomem;
-        c = cm_cli_client(cli);
-        if (!c)
+        ret = cm_cli_send_secret(cli, "POST", path.buf, &body, &key);
+        if (ret != CM_EXIT_OK)
                 goto out;
-        req.path = path.buf;
-        req.body = body.buf;
-        req.body_len = body.len;
-        r = cm_client_perform(c, &req, &resp);
-        strbuf_release(&body); /* wipes the key */
-        if (r < 0) {
-                cm_cli_error(cli, "%s", cm_client_last_error(c));
+        if (cli->output != CM_OUTPUT_TABLE && key) {
+                ret = cm_cli_print(cli, CM_RESOURCE_SSHKEY, key);
                 goto out;
         }
-        if (resp.status < 200 || resp.status >= 300) {
-                cm_cli_print_problem(cli, &resp);
-                goto out;
-        }
-        if (cli->output != CM_OUTPUT_TABLE && resp.body.len > 0) {
-                key = json_loadb(resp.body.buf, resp.body.len, 0, NULL);
-                if (json_is_object(key)) {
-                        ret = cm_cli_print(cli, CM_RESOURCE_SSHKEY, key);
-                        goto out;
-                }
-        }
-        if (generate && !key && resp.body.len > 0) {
-                /* The public key, to put in the nodes' authorized_keys; the private key never leaves. */
-                key = json_loadb(resp.body.buf, resp.body.len, 0, NULL);
-                if (json_is_string(json_object_get(key, "publicKey"))) {
-                        fprintf(cli->out, "ssh key %s created; add its public key to the nodes:\n%s\n",
-                                pos[0], json_string_value(json_object_get(key, "publicKey")));
-                        ret = CM_EXIT_OK;
-                        goto out;
-                }
-        }
-        fprintf(cli->out, "ssh key %s created\n", pos[0]);
-        ret = CM_EXIT_OK;
+        /* Generated: the public key, to put in the nodes' authorized_keys; the private key never leaves. */
+        if (generate && json_is_string(json_object_get(key, "publicKey")))
+                fprintf(cli->out, "ssh key %s created; add its public key to the nodes:\n%s\n", pos[0],
+                        json_string_value(json_object_get(key, "publicKey")));
+        else
+                fprintf(cli->out, "ssh key %s created\n", pos[0]);
         goto out;
 nomem:
         cm_cli_error(cli, "out of memory");

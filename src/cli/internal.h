@@ -115,6 +115,13 @@ struct cm_client *cm_cli_client(struct cm_cli *cli);
 _warn_unused_result_ int cm_cli_call(struct cm_cli *cli, const char *method, const char *path,
                                      const json_t *body, const char *const *headers, json_t **ret_json,
                                      long *answer_status);
+/*
+ * Sends body, which holds a secret (a private key, a password), and releases it (a secret strbuf:
+ * wiped) once sent. On a 2xx answer returns CM_EXIT_OK with the answer's JSON object in *ret_json
+ * (NULL when it has none); otherwise prints why and returns CM_EXIT_FAILURE.
+ */
+int cm_cli_send_secret(struct cm_cli *cli, const char *method, const char *path, struct strbuf *body,
+                       json_t **ret_json);
 /* Prints an error answer (problem+json or not) with hints; returns CM_EXIT_FAILURE. */
 int cm_cli_print_problem(struct cm_cli *cli, const struct cm_client_response *resp);
 

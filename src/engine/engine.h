@@ -53,6 +53,10 @@ struct cm_engine_ops {
         int (*list_versions)(json_t **ret);
 };
 
+/* The engine's step for an operation type (create and update: apply); NULL when it has none. */
+typedef int (*cm_engine_step_fn)(struct cm_engine_ctx *ctx, struct cm_engine_result *ret);
+cm_engine_step_fn cm_engine_step(const struct cm_engine_ops *e, enum cm_op_type t);
+
 /* Registers an engine; -EEXIST for a name taken, -E2BIG when the registry is full. */
 int cm_engine_register(const struct cm_engine_ops *ops);
 const struct cm_engine_ops *cm_engine_find(const char *name);

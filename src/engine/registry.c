@@ -47,3 +47,22 @@ void cm_engines_register_builtin(void) {
         (void) cm_engine_register(&cm_engine_local_ops);
         (void) cm_engine_register(&cm_engine_rke_ops);
 }
+
+cm_engine_step_fn cm_engine_step(const struct cm_engine_ops *e, enum cm_op_type t) {
+        switch (t) {
+        case CM_OP_CREATE:
+        case CM_OP_UPDATE:
+                return e->apply;
+        case CM_OP_DELETE:
+                return e->destroy;
+        case CM_OP_SNAPSHOT:
+                return e->snapshot;
+        case CM_OP_RESTORE:
+                return e->restore;
+        case CM_OP_ROTATE_CERTS:
+                return e->rotate_certificates;
+        case _CM_OP_TYPE_MAX:
+                break;
+        }
+        return NULL;
+}

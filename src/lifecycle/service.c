@@ -350,20 +350,6 @@ int cm_service_delete_cluster(struct cm_service *s, const char *principal, const
         return STORE_CALL(s->store, op_get, op.id, ret_op);
 }
 
-/* The engine's entry point for an operation on a running cluster; NULL when it has none. */
-static bool engine_supports(const struct cm_engine_ops *e, enum cm_op_type type) {
-        switch (type) {
-        case CM_OP_SNAPSHOT:
-                return e->snapshot;
-        case CM_OP_RESTORE:
-                return e->restore;
-        case CM_OP_ROTATE_CERTS:
-                return e->rotate_certificates;
-        default:
-                return false;
-        }
-}
-
 int cm_service_cluster_action(struct cm_service *s, const char *principal, const char *env, const char *name,
                               enum cm_op_type type, const char *body, size_t n, struct cm_problem *p,
                               struct cm_operation *ret_op) {
@@ -386,7 +372,7 @@ int cm_service_cluster_action(struct cm_service *s, const char *principal, const
                 if (r < 0)
                         return r;
                 eng = cm_engine_find(cur.engine);
-                if (!eng || !engine_supports(eng, type)) {
+                if (!eng || !cm_engine_step(eng, type)) {
                         cm_problem_add(p, "spec.engine", "engine '%s' does not support %s", cur.engine,
                                        what);
                         return cm_problem_validation(p, "this cluster's engine cannot do that"), -EOPNOTSUPP;

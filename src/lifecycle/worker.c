@@ -269,27 +269,6 @@ static enum cm_phase running_phase(enum cm_op_type t, enum cm_phase now) {
         return now;
 }
 
-/* The engine's step for an operation; NULL when the engine has none (create and update: apply). */
-static int (*engine_step(const struct cm_engine_ops *e, enum cm_op_type t))(struct cm_engine_ctx *,
-                                                                            struct cm_engine_result *) {
-        switch (t) {
-        case CM_OP_CREATE:
-        case CM_OP_UPDATE:
-                return e->apply;
-        case CM_OP_DELETE:
-                return e->destroy;
-        case CM_OP_SNAPSHOT:
-                return e->snapshot;
-        case CM_OP_RESTORE:
-                return e->restore;
-        case CM_OP_ROTATE_CERTS:
-                return e->rotate_certificates;
-        case _CM_OP_TYPE_MAX:
-                break;
-        }
-        return NULL;
-}
-
 /* The Ready reason of a successful operation. */
 static const char *success_reason(enum cm_op_type t) {
         switch (t) {
@@ -356,7 +335,7 @@ static void run_operation(struct worker_slot *slot, struct cm_operation *op) {
         const struct cm_engine_ops *eng;
         const char *type = cm_op_type_to_string(op->type);
         struct cm_op_outcome o = {};
-        int (*step)(struct cm_engine_ctx *, struct cm_engine_result *);
+        cm_engine_step_fn step;
         json_t *spec = NULL, *params = NULL;
         uint64_t now = cm_now_usec();
         int r;
@@ -436,7 +415,7 @@ static void run_operation(struct worker_slot *slot, struct cm_operation *op) {
         struct cm_engine_ctx ctx = {
                 .svc = svc, .slot = slot, .cluster = &c, .op = op, .spec = spec, .params = params
         };
-        step = engine_step(eng, op->type);
+        step = cm_engine_step(eng, op->type);
         if (step)
                 r = step(&ctx, &res);
         else if (op->type == CM_OP_DELETE)

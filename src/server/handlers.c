@@ -462,11 +462,8 @@ void cm_handle_cluster_snapshots(struct cm_req *req) {
         bool first = true;
         int r;
 
-        r = STORE_CALL(req->svc->store, cluster_get, req->params[0], req->params[1], &c);
-        if (r == -ENOENT)
-                return cm_reply_not_found(req, "cluster", req->params[1]);
-        if (r < 0)
-                return cm_reply_error(req, r, NULL);
+        if (cm_req_load_cluster(req, &c) < 0)
+                return;
         r = strbuf_adds(&req->out, "{\"items\":[");
         for (;;) {
                 struct cm_operation *items = NULL;
@@ -513,11 +510,8 @@ void cm_handle_cluster_operations(struct cm_req *req) {
         if (tok && (safe_atou64(tok, &before) < 0 || before > INT64_MAX))
                 return cm_reply_problem_simple(req, 400, "malformed", "Malformed request",
                                                "pageToken is not a page token");
-        r = STORE_CALL(req->svc->store, cluster_get, req->params[0], req->params[1], &c);
-        if (r == -ENOENT)
-                return cm_reply_not_found(req, "cluster", req->params[1]);
-        if (r < 0)
-                return cm_reply_error(req, r, NULL);
+        if (cm_req_load_cluster(req, &c) < 0)
+                return;
         r = STORE_CALL(req->svc->store, op_list, req->params[0], req->params[1], (int64_t) before, limit + 1,
                        &items, &n);
         if (r < 0)

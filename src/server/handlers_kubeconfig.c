@@ -28,6 +28,16 @@ static void secret_body_free(void *cls) {
         free(b);
 }
 
+int cm_req_load_cluster(struct cm_req *req, struct cm_cluster *ret) {
+        int r = STORE_CALL(req->svc->store, cluster_get, req->params[0], req->params[1], ret);
+
+        if (r == -ENOENT)
+                cm_reply_not_found(req, "cluster", req->params[1]);
+        else if (r < 0)
+                cm_reply_error(req, r, NULL);
+        return r;
+}
+
 void cm_reply_secret(struct cm_req *req, int status, const char *content_type, char *data, size_t n) {
         struct secret_body *body;
         struct MHD_Response *resp;
@@ -54,11 +64,8 @@ void cm_handle_cluster_kubeconfig(struct cm_req *req) {
         size_t n = 0;
         int r;
 
-        r = STORE_CALL(req->svc->store, cluster_get, req->params[0], req->params[1], &c);
-        if (r == -ENOENT)
-                return cm_reply_not_found(req, "cluster", req->params[1]);
-        if (r < 0)
-                return cm_reply_error(req, r, NULL);
+        if (cm_req_load_cluster(req, &c) < 0)
+                return;
 
         r = cm_state_file_read(req->svc, &c, ADMIN_KUBECONFIG_FILE, &data, &n);
         if (r == -ENOENT || r == -EOPNOTSUPP) {
@@ -77,13 +84,9 @@ void cm_handle_cluster_kubeconfig(struct cm_req *req) {
 void cm_handle_cluster_kubeconfig_customer(struct cm_req *req) {
         _cleanup_(cm_cluster_done) struct cm_cluster c = {};
         char detail[256];
-        int r;
 
-        r = STORE_CALL(req->svc->store, cluster_get, req->params[0], req->params[1], &c);
-        if (r == -ENOENT)
-                return cm_reply_not_found(req, "cluster", req->params[1]);
-        if (r < 0)
-                return cm_reply_error(req, r, NULL);
+        if (cm_req_load_cluster(req, &c) < 0)
+                return;
         (void) cm_snprintf(detail, sizeof(detail),
                            "the customer kubeconfig of cluster '%s' is not configured", c.name);
         cm_reply_problem_simple(req, 404, "kubeconfig-unavailable", "Not found", detail);

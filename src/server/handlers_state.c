@@ -9,17 +9,6 @@
 #include "server/server_internal.h"
 #include "vault/vault.h"
 
-/* The cluster named by the route's {env}/{name}; replies and returns < 0 when it cannot be read. */
-static int route_cluster(struct cm_req *req, struct cm_cluster *ret) {
-        int r = STORE_CALL(req->svc->store, cluster_get, req->params[0], req->params[1], ret);
-
-        if (r == -ENOENT)
-                cm_reply_not_found(req, "cluster", req->params[1]);
-        else if (r < 0)
-                cm_reply_error(req, r, NULL);
-        return r;
-}
-
 static void reply_no_vault(struct cm_req *req) {
         cm_reply_problem_simple(req, 404, "state-unavailable", "Not found",
                                 "this service runs without a state vault: no state files are kept");
@@ -29,7 +18,7 @@ void cm_handle_cluster_state_list(struct cm_req *req) {
         _cleanup_(cm_cluster_done) struct cm_cluster c = {};
         int r;
 
-        if (route_cluster(req, &c) < 0)
+        if (cm_req_load_cluster(req, &c) < 0)
                 return;
         r = cm_state_files_list_json(req->svc, &c, &req->out);
         if (r == -EOPNOTSUPP)
@@ -61,7 +50,7 @@ void cm_handle_cluster_state_get(struct cm_req *req) {
                         "version must be a positive integer (omit it for the newest)");
         if (!cm_vault_name_valid(file) || strchr(file, '/'))
                 return cm_reply_not_found(req, "state file", "(invalid name)");
-        if (route_cluster(req, &c) < 0)
+        if (cm_req_load_cluster(req, &c) < 0)
                 return;
         r = cm_state_file_read_version(req->svc, &c, file, version, &data, &n, &got);
         if (r == -EOPNOTSUPP)

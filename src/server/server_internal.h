@@ -55,6 +55,8 @@ void cm_metrics_observe(struct cm_server *s, const struct cm_route *route, int s
                         bool count_duration);
 
 /* Authentication and authorization steps (server/auth.c). Set a problem and return < 0 to refuse. */
+/* The cluster named by the route's {env}/{name}; on failure replies (404 or 500) and returns < 0. */
+int cm_req_load_cluster(struct cm_req *req, struct cm_cluster *ret);
 /* Answers with a secret (takes data over): sent without a copy, wiped and freed once sent. */
 void cm_reply_secret(struct cm_req *req, int status, const char *content_type, char *data, size_t n);
 int cm_auth_authenticate(struct cm_req *req, struct cm_problem *p);
