@@ -1,7 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "base/common.h"
 
+#include <openssl/evp.h>
+
 #include "api/model.h"
+#include "base/strbuf.h"
+#include "base/util.h"
 
 static const char *const phase_names[_CM_PHASE_MAX] = {
         [CM_PHASE_PENDING] = "Pending",   [CM_PHASE_PROVISIONING] = "Provisioning",
@@ -109,7 +113,94 @@ void cm_apikey_done(struct cm_apikey *k) {
         free(k->name);
         free(k->hash);
         free(k->role);
+        free(k->owner);
         *k = (struct cm_apikey){};
+}
+
+void cm_rolebinding_done(struct cm_rolebinding *b) {
+        if (!b)
+                return;
+        free(b->id);
+        free(b->env);
+        free(b->subject_kind);
+        free(b->subject);
+        free(b->role);
+        free(b->created_by);
+        *b = (struct cm_rolebinding){};
+}
+
+void cm_audit_record_done(struct cm_audit_record *a) {
+        if (!a)
+                return;
+        free(a->principal);
+        free(a->source);
+        free(a->request_id);
+        free(a->action);
+        free(a->resource);
+        free(a->outcome);
+        free(a->prev_hash);
+        free(a->hash);
+        *a = (struct cm_audit_record){};
+}
+
+void cm_apikey_array_free(struct cm_apikey *a, size_t n) {
+        for (size_t i = 0; a && i < n; i++)
+                cm_apikey_done(&a[i]);
+        free(a);
+}
+
+void cm_rolebinding_array_free(struct cm_rolebinding *a, size_t n) {
+        for (size_t i = 0; a && i < n; i++)
+                cm_rolebinding_done(&a[i]);
+        free(a);
+}
+
+void cm_audit_array_free(struct cm_audit_record *a, size_t n) {
+        for (size_t i = 0; a && i < n; i++)
+                cm_audit_record_done(&a[i]);
+        free(a);
+}
+
+static void hash_field(EVP_MD_CTX *md, const char *s) {
+        uint64_t n = s ? strlen(s) : 0;
+        unsigned char len[8];
+
+        for (int i = 0; i < 8; i++)
+                len[i] = (unsigned char) (n >> (56 - 8 * i));
+        (void) EVP_DigestUpdate(md, len, sizeof(len));
+        if (n)
+                (void) EVP_DigestUpdate(md, s, n);
+}
+
+void cm_audit_hash(const struct cm_audit_record *a, const char *prev_hash, char out[static 65]) {
+        unsigned char digest[EVP_MAX_MD_SIZE];
+        unsigned dlen = 0;
+        char num[3][24];
+        EVP_MD_CTX *md = EVP_MD_CTX_new();
+
+        (void) cm_snprintf(num[0], sizeof(num[0]), "%" PRIi64, a->seq);
+        (void) cm_snprintf(num[1], sizeof(num[1]), "%" PRIu64, a->ts_usec);
+        (void) cm_snprintf(num[2], sizeof(num[2]), "%d", a->status);
+        if (!md || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) {
+                EVP_MD_CTX_free(md);
+                memset(out, '!', 64); /* matches no real hash: verification fails loudly */
+                out[64] = 0;
+                return;
+        }
+        hash_field(md, "cm-audit-1");
+        hash_field(md, prev_hash);
+        hash_field(md, num[0]);
+        hash_field(md, num[1]);
+        hash_field(md, a->principal);
+        hash_field(md, a->source);
+        hash_field(md, a->request_id);
+        hash_field(md, a->action);
+        hash_field(md, a->resource);
+        hash_field(md, a->outcome);
+        hash_field(md, num[2]);
+        (void) EVP_DigestFinal_ex(md, digest, &dlen);
+        EVP_MD_CTX_free(md);
+        cm_hex(digest, dlen, out);
 }
 
 void cm_environment_array_free(struct cm_environment *a, size_t n) {

@@ -101,15 +101,59 @@ struct cm_apikey {
         char *id;
         char *name;
         char *hash; /* hex SHA-256 of the token; the token itself is never stored */
-        char *role; /* "admin" for the bootstrap key; RBAC refines this later */
+        char *role; /* global role: "admin" (every environment), or "" (only what role bindings grant) */
         uint64_t created_usec;
         uint64_t expires_usec; /* 0 = never */
+        char *owner; /* who it is for (a person or a system); NULL when not given */
+        bool revoked;
+        uint64_t last_used_usec; /* 0 = never; updated at most once a minute */
+};
+
+/* A role granted to a subject in one environment, or in all of them ("*"). */
+struct cm_rolebinding {
+        char *id; /* "rb_" + random */
+        char *env; /* environment name or "*" */
+        char *subject_kind; /* "apikey" (its id), "user" (OIDC subject or email), "group" (OIDC group) */
+        char *subject;
+        char *role; /* "viewer", "operator", "admin" */
+        char *created_by;
+        uint64_t created_usec;
+};
+
+/*
+ * One audit record: who (principal, source address, request id) did what (action, resource) with
+ * which outcome, when. Records are chained: hash = SHA-256 over the record and prev_hash
+ * (cm_audit_hash), so that a change, deletion or reordering inside the chain shows.
+ */
+struct cm_audit_record {
+        int64_t seq; /* 1, 2, 3... assigned by the store */
+        uint64_t ts_usec;
+        char *principal; /* "apikey:<id>", "user:<subject>", or "anonymous" */
+        char *source; /* client address */
+        char *request_id;
+        char *action; /* "<METHOD> <route pattern>", e.g. "POST /v1/environments/{env}/clusters" */
+        char *resource; /* the path requested (no query) */
+        char *outcome; /* "committed" (written with the change), "success", "denied", "failed" */
+        int status; /* HTTP status; 0 for a record written with the change it records */
+        char *prev_hash; /* hex; 64 zeros for the first record */
+        char *hash;
 };
 
 void cm_environment_done(struct cm_environment *e);
 void cm_cluster_done(struct cm_cluster *c);
 void cm_operation_done(struct cm_operation *o);
 void cm_apikey_done(struct cm_apikey *k);
+void cm_rolebinding_done(struct cm_rolebinding *b);
+void cm_audit_record_done(struct cm_audit_record *a);
+void cm_apikey_array_free(struct cm_apikey *a, size_t n);
+void cm_rolebinding_array_free(struct cm_rolebinding *a, size_t n);
+void cm_audit_array_free(struct cm_audit_record *a, size_t n);
+/*
+ * The chain hash of a record (seq, time, principal, source, request id, action, resource, outcome,
+ * status) after prev_hash, as lowercase hex into out (65 bytes). Fields are length-prefixed, so no
+ * choice of values can make two records hash alike.
+ */
+void cm_audit_hash(const struct cm_audit_record *a, const char *prev_hash, char out[static 65]);
 void cm_environment_array_free(struct cm_environment *a, size_t n);
 void cm_cluster_array_free(struct cm_cluster *a, size_t n);
 void cm_operation_array_free(struct cm_operation *a, size_t n);

@@ -13,8 +13,9 @@
 #define PAGE_TOKEN_MAX 1024U
 
 static const struct cm_cli_noun *const nouns[] = {
-        &cm_cli_noun_env,    &cm_cli_noun_cluster, &cm_cli_noun_op,    &cm_cli_noun_sshkey,
-        &cm_cli_noun_secret, &cm_cli_noun_policy,  &cm_cli_noun_vault,
+        &cm_cli_noun_env,    &cm_cli_noun_cluster, &cm_cli_noun_op,     &cm_cli_noun_sshkey,
+        &cm_cli_noun_secret, &cm_cli_noun_policy,  &cm_cli_noun_apikey, &cm_cli_noun_rolebinding,
+        &cm_cli_noun_audit,  &cm_cli_noun_whoami,  &cm_cli_noun_vault,
 };
 
 static const char global_usage[] = "usage: clustermgmt [--server URL] [--token TOKEN] [--env ENV] [-o "

@@ -56,6 +56,10 @@ extern const struct cm_cli_noun cm_cli_noun_op;
 extern const struct cm_cli_noun cm_cli_noun_sshkey;
 extern const struct cm_cli_noun cm_cli_noun_secret;
 extern const struct cm_cli_noun cm_cli_noun_policy;
+extern const struct cm_cli_noun cm_cli_noun_apikey;
+extern const struct cm_cli_noun cm_cli_noun_rolebinding;
+extern const struct cm_cli_noun cm_cli_noun_audit;
+extern const struct cm_cli_noun cm_cli_noun_whoami;
 extern const struct cm_cli_noun cm_cli_noun_vault;
 
 /* Repeated flag values (--label), in the order given. */

@@ -305,6 +305,52 @@ static int row_secret(struct table *t, const json_t *item, uint64_t now_usec) {
         return 0;
 }
 
+static int row_apikey(struct table *t, const json_t *item, uint64_t now_usec) {
+        _cleanup_strbuf_ struct strbuf roles = STRBUF_INIT(4096);
+        const json_t *list = json_object_get(item, "roles"), *g;
+        const char *state = json_is_true(json_object_get(item, "revoked")) ? "revoked" : "active";
+        char used[32] = "never", age[32];
+        const char *u = json_str(item, "lastUsedAt");
+        uint64_t usec;
+        size_t i;
+        int r = 0;
+
+        if (json_is_true(json_object_get(item, "globalAdmin")))
+                r = strbuf_adds(&roles, "*=admin(global)");
+        json_array_foreach(list, i, g) {
+                if (r >= 0 && roles.len)
+                        r = strbuf_addch(&roles, ',');
+                if (r >= 0)
+                        r = strbuf_addf(&roles, "%s=%s", json_str(g, "environment") ?: "?",
+                                        json_str(g, "role") ?: "?");
+        }
+        if (r < 0)
+                return r;
+        if (u && cm_parse_rfc3339(u, &usec) >= 0)
+                cm_output_age(usec, now_usec, used, sizeof(used));
+        age_of(item, now_usec, age, sizeof(age));
+        if ((r = table_add(t, json_str(item, "id"))) < 0 || (r = table_add(t, json_str(item, "name"))) < 0 ||
+            (r = table_add(t, roles.len ? roles.buf : "-")) < 0 || (r = table_add(t, state)) < 0 ||
+            (r = table_add(t, used)) < 0 || (r = table_add(t, age)) < 0)
+                return r;
+        return 0;
+}
+
+static int row_rolebinding(struct table *t, const json_t *item, uint64_t now_usec) {
+        const json_t *sub = json_object_get(item, "subject");
+        char who[300], age[32];
+        int r;
+
+        (void) snprintf(who, sizeof(who), "%s:%s", json_str(sub, "kind") ?: "?",
+                        json_str(sub, "name") ?: "?");
+        age_of(item, now_usec, age, sizeof(age));
+        if ((r = table_add(t, json_str(item, "id"))) < 0 ||
+            (r = table_add(t, json_str(item, "environment"))) < 0 || (r = table_add(t, who)) < 0 ||
+            (r = table_add(t, json_str(item, "role"))) < 0 || (r = table_add(t, age)) < 0)
+                return r;
+        return 0;
+}
+
 struct table_kind {
         const char *const *headers;
         size_t n_columns;
@@ -316,6 +362,8 @@ static const char *const cluster_headers[] = { "NAME", "ENGINE", "PHASE", "GENER
 static const char *const op_headers[] = { "ID", "TYPE", "STATE", "CLUSTER", "ATTEMPTS", "AGE" };
 static const char *const sshkey_headers[] = { "NAME", "TYPE", "FINGERPRINT", "AGE" };
 static const char *const snapshot_headers[] = { "NAME", "OPERATION", "AGE" };
+static const char *const apikey_headers[] = { "ID", "NAME", "ROLES", "STATE", "LAST USED", "AGE" };
+static const char *const rolebinding_headers[] = { "ID", "ENVIRONMENT", "SUBJECT", "ROLE", "AGE" };
 static const char *const secret_headers[] = { "NAME", "SIZE", "UPDATED", "AGE" };
 static const char *const statefile_headers[] = { "FILE", "VERSION", "KEPT", "SIZE", "KEY", "AGE" };
 
@@ -327,6 +375,9 @@ static const struct table_kind table_kinds[] = {
         [CM_RESOURCE_SNAPSHOT] = { snapshot_headers, ELEMENTSOF(snapshot_headers), row_snapshot },
         [CM_RESOURCE_STATEFILE] = { statefile_headers, ELEMENTSOF(statefile_headers), row_statefile },
         [CM_RESOURCE_SECRET] = { secret_headers, ELEMENTSOF(secret_headers), row_secret },
+        [CM_RESOURCE_APIKEY] = { apikey_headers, ELEMENTSOF(apikey_headers), row_apikey },
+        [CM_RESOURCE_ROLEBINDING] = { rolebinding_headers, ELEMENTSOF(rolebinding_headers),
+                                      row_rolebinding },
 };
 
 /* "Label:   value" detail lines below a single resource's row. */

@@ -27,6 +27,8 @@ enum cm_resource {
         CM_RESOURCE_SNAPSHOT,
         CM_RESOURCE_STATEFILE,
         CM_RESOURCE_SECRET,
+        CM_RESOURCE_APIKEY,
+        CM_RESOURCE_ROLEBINDING,
 };
 
 /* "table", "json", "yaml" → the format; -EINVAL otherwise. */

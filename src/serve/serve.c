@@ -365,7 +365,7 @@ static int bootstrap_admin_key(struct cm_store *store, const char *data_dir) {
                 log_error_errno(r, "write the admin API key to '%s': %m", path);
                 goto out;
         }
-        r = STORE_CALL(store, apikey_create, &key);
+        r = STORE_CALL(store, apikey_create, &key, NULL, 0);
         if (r < 0) {
                 log_error_errno(r, "store the admin API key: %m");
                 goto out;

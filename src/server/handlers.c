@@ -153,29 +153,51 @@ fail:
         cm_problem_done(&p);
 }
 
+/* The environments the caller has a role in (all of them for a global admin), by name, paged. */
 void cm_handle_env_list(struct cm_req *req) {
-        struct cm_environment *items = NULL;
+        _cleanup_free_ char *cursor = NULL;
         const char *after;
-        unsigned limit;
-        size_t n = 0, shown;
+        char last[64] = "";
+        unsigned limit, shown = 0;
+        bool more = false;
         int r;
 
         if (parse_limit(req, &limit) < 0 || parse_name_token(req, &after) < 0)
                 return;
-        r = STORE_CALL(req->svc->store, env_list, after, limit + 1, &items, &n);
-        if (r < 0)
-                return cm_reply_error(req, r, NULL);
-        shown = MIN(n, (size_t) limit);
+        if (after && !(cursor = strdup(after)))
+                return cm_reply_error(req, -ENOMEM, NULL);
         r = strbuf_adds(&req->out, "{\"items\":[");
-        for (size_t i = 0; r >= 0 && i < shown; i++) {
-                if (i > 0)
-                        r = strbuf_addch(&req->out, ',');
-                if (r >= 0)
-                        r = cm_encode_environment(&req->out, &items[i]);
+        while (r >= 0 && !more) {
+                struct cm_environment *items = NULL;
+                size_t n = 0;
+
+                r = STORE_CALL(req->svc->store, env_list, cursor, limit + 1, &items, &n);
+                for (size_t i = 0; r >= 0 && i < n; i++) {
+                        enum cm_role role;
+
+                        r = cm_auth_env_role(req, items[i].name, &role);
+                        if (r < 0 || role == CM_ROLE_NONE)
+                                continue;
+                        if (shown == limit) {
+                                more = true;
+                                break;
+                        }
+                        if (shown++ > 0)
+                                r = strbuf_addch(&req->out, ',');
+                        if (r >= 0)
+                                r = cm_encode_environment(&req->out, &items[i]);
+                        (void) cm_strlcpy(last, items[i].name, sizeof(last));
+                }
+                free(cursor);
+                cursor = n > 0 ? strdup(items[n - 1].name) : NULL;
+                if (n > 0 && !cursor)
+                        r = -ENOMEM;
+                cm_environment_array_free(items, n);
+                if (n <= limit)
+                        break;
         }
         if (r >= 0)
-                r = cm_encode_list_end(&req->out, n > limit ? items[shown - 1].name : NULL);
-        cm_environment_array_free(items, n);
+                r = cm_encode_list_end(&req->out, more ? last : NULL);
         if (r < 0)
                 return cm_reply_error(req, r, NULL);
         cm_reply(req, 200);

@@ -12,6 +12,20 @@ enum cm_role {
         CM_ROLE_ADMIN,
 };
 
+/*
+ * Where the route's role is checked: in the environment of the path ({env}, the first parameter),
+ * in the environment of the operation named by the path ({id}), in every environment (the
+ * principal's global role: environments, API keys, role bindings, audit), or anywhere (any
+ * authenticated principal: lists the handler narrows to the caller's environments). A caller without
+ * any role in the environment gets 404, as if it did not exist.
+ */
+enum cm_scope {
+        CM_SCOPE_GLOBAL,
+        CM_SCOPE_ENV,
+        CM_SCOPE_OPERATION,
+        CM_SCOPE_ANY,
+};
+
 typedef void (*cm_handler)(struct cm_req *req);
 
 /*
@@ -24,8 +38,9 @@ struct cm_route {
         const char *pattern; /* "/v1/environments/{env}/clusters/{name}" */
         cm_handler handler;
         enum cm_role role;
-        bool env_scoped; /* the first parameter is an environment the caller must reach */
+        enum cm_scope scope;
         bool streams; /* may answer with a stream (not counted in the duration histogram) */
+        bool secret; /* answers a secret (kubeconfig, state file): every read is audited */
 };
 
 #define CM_ROUTE_MAX_PARAMS 4

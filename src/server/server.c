@@ -273,8 +273,11 @@ static void handle(struct cm_req *req) {
         r = cm_auth_authenticate(req, &p);
         if (r < 0) {
                 cm_reply_error(req, r, &p);
+                if (req->auth_failure)
+                        cm_audit_auth_failure(req);
                 goto out;
         }
+        cm_audit_begin(req);
         r = cm_auth_authorize(req, &p);
         if (r < 0) {
                 cm_reply_error(req, r, &p);
@@ -293,12 +296,16 @@ static void handle(struct cm_req *req) {
                 }
         }
 
+        /* the change and its audit record in one transaction */
+        cm_audit_stage(req, true);
         req->route->handler(req);
+        cm_audit_stage(req, false);
         if (!req->replied)
                 cm_reply_error(req, -EIO, NULL);
         if (recorded)
                 idempotency_end(req, idem_key);
 out:
+        cm_audit_end(req);
         cm_problem_done(&p);
 }
 

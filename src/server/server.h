@@ -31,10 +31,20 @@ int cm_server_start(const struct cm_server_config *cfg, struct cm_service *svc, 
 struct cm_server *cm_server_stop(struct cm_server *s);
 uint16_t cm_server_port(const struct cm_server *s);
 
+enum cm_principal_kind {
+        CM_PRINCIPAL_NONE, /* not authenticated (routes that need no role) */
+        CM_PRINCIPAL_APIKEY,
+        CM_PRINCIPAL_USER, /* an OIDC user */
+};
+
 struct cm_principal {
-        char id[48]; /* API key id; scopes idempotency keys */
-        char name[128];
-        enum cm_role role;
+        enum cm_principal_kind kind;
+        char id[48]; /* API key id, or "u:" + a hash of the OIDC subject; scopes idempotency keys */
+        char name[128]; /* for people: the key's name, the user's email or subject */
+        char subject[256]; /* what role bindings name: the key id, or the OIDC subject */
+        char email[256]; /* OIDC only; bindings of kind user match the subject or the email */
+        char groups[1024]; /* OIDC groups, '\n'-separated */
+        enum cm_role role; /* global role: every environment */
 };
 
 #define CM_REQ_MAX_HEADERS 6
@@ -52,6 +62,9 @@ struct cm_req {
         char *params[CM_ROUTE_MAX_PARAMS];
         size_t n_params;
         struct cm_principal principal;
+        const char *auth_failure; /* why authentication failed (static text; for the audit record) */
+        struct cm_audit_record audit; /* this request's audit record, when it gets one */
+        bool audited;
         char request_id[40];
         uint64_t start_usec;
 

@@ -61,3 +61,18 @@ int cm_req_load_cluster(struct cm_req *req, struct cm_cluster *ret);
 void cm_reply_secret(struct cm_req *req, int status, const char *content_type, char *data, size_t n);
 int cm_auth_authenticate(struct cm_req *req, struct cm_problem *p);
 int cm_auth_authorize(struct cm_req *req, struct cm_problem *p);
+/* The principal's role in env (NULL: its global role, from its key and the "*" bindings). */
+int cm_auth_env_role(struct cm_req *req, const char *env, enum cm_role *ret);
+/*
+ * The audit step (audit.c): begin after authentication (a record for mutating and secret-reading
+ * routes), stage around the handler (the store writes the record with the change), end after the
+ * answer (a record not written with a change is written now, with the status).
+ */
+void cm_audit_begin(struct cm_req *req);
+void cm_audit_stage(struct cm_req *req, bool on);
+void cm_audit_end(struct cm_req *req);
+void cm_audit_auth_failure(struct cm_req *req);
+/* Keys or role bindings changed: cached answers of authentication and authorization are dropped. */
+void cm_auth_changed(struct cm_server *s);
+enum cm_role cm_role_from_string(const char *s);
+const char *cm_role_to_string(enum cm_role r);

@@ -36,6 +36,11 @@
 #define CLUSTER_COLUMNS                                                                                     \
         "id, env, name, engine, labels, spec, generation, resource_version, phase, conditions, "            \
         "status, observed_generation, created, updated"
+#define APIKEY_COLUMNS "id, name, hash, role, created, expires, owner, revoked, last_used"
+#define RB_COLUMNS "id, env, subject_kind, subject, role, created, created_by"
+#define AUDIT_COLUMNS                                                                                       \
+        "seq, ts, principal, source, request_id, action, resource, outcome, status, prev_hash, hash"
+
 #define OP_COLUMNS                                                                                          \
         "seq, id, env, cluster_id, cluster_name, type, state, generation, attempts, max_attempts, "         \
         "error, lease_owner, lease_expires, next_run, cancel_requested, requested_by, created, "            \
@@ -61,6 +66,17 @@ enum stmt_id {
         STMT_APIKEY_INSERT,
         STMT_APIKEY_GET_BY_HASH,
         STMT_APIKEY_COUNT,
+        STMT_APIKEY_LIST,
+        STMT_APIKEY_REVOKE,
+        STMT_APIKEY_TOUCH,
+        STMT_RB_INSERT,
+        STMT_RB_LIST_ALL,
+        STMT_RB_LIST_ENV,
+        STMT_RB_DELETE,
+        STMT_RB_DELETE_ENV,
+        STMT_AUDIT_LAST,
+        STMT_AUDIT_INSERT,
+        STMT_AUDIT_LIST,
         STMT_CLUSTER_GET,
         STMT_CLUSTER_GET_BY_ID,
         STMT_CLUSTER_LIST,
@@ -120,11 +136,27 @@ static const char *const stmt_sql[_STMT_MAX] = {
         [STMT_ENV_HAS_CLUSTERS] = "SELECT 1 FROM clusters WHERE env = ?1 LIMIT 1",
         [STMT_ENV_DELETE] = "DELETE FROM environments WHERE name = ?1",
 
-        [STMT_APIKEY_INSERT] = "INSERT INTO apikeys (id, name, hash, role, created, expires) "
-                               "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        [STMT_APIKEY_GET_BY_HASH] =
-                "SELECT id, name, hash, role, created, expires FROM apikeys WHERE hash = ?1",
+        [STMT_APIKEY_INSERT] = "INSERT INTO apikeys (id, name, hash, role, created, expires, owner) "
+                               "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        [STMT_APIKEY_GET_BY_HASH] = "SELECT " APIKEY_COLUMNS " FROM apikeys WHERE hash = ?1",
         [STMT_APIKEY_COUNT] = "SELECT count(*) FROM apikeys",
+        [STMT_APIKEY_LIST] = "SELECT " APIKEY_COLUMNS " FROM apikeys ORDER BY created, id",
+        [STMT_APIKEY_REVOKE] = "UPDATE apikeys SET revoked = 1 WHERE id = ?1",
+        [STMT_APIKEY_TOUCH] = "UPDATE apikeys SET last_used = ?2 WHERE id = ?1 AND last_used < ?2",
+        [STMT_RB_INSERT] =
+                "INSERT INTO rolebindings (id, env, subject_kind, subject, role, created, created_by) "
+                "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        [STMT_RB_LIST_ALL] = "SELECT " RB_COLUMNS " FROM rolebindings ORDER BY env, subject_kind, subject",
+        [STMT_RB_LIST_ENV] = "SELECT " RB_COLUMNS " FROM rolebindings WHERE env = ?1 OR env = '*' "
+                             "ORDER BY env, subject_kind, subject",
+        [STMT_RB_DELETE] = "DELETE FROM rolebindings WHERE id = ?1",
+        [STMT_RB_DELETE_ENV] = "DELETE FROM rolebindings WHERE env = ?1",
+        [STMT_AUDIT_LAST] = "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
+        [STMT_AUDIT_INSERT] =
+                "INSERT INTO audit (seq, ts, principal, source, request_id, action, resource, "
+                "outcome, status, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, "
+                "?10, ?11)",
+        [STMT_AUDIT_LIST] = "SELECT " AUDIT_COLUMNS " FROM audit WHERE seq > ?1 ORDER BY seq LIMIT ?2",
 
         [STMT_CLUSTER_GET] = "SELECT " CLUSTER_COLUMNS " FROM clusters WHERE env = ?1 AND name = ?2",
         [STMT_CLUSTER_GET_BY_ID] = "SELECT " CLUSTER_COLUMNS " FROM clusters WHERE id = ?1",
@@ -231,6 +263,10 @@ typedef int (*write_fn)(struct sqlite_conn *c, void *userdata);
 struct write_req {
         write_fn fn;
         void *userdata;
+        /* The audit record staged by the calling thread: inserted in the same transaction. */
+        const struct cm_audit_record *audit;
+        int64_t audit_seq;
+        char audit_hash[65];
         int result;
         bool done;
         struct write_req *next;
@@ -503,14 +539,53 @@ static int row_apikey(sqlite3_stmt *st, struct cm_apikey *ret) {
         _cleanup_(cm_apikey_done) struct cm_apikey k = {};
         int r;
 
-        r = col_strdup_many(st, (const int[]){ 0, 1, 2, 3 },
-                            (char **const[]){ &k.id, &k.name, &k.hash, &k.role }, 4);
+        r = col_strdup_many(st, (const int[]){ 0, 1, 2, 3, 6 },
+                            (char **const[]){ &k.id, &k.name, &k.hash, &k.role, &k.owner }, 5);
         if (r < 0)
                 return r;
         k.created_usec = col_u64(st, 4);
         k.expires_usec = col_u64(st, 5);
+        k.revoked = sqlite3_column_int64(st, 7) != 0;
+        k.last_used_usec = col_u64(st, 8);
         *ret = k;
         k = (struct cm_apikey){};
+        return 0;
+}
+
+/* Reads RB_COLUMNS. */
+static int row_rolebinding(sqlite3_stmt *st, void *elem) {
+        struct cm_rolebinding b = {};
+        int r;
+
+        r = col_strdup_many(
+                st, (const int[]){ 0, 1, 2, 3, 4, 6 },
+                (char **const[]){ &b.id, &b.env, &b.subject_kind, &b.subject, &b.role, &b.created_by }, 6);
+        if (r < 0) {
+                cm_rolebinding_done(&b);
+                return r;
+        }
+        b.created_usec = col_u64(st, 5);
+        *(struct cm_rolebinding *) elem = b;
+        return 0;
+}
+
+/* Reads AUDIT_COLUMNS. */
+static int row_audit(sqlite3_stmt *st, void *elem) {
+        struct cm_audit_record a = {};
+        int r;
+
+        r = col_strdup_many(st, (const int[]){ 2, 3, 4, 5, 6, 7, 9, 10 },
+                            (char **const[]){ &a.principal, &a.source, &a.request_id, &a.action, &a.resource,
+                                              &a.outcome, &a.prev_hash, &a.hash },
+                            8);
+        if (r < 0) {
+                cm_audit_record_done(&a);
+                return r;
+        }
+        a.seq = sqlite3_column_int64(st, 0);
+        a.ts_usec = col_u64(st, 1);
+        a.status = (int) sqlite3_column_int64(st, 8);
+        *(struct cm_audit_record *) elem = a;
         return 0;
 }
 
@@ -753,6 +828,46 @@ static void conn_rollback(struct sqlite_conn *c) {
  * back alone; a single write needs none), COMMIT. Returns 0 when every request's result is final, or
  * a negative errno that applies to the whole batch (nothing was committed).
  */
+/* Appends a to the chain on c (inside a transaction): seq and hash follow the last record. */
+static int audit_insert(struct sqlite_conn *c, const struct cm_audit_record *a, int64_t *ret_seq,
+                        char ret_hash[static 65]) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        struct cm_audit_record rec = *a;
+        char prev[65];
+        int r;
+
+        (void) cm_strlcpy(prev, "0000000000000000000000000000000000000000000000000000000000000000",
+                          sizeof(prev));
+        rec.seq = 1;
+        r = conn_stmt(c, STMT_AUDIT_LAST, NULL, 0, &st);
+        if (r < 0)
+                return r;
+        r = stmt_step(c, st);
+        if (r < 0)
+                return r;
+        if (r > 0) {
+                const char *h = (const char *) sqlite3_column_text(st, 1);
+
+                rec.seq = sqlite3_column_int64(st, 0) + 1;
+                if (!h || strlen(h) != 64)
+                        return -EBADMSG;
+                memcpy(prev, h, 65);
+        }
+        r = stmt_drain(c, st);
+        if (r < 0)
+                return r;
+        cm_audit_hash(&rec, prev, ret_hash);
+        r = conn_run(c, STMT_AUDIT_INSERT,
+                     BINDS(BI(rec.seq), BI(rec.ts_usec), BT(rec.principal ?: "anonymous"),
+                           BT(rec.source ?: ""), BT(rec.request_id ?: ""), BT(rec.action ?: ""),
+                           BT(rec.resource ?: ""), BT(rec.outcome ?: ""), BI(rec.status), BT(prev),
+                           BT(ret_hash)));
+        if (r < 0)
+                return r;
+        *ret_seq = rec.seq;
+        return 0;
+}
+
 static int batch_attempt(struct sqlite_conn *c, struct write_req *head) {
         bool single = !head->next;
         int r;
@@ -768,6 +883,12 @@ static int batch_attempt(struct sqlite_conn *c, struct write_req *head) {
                                 goto fail;
                 }
                 w->result = w->fn(c, w->userdata);
+                /* The record of the change, in its transaction: both or neither. */
+                if (w->result >= 0 && w->audit) {
+                        r = audit_insert(c, w->audit, &w->audit_seq, w->audit_hash);
+                        if (r < 0)
+                                w->result = r;
+                }
                 if (w->result >= 0) {
                         if (!single) {
                                 r = conn_run(c, STMT_RELEASE, NULL, 0);
@@ -824,7 +945,8 @@ static void batch_run(struct sqlite_conn *c, struct write_req *head) {
  * must reset its outputs first and touch nothing but the database and its userdata.
  */
 static int store_write(struct sqlite_store *s, write_fn fn, void *userdata) {
-        struct write_req req = { .fn = fn, .userdata = userdata };
+        struct cm_audit_record *staged = cm_store_audit_staged();
+        struct write_req req = { .fn = fn, .userdata = userdata, .audit = staged };
         struct sqlite_conn *c = NULL;
         int r;
 
@@ -872,6 +994,8 @@ static int store_write(struct sqlite_store *s, write_fn fn, void *userdata) {
         pthread_mutex_unlock(&s->lock);
         if (req.result >= 0)
                 atomic_fetch_add(&s->file->writes, 1);
+        if (req.result >= 0 && req.audit)
+                cm_store_audit_committed(staged, req.audit_seq, req.audit_hash);
         return req.result;
 }
 
@@ -1141,6 +1265,10 @@ static int row_apikey_v(sqlite3_stmt *st, void *elem) {
         return row_apikey(st, elem);
 }
 
+static void apikey_done_v(void *elem) {
+        cm_apikey_done(elem);
+}
+
 /* Reads the one row of statement id into ret through row; -ENOENT when there is none. */
 static int read_one(struct cm_store *base, enum stmt_id id, const struct bindv *v, size_t n,
                     int (*row)(sqlite3_stmt *st, void *elem), void *ret) {
@@ -1232,7 +1360,11 @@ static int env_delete_tx(struct sqlite_conn *c, void *userdata) {
         r = conn_run(c, STMT_ENV_DELETE, BINDS(BT(name)));
         if (r < 0)
                 return r;
-        return r == 0 ? -ENOENT : 0;
+        if (r == 0)
+                return -ENOENT;
+        /* its role bindings go with it: a new environment of the same name starts with none */
+        r = conn_run(c, STMT_RB_DELETE_ENV, BINDS(BT(name)));
+        return r < 0 ? r : 0;
 }
 
 static int sqlite_env_delete(struct cm_store *base, const char *name) {
@@ -1340,23 +1472,189 @@ static int sqlite_env_policy_put(struct cm_store *base, const char *env, const c
 
 struct apikey_ctx {
         const struct cm_apikey *k;
+        const struct cm_rolebinding *b;
+        size_t nb;
+        const char *id;
+        uint64_t now;
 };
 
-static int apikey_create_tx(struct sqlite_conn *c, void *userdata) {
-        const struct cm_apikey *k = ((struct apikey_ctx *) userdata)->k;
-        return conn_run(c, STMT_APIKEY_INSERT,
-                        BINDS(BT(k->id), BT(k->name), BT(k->hash), BT(k->role), BI(k->created_usec),
-                              BI(k->expires_usec)));
+static int rolebinding_insert(struct sqlite_conn *c, const struct cm_rolebinding *b) {
+        int r = conn_run(c, STMT_RB_INSERT,
+                         BINDS(BT(b->id), BT(b->env), BT(b->subject_kind), BT(b->subject), BT(b->role),
+                               BI(b->created_usec), BT(b->created_by)));
+        return r < 0 ? r : 0;
 }
 
-static int sqlite_apikey_create(struct cm_store *base, const struct cm_apikey *k) {
-        struct apikey_ctx ctx = { .k = k };
+static int apikey_create_tx(struct sqlite_conn *c, void *userdata) {
+        struct apikey_ctx *ctx = userdata;
+        const struct cm_apikey *k = ctx->k;
         int r;
 
-        if (!k || !k->id || !k->hash)
+        r = conn_run(c, STMT_APIKEY_INSERT,
+                     BINDS(BT(k->id), BT(k->name), BT(k->hash), BT(k->role ?: ""), BI(k->created_usec),
+                           BI(k->expires_usec), BT(k->owner)));
+        for (size_t i = 0; r >= 0 && i < ctx->nb; i++)
+                r = rolebinding_insert(c, &ctx->b[i]);
+        return r < 0 ? r : 0;
+}
+
+static int sqlite_apikey_create(struct cm_store *base, const struct cm_apikey *k,
+                                const struct cm_rolebinding *b, size_t nb) {
+        struct apikey_ctx ctx = { .k = k, .b = b, .nb = nb };
+        int r;
+
+        if (!k || !k->id || !k->hash || (nb && !b))
                 return -EINVAL;
         r = store_write(to_sqlite(base), apikey_create_tx, &ctx);
         return r < 0 ? r : 0;
+}
+
+static int sqlite_apikey_list(struct cm_store *base, struct cm_apikey **ret, size_t *ret_n) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        struct sqlite_conn *c = NULL;
+        void *a;
+        int r;
+
+        r = store_read(base, STMT_APIKEY_LIST, NULL, 0, &c, &st);
+        if (r < 0)
+                return r;
+        r = collect_rows(c, st, sizeof(struct cm_apikey), row_apikey_v, apikey_done_v, &a, ret_n);
+        if (r < 0)
+                return r;
+        *ret = a;
+        return 0;
+}
+
+static int apikey_revoke_tx(struct sqlite_conn *c, void *userdata) {
+        int r = conn_run(c, STMT_APIKEY_REVOKE, BINDS(BT(((struct apikey_ctx *) userdata)->id)));
+        return r < 0 ? r : r == 0 ? -ENOENT : 0;
+}
+
+static int sqlite_apikey_revoke(struct cm_store *base, const char *id) {
+        struct apikey_ctx ctx = { .id = id };
+
+        if (!id)
+                return -EINVAL;
+        return store_write(to_sqlite(base), apikey_revoke_tx, &ctx);
+}
+
+static int apikey_touch_tx(struct sqlite_conn *c, void *userdata) {
+        struct apikey_ctx *ctx = userdata;
+        int r = conn_run(c, STMT_APIKEY_TOUCH, BINDS(BT(ctx->id), BI(ctx->now)));
+        return r < 0 ? r : 0;
+}
+
+static int sqlite_apikey_touch(struct cm_store *base, const char *id, uint64_t now) {
+        struct apikey_ctx ctx = { .id = id, .now = now };
+
+        if (!id)
+                return -EINVAL;
+        return store_write(to_sqlite(base), apikey_touch_tx, &ctx);
+}
+
+/* ---- role bindings ---- */
+
+struct rb_ctx {
+        const struct cm_rolebinding *b;
+        const char *id;
+};
+
+static int rb_create_tx(struct sqlite_conn *c, void *userdata) {
+        return rolebinding_insert(c, ((struct rb_ctx *) userdata)->b);
+}
+
+static int sqlite_rolebinding_create(struct cm_store *base, const struct cm_rolebinding *b) {
+        struct rb_ctx ctx = { .b = b };
+
+        if (!b || !b->id || !b->env || !b->subject_kind || !b->subject || !b->role)
+                return -EINVAL;
+        return store_write(to_sqlite(base), rb_create_tx, &ctx);
+}
+
+static void rb_done_v(void *elem) {
+        cm_rolebinding_done(elem);
+}
+
+static int sqlite_rolebinding_list(struct cm_store *base, const char *env, struct cm_rolebinding **ret,
+                                   size_t *ret_n) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        struct sqlite_conn *c = NULL;
+        void *a;
+        int r;
+
+        r = env ? store_read(base, STMT_RB_LIST_ENV, BINDS(BT(env)), &c, &st)
+                : store_read(base, STMT_RB_LIST_ALL, NULL, 0, &c, &st);
+        if (r < 0)
+                return r;
+        r = collect_rows(c, st, sizeof(struct cm_rolebinding), row_rolebinding, rb_done_v, &a, ret_n);
+        if (r < 0)
+                return r;
+        *ret = a;
+        return 0;
+}
+
+static int rb_delete_tx(struct sqlite_conn *c, void *userdata) {
+        int r = conn_run(c, STMT_RB_DELETE, BINDS(BT(((struct rb_ctx *) userdata)->id)));
+        return r < 0 ? r : r == 0 ? -ENOENT : 0;
+}
+
+static int sqlite_rolebinding_delete(struct cm_store *base, const char *id) {
+        struct rb_ctx ctx = { .id = id };
+
+        if (!id)
+                return -EINVAL;
+        return store_write(to_sqlite(base), rb_delete_tx, &ctx);
+}
+
+/* ---- audit ---- */
+
+struct audit_ctx {
+        const struct cm_audit_record *a;
+        int64_t seq;
+        char hash[65];
+};
+
+static int audit_append_tx(struct sqlite_conn *c, void *userdata) {
+        struct audit_ctx *ctx = userdata;
+        return audit_insert(c, ctx->a, &ctx->seq, ctx->hash);
+}
+
+static int sqlite_audit_append(struct cm_store *base, struct cm_audit_record *a) {
+        struct audit_ctx ctx = { .a = a };
+        struct cm_audit_record *staged;
+        int r;
+
+        if (!a)
+                return -EINVAL;
+        /* This is the record: it is not staged again on the way. */
+        staged = cm_store_audit_stage(NULL);
+        r = store_write(to_sqlite(base), audit_append_tx, &ctx);
+        (void) cm_store_audit_stage(staged);
+        if (r < 0)
+                return r;
+        cm_store_audit_committed(a, ctx.seq, ctx.hash);
+        return 0;
+}
+
+static void audit_done_v(void *elem) {
+        cm_audit_record_done(elem);
+}
+
+static int sqlite_audit_list(struct cm_store *base, int64_t after, unsigned limit,
+                             struct cm_audit_record **ret, size_t *ret_n) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        struct sqlite_conn *c = NULL;
+        void *a;
+        int r;
+
+        r = store_read(base, STMT_AUDIT_LIST, BINDS(BI(after), BI(limit)), &c, &st);
+        if (r < 0)
+                return r;
+        r = collect_rows(c, st, sizeof(struct cm_audit_record), row_audit, audit_done_v, &a, ret_n);
+        if (r < 0)
+                return r;
+        *ret = a;
+        return 0;
 }
 
 static int sqlite_apikey_get_by_hash(struct cm_store *base, const char *hash, struct cm_apikey *ret) {
@@ -2182,6 +2480,14 @@ const struct cm_store_ops cm_store_sqlite_ops = {
         .env_policy_get = sqlite_env_policy_get,
         .env_policy_put = sqlite_env_policy_put,
         .apikey_create = sqlite_apikey_create,
+        .apikey_list = sqlite_apikey_list,
+        .apikey_revoke = sqlite_apikey_revoke,
+        .apikey_touch = sqlite_apikey_touch,
+        .rolebinding_create = sqlite_rolebinding_create,
+        .rolebinding_list = sqlite_rolebinding_list,
+        .rolebinding_delete = sqlite_rolebinding_delete,
+        .audit_append = sqlite_audit_append,
+        .audit_list = sqlite_audit_list,
         .apikey_get_by_hash = sqlite_apikey_get_by_hash,
         .apikey_count = sqlite_apikey_count,
         .cluster_get = sqlite_cluster_get,

@@ -190,4 +190,37 @@ static const struct sqlite_migration sqlite_migrations[] = {
              "        updated INTEGER NOT NULL\n"
              ") WITHOUT ROWID;\n"
              "ALTER TABLE operations ADD COLUMN policy TEXT;\n" },
+
+        /*
+         * 4: access and audit. API keys get an owner, revocation and last use; role bindings grant a
+         * role in one environment (or "*": all) to an API key, an OIDC user or an OIDC group; the
+         * audit log is append-only and hash-chained (seq is never reused: no AUTOINCREMENT gaps are
+         * needed, the chain itself shows a deleted record).
+         */
+        { 4, "ALTER TABLE apikeys ADD COLUMN owner TEXT;\n"
+             "ALTER TABLE apikeys ADD COLUMN revoked INTEGER NOT NULL DEFAULT 0;\n"
+             "ALTER TABLE apikeys ADD COLUMN last_used INTEGER NOT NULL DEFAULT 0;\n"
+             "CREATE TABLE rolebindings (\n"
+             "        id TEXT PRIMARY KEY,\n"
+             "        env TEXT NOT NULL,\n"
+             "        subject_kind TEXT NOT NULL CHECK (subject_kind IN ('apikey', 'user', 'group')),\n"
+             "        subject TEXT NOT NULL,\n"
+             "        role TEXT NOT NULL CHECK (role IN ('viewer', 'operator', 'admin')),\n"
+             "        created INTEGER NOT NULL,\n"
+             "        created_by TEXT,\n"
+             "        UNIQUE (env, subject_kind, subject)\n"
+             ");\n"
+             "CREATE TABLE audit (\n"
+             "        seq INTEGER PRIMARY KEY,\n"
+             "        ts INTEGER NOT NULL,\n"
+             "        principal TEXT NOT NULL,\n"
+             "        source TEXT NOT NULL,\n"
+             "        request_id TEXT NOT NULL,\n"
+             "        action TEXT NOT NULL,\n"
+             "        resource TEXT NOT NULL,\n"
+             "        outcome TEXT NOT NULL,\n"
+             "        status INTEGER NOT NULL,\n"
+             "        prev_hash TEXT NOT NULL,\n"
+             "        hash TEXT NOT NULL\n"
+             ");\n" },
 };

@@ -27,3 +27,25 @@ struct cm_store *cm_store_close(struct cm_store *s) {
                 s->ops->close(s);
         return NULL;
 }
+
+/* The record staged by this thread; NULL when none (or once it was committed). */
+static _Thread_local struct cm_audit_record *staged_audit;
+
+struct cm_audit_record *cm_store_audit_stage(struct cm_audit_record *a) {
+        struct cm_audit_record *old = staged_audit;
+
+        staged_audit = a;
+        return old;
+}
+
+struct cm_audit_record *cm_store_audit_staged(void) {
+        return staged_audit && staged_audit->seq == 0 ? staged_audit : NULL;
+}
+
+void cm_store_audit_committed(struct cm_audit_record *a, int64_t seq, const char *hash) {
+        if (!a)
+                return;
+        a->seq = seq;
+        free(a->hash);
+        a->hash = strdup(hash);
+}

@@ -93,9 +93,34 @@ struct cm_store_ops {
         int (*env_policy_put)(struct cm_store *s, const char *env, const char *settings,
                               int64_t expected_version, uint64_t now, int64_t *ret_version);
 
-        int (*apikey_create)(struct cm_store *s, const struct cm_apikey *k);
+        /* An API key with its role bindings, in one transaction (-EEXIST: a binding is taken). */
+        int (*apikey_create)(struct cm_store *s, const struct cm_apikey *k, const struct cm_rolebinding *b,
+                             size_t nb);
         int (*apikey_get_by_hash)(struct cm_store *s, const char *hash, struct cm_apikey *ret);
         int (*apikey_count)(struct cm_store *s, uint64_t *ret);
+        /* Every key (revoked ones too), oldest first. */
+        int (*apikey_list)(struct cm_store *s, struct cm_apikey **ret, size_t *ret_n);
+        /* Marks a key revoked (kept for the record); -ENOENT when unknown. */
+        int (*apikey_revoke)(struct cm_store *s, const char *id);
+        /* Moves last_used forward to now (never back). */
+        int (*apikey_touch)(struct cm_store *s, const char *id, uint64_t now);
+
+        /* -EEXIST when the subject already has a binding in that environment. */
+        int (*rolebinding_create)(struct cm_store *s, const struct cm_rolebinding *b);
+        /* env NULL: every binding; else the environment's and the global ("*") ones. */
+        int (*rolebinding_list)(struct cm_store *s, const char *env, struct cm_rolebinding **ret,
+                                size_t *ret_n);
+        int (*rolebinding_delete)(struct cm_store *s, const char *id);
+
+        /*
+         * Appends a record to the audit chain (its own transaction); on success a->seq and a->hash are
+         * set. A record staged with cm_store_audit_stage() is instead appended by the next write of the
+         * staging thread, in that write's transaction.
+         */
+        int (*audit_append)(struct cm_store *s, struct cm_audit_record *a);
+        /* Records with seq > after, in order, at most limit. */
+        int (*audit_list)(struct cm_store *s, int64_t after, unsigned limit, struct cm_audit_record **ret,
+                          size_t *ret_n);
 
         int (*cluster_get)(struct cm_store *s, const char *env, const char *name, struct cm_cluster *ret);
         int (*cluster_get_by_id)(struct cm_store *s, const char *id, struct cm_cluster *ret);
@@ -210,6 +235,16 @@ struct cm_store_ops {
 struct cm_store {
         const struct cm_store_ops *ops;
 };
+
+/*
+ * Audit records written with the change they record. The calling thread stages a record (NULL
+ * unstages; the previous one is returned); the next successful write of this thread through any
+ * store appends it in the same transaction, then it counts as committed (seq and hash set) and is not
+ * appended again. Writes that fail leave it staged.
+ */
+struct cm_audit_record *cm_store_audit_stage(struct cm_audit_record *a);
+struct cm_audit_record *cm_store_audit_staged(void);
+void cm_store_audit_committed(struct cm_audit_record *a, int64_t seq, const char *hash);
 
 /* Opens the store for url: "sqlite:///abs/path.db", "sqlite:rel/path.db" or a plain file path. */
 int cm_store_open(const char *url, struct cm_store **ret);

@@ -374,14 +374,14 @@ static void test_apikey(void **state) {
 
         assert_int_equal(STORE_CALL(f->s, apikey_count, &n), 0);
         assert_int_equal(n, 0);
-        assert_int_equal(STORE_CALL(f->s, apikey_create, &k1), 0);
+        assert_int_equal(STORE_CALL(f->s, apikey_create, &k1, NULL, 0), 0);
         /* Same hash under another id. */
-        assert_int_equal(STORE_CALL(f->s, apikey_create, &k2), -EEXIST);
+        assert_int_equal(STORE_CALL(f->s, apikey_create, &k2, NULL, 0), -EEXIST);
         assert_int_equal(STORE_CALL(f->s, apikey_count, &n), 0);
         assert_int_equal(n, 1);
         k2.hash = hash2;
         k2.expires_usec = T0 + 3600 * SEC;
-        assert_int_equal(STORE_CALL(f->s, apikey_create, &k2), 0);
+        assert_int_equal(STORE_CALL(f->s, apikey_create, &k2, NULL, 0), 0);
         assert_int_equal(STORE_CALL(f->s, apikey_count, &n), 0);
         assert_int_equal(n, 2);
 
@@ -1693,6 +1693,141 @@ static void test_finish_appends_log(void **state) {
         assert_string_equal(out.buf, "first\nlast\n");
 }
 
+/* API keys with bindings, listing, revocation, last use; bindings by environment; gone with it. */
+static void test_apikeys_and_rolebindings(void **state) {
+        struct fixture *f = *state;
+        struct cm_apikey k = { .id = CM_UNCONST(char *, "key_a"),
+                               .name = CM_UNCONST(char *, "ci"),
+                               .hash = CM_UNCONST(char *, "h1"),
+                               .role = CM_UNCONST(char *, ""),
+                               .owner = CM_UNCONST(char *, "team-a"),
+                               .created_usec = T0 };
+        struct cm_rolebinding b[2] = {
+                { .id = CM_UNCONST(char *, "rb_1"),
+                  .env = CM_UNCONST(char *, "dev"),
+                  .subject_kind = CM_UNCONST(char *, "apikey"),
+                  .subject = CM_UNCONST(char *, "key_a"),
+                  .role = CM_UNCONST(char *, "operator"),
+                  .created_usec = T0 },
+                { .id = CM_UNCONST(char *, "rb_2"),
+                  .env = CM_UNCONST(char *, "*"),
+                  .subject_kind = CM_UNCONST(char *, "apikey"),
+                  .subject = CM_UNCONST(char *, "key_a"),
+                  .role = CM_UNCONST(char *, "viewer"),
+                  .created_usec = T0 },
+        };
+        struct cm_rolebinding dup = b[0];
+        struct cm_apikey *keys = NULL;
+        struct cm_rolebinding *rbs = NULL;
+        size_t n = 0;
+
+        assert_int_equal(make_env(f->s, "dev"), 0);
+        assert_int_equal(make_env(f->s, "prod"), 0);
+        assert_int_equal(STORE_CALL(f->s, apikey_create, &k, b, 2), 0);
+        /* a taken binding fails the whole create: no key without its bindings */
+        k.id = CM_UNCONST(char *, "key_b");
+        k.hash = CM_UNCONST(char *, "h2");
+        dup.id = CM_UNCONST(char *, "rb_3");
+        assert_int_equal(STORE_CALL(f->s, apikey_create, &k, &dup, 1), -EEXIST);
+        assert_int_equal(STORE_CALL(f->s, apikey_list, &keys, &n), 0);
+        assert_int_equal(n, 1);
+        assert_string_equal(keys[0].owner, "team-a");
+        assert_false(keys[0].revoked);
+        assert_int_equal(keys[0].last_used_usec, 0);
+        cm_apikey_array_free(keys, n);
+
+        assert_int_equal(STORE_CALL(f->s, apikey_touch, "key_a", T0 + SEC), 0);
+        assert_int_equal(STORE_CALL(f->s, apikey_touch, "key_a", T0), 0); /* never back */
+        assert_int_equal(STORE_CALL(f->s, apikey_revoke, "key_a"), 0);
+        assert_int_equal(STORE_CALL(f->s, apikey_revoke, "key_zz"), -ENOENT);
+        {
+                _cleanup_(cm_apikey_done) struct cm_apikey got = {};
+                assert_int_equal(STORE_CALL(f->s, apikey_get_by_hash, "h1", &got), 0);
+                assert_true(got.revoked);
+                assert_int_equal(got.last_used_usec, T0 + SEC);
+        }
+
+        assert_int_equal(STORE_CALL(f->s, rolebinding_list, "dev", &rbs, &n), 0);
+        assert_int_equal(n, 2); /* dev's and the global one */
+        cm_rolebinding_array_free(rbs, n);
+        assert_int_equal(STORE_CALL(f->s, rolebinding_list, "prod", &rbs, &n), 0);
+        assert_int_equal(n, 1);
+        assert_string_equal(rbs[0].env, "*");
+        cm_rolebinding_array_free(rbs, n);
+        dup.id = CM_UNCONST(char *, "rb_4");
+        dup.env = CM_UNCONST(char *, "prod");
+        assert_int_equal(STORE_CALL(f->s, rolebinding_create, &dup), 0);
+        assert_int_equal(STORE_CALL(f->s, rolebinding_create, &dup), -EEXIST);
+        assert_int_equal(STORE_CALL(f->s, rolebinding_delete, "rb_4"), 0);
+        assert_int_equal(STORE_CALL(f->s, rolebinding_delete, "rb_4"), -ENOENT);
+        /* an environment's bindings go with it */
+        assert_int_equal(STORE_CALL(f->s, env_delete, "dev"), 0);
+        assert_int_equal(STORE_CALL(f->s, rolebinding_list, NULL, &rbs, &n), 0);
+        assert_int_equal(n, 1);
+        assert_string_equal(rbs[0].id, "rb_2");
+        cm_rolebinding_array_free(rbs, n);
+}
+
+static struct cm_audit_record mk_audit(const char *action, int status) {
+        return (struct cm_audit_record){
+                .ts_usec = T0,
+                .principal = xstrdup("apikey:key_a"),
+                .source = xstrdup("127.0.0.1"),
+                .request_id = xstrdup("req-1"),
+                .action = xstrdup(action),
+                .resource = xstrdup("/v1/environments/dev"),
+                .outcome = xstrdup(status ? "success" : "committed"),
+                .status = status,
+        };
+}
+
+/* The chain: appended records link up; a staged record goes with the write it records, or not at all. */
+static void test_audit_chain(void **state) {
+        struct fixture *f = *state;
+        struct cm_audit_record a = mk_audit("GET /v1/x", 200), staged = mk_audit("POST /v1/environments", 0);
+        struct cm_audit_record *list = NULL;
+        char prev[65] = "0000000000000000000000000000000000000000000000000000000000000000", h[65];
+        size_t n = 0;
+
+        assert_int_equal(STORE_CALL(f->s, audit_append, &a), 0);
+        assert_int_equal(a.seq, 1);
+        assert_non_null(a.hash);
+
+        /* staged: a failing write does not take it, the next successful one does */
+        assert_null(cm_store_audit_stage(&staged));
+        assert_ptr_equal(cm_store_audit_staged(), &staged);
+        assert_int_equal(make_cluster(f->s, "nope", "c1", "cl_1", "op_1", T0), -ENOENT);
+        assert_int_equal(staged.seq, 0);
+        assert_int_equal(make_env(f->s, "dev"), 0);
+        assert_int_equal(staged.seq, 2);
+        assert_null(cm_store_audit_staged()); /* committed: not again */
+        assert_int_equal(make_env(f->s, "prod"), 0);
+        assert_ptr_equal(cm_store_audit_stage(NULL), &staged);
+
+        assert_int_equal(STORE_CALL(f->s, audit_list, 0, 100, &list, &n), 0);
+        assert_int_equal(n, 2);
+        for (size_t i = 0; i < n; i++) {
+                assert_int_equal(list[i].seq, (int64_t) i + 1);
+                assert_string_equal(list[i].prev_hash, prev);
+                cm_audit_hash(&list[i], prev, h);
+                assert_string_equal(list[i].hash, h);
+                memcpy(prev, h, sizeof(prev));
+        }
+        assert_string_equal(list[1].action, "POST /v1/environments");
+        assert_int_equal(list[1].status, 0);
+        /* every field is covered by the hash */
+        free(list[1].resource);
+        list[1].resource = xstrdup("/v1/environments/devx");
+        cm_audit_hash(&list[1], list[0].hash, h);
+        assert_string_not_equal(list[1].hash, h);
+        cm_audit_array_free(list, n);
+        assert_int_equal(STORE_CALL(f->s, audit_list, 1, 100, &list, &n), 0);
+        assert_int_equal(n, 1);
+        cm_audit_array_free(list, n);
+        cm_audit_record_done(&a);
+        cm_audit_record_done(&staged);
+}
+
 /* Policy settings of an environment: versioned, compare-and-swap, gone with the environment. */
 static void test_env_policy(void **state) {
         struct fixture *f = *state;
@@ -1882,6 +2017,8 @@ int main(void) {
                 CASE(test_concurrent_create_and_grab),
                 CASE(test_op_params_result),
                 CASE(test_env_policy),
+                CASE(test_apikeys_and_rolebindings),
+                CASE(test_audit_chain),
         };
         const struct CMUnitTest sqlite_only[] = {
                 CASE(test_sqlite_urls),
