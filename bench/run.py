@@ -20,7 +20,10 @@
    and the round trip of the same decision to a real OPA server with the shipped bundle (TLS, token) in
    the same run. Target p99 < 20 µs for the built-in one.
 
---only core|local|vault|rke|policy runs one section.
+9. Audit: appends to the hash-chained audit log from 1 and 8 threads (audit-bench), then the
+   verification of the chain. Target at least 10,000 appends per second.
+
+--only core|local|vault|rke|policy|audit runs one section.
 """
 import argparse
 import datetime
@@ -143,7 +146,8 @@ def main():
     ap.add_argument("--rke-noop", help="the benchmark's rke stand-in (default: rke-noop next to the bare responder)")
     ap.add_argument("--rke-ops", type=int, default=60, help="rke creates to measure (at least 50)")
     ap.add_argument("--policy-bench", help="policy-bench binary (default: next to the bare responder)")
-    ap.add_argument("--only", choices=("core", "local", "vault", "rke", "policy"))
+    ap.add_argument("--audit-bench", help="audit-bench binary (default: next to the bare responder)")
+    ap.add_argument("--only", choices=("core", "local", "vault", "rke", "policy", "audit"))
     args = ap.parse_args()
     if args.only == "local":
         return report_local(bench_local(args))
@@ -153,6 +157,8 @@ def main():
         return report_rke(bench_rke(args))
     if args.only == "policy":
         return report_policy(bench_policy(args))
+    if args.only == "audit":
+        return report_audit(bench_audit(args))
     testbin = args.testbin or os.path.join(os.path.dirname(args.binary), "tests", "clustermgmt-testbin")
     results = {}
     work = tempfile.mkdtemp(prefix="cm-bench-")
@@ -257,6 +263,7 @@ def main():
     report_vault(bench_vault(args))
     report_rke(bench_rke(args))
     report_policy(bench_policy(args))
+    report_audit(bench_audit(args))
     return 0
 
 
@@ -387,6 +394,34 @@ def report_policy(r):
     if rem:
         print(f"| remote evaluation, 3 nodes, OPA over TLS with a token, connection reused ({rem['iterations']} runs) | "
               f"p50 {rem['p50_us'] / 1000:.2f} ms, p99 {rem['p99_us'] / 1000:.2f} ms | report |")
+    return 0
+
+
+def bench_audit(args):
+    """Audit appends from 1 and from 8 threads (each a durable write; group commit batches concurrent
+    ones) and the verification of the chain, on the work tree's file system."""
+    exe = args.audit_bench or os.path.join(os.path.dirname(args.bare), "audit-bench")
+    out = {}
+    for threads, records in ((1, 5000), (8, 20000)):
+        base = tempfile.mkdtemp(prefix="cm-bench-audit-", dir=os.path.abspath(os.path.join(HERE, "..")))
+        try:
+            out[threads] = json.loads(subprocess.run([exe, "--dir", base, "--records", str(records), "--threads",
+                                                      str(threads)], capture_output=True, text=True, check=True).stdout)
+        finally:
+            shutil.rmtree(base, ignore_errors=True)
+    return out
+
+
+def report_audit(r):
+    print(json.dumps(r, indent=1))
+    print()
+    print("| benchmark | result | target |")
+    print("|---|---|---|")
+    for threads, x in sorted(r.items()):
+        print(f"| audit append with hash chaining, SQLite, {threads} thread(s), {x['records']} records | "
+              f"{x['append_per_sec']:.0f} records/s | ≥ 10,000/s |")
+    x = r[max(r)]
+    print(f"| audit verify (read, hash, check), {x['verified']} records | {x['verify_per_sec']:.0f} records/s | report |")
     return 0
 
 
