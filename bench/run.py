@@ -66,7 +66,7 @@ class Serve:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
-            [binary, "serve", "--data-dir", data_dir, "--listen", f"127.0.0.1:{self.port}", "--workers", str(workers),
+            [binary, "serve", "--data-dir", data_dir, "--listen", f"127.0.0.1:{self.port}", "--rate-limit", "0", "--workers", str(workers),
              "--http-threads", str(threads), "--log-level", "warning", "--poll-ms", "50"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         RUNNING.append(self.proc)
@@ -292,7 +292,7 @@ def bench_local(args):
         raise SystemExit(f"{args.localk8s} is missing: run `make localk8s`")
     work = tempfile.mkdtemp(prefix="cm-bench-local-")
     port = free_port()
-    proc = subprocess.Popen([args.binary, "serve", "--data-dir", work, "--listen", f"127.0.0.1:{port}",
+    proc = subprocess.Popen([args.binary, "serve", "--data-dir", work, "--listen", f"127.0.0.1:{port}", "--rate-limit", "0",
                              "--localk8s-path", os.path.abspath(args.localk8s), "--log-level", "warning"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     RUNNING.append(proc)
@@ -461,7 +461,7 @@ def bench_rke(args):
     work = tempfile.mkdtemp(prefix="cm-bench-rke-", dir=os.path.join(HERE, ".."))
     data = os.path.join(work, "data")
     port = free_port()
-    proc = subprocess.Popen([args.binary, "serve", "--data-dir", data, "--listen", f"127.0.0.1:{port}",
+    proc = subprocess.Popen([args.binary, "serve", "--data-dir", data, "--listen", f"127.0.0.1:{port}", "--rate-limit", "0",
                              "--rke-path", noop, "--workers", "1", "--poll-ms", "50", "--log-level", "warning"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     RUNNING.append(proc)

@@ -39,7 +39,8 @@ static void print_global_help(FILE *f) {
               "                    ./data/admin.token, which `clustermgmt serve` writes on first start)\n"
               "  --env ENV         environment (CLUSTERMGMT_ENV, default " CM_CLI_DEFAULT_ENV ")\n"
               "  -o, --output FMT  table (default), json or yaml\n"
-              "  --ca-file FILE    CA certificates (PEM) to verify an https:// server with\n"
+              "  --ca-file FILE    CA certificates (PEM) to verify an https:// server with "
+              "(CLUSTERMGMT_CA_FILE)\n"
               "  -h, --help        help\n"
               "\n"
               "Exit status: 0 success, 1 error or failed operation, 2 usage error, 3 timed out waiting.\n"
@@ -857,7 +858,7 @@ int cm_cli_run(FILE *out, FILE *err, int argc, char *argv[]) {
         if (isempty(cli.env))
                 cli.env = CM_CLI_DEFAULT_ENV;
         cli.token_flag = g.token;
-        cli.ca_file = g.ca_file;
+        cli.ca_file = g.ca_file ?: getenv("CLUSTERMGMT_CA_FILE");
 
         if (n == 0) {
                 if (g.help) {

@@ -441,6 +441,10 @@ int cm_client_perform(struct cm_client *c, const struct cm_client_request *req,
         timeout = req->timeout_sec == 0 ? CLIENT_DEFAULT_TIMEOUT_SEC : MAX(req->timeout_sec, 0L);
         SETOPT(c, CURLOPT_TIMEOUT, timeout);
         SETOPT(c, CURLOPT_TCP_KEEPALIVE, 1L);
+        /* Verification is libcurl's default; stated here so that no change can drop it silently. */
+        SETOPT(c, CURLOPT_SSL_VERIFYPEER, 1L);
+        SETOPT(c, CURLOPT_SSL_VERIFYHOST, 2L);
+        SETOPT(c, CURLOPT_SSLVERSION, (long) CURL_SSLVERSION_TLSv1_2);
         if (c->ca_file)
                 SETOPT(c, CURLOPT_CAINFO, c->ca_file);
         SETOPT(c, CURLOPT_HTTPHEADER, headers);

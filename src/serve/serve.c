@@ -7,6 +7,7 @@
 #include <sys/prctl.h>
 #include <sys/stat.h>
 
+#include "auth/oidc.h"
 #include "base/fileio.h"
 #include "base/log.h"
 #include "base/parse.h"
@@ -47,6 +48,22 @@ struct serve_options {
         unsigned policy_timeout_ms;
         const char *policy_failure_mode;
         unsigned policy_recheck_seconds;
+        const char *oidc_issuer;
+        const char *oidc_audience;
+        const char *oidc_ca_file;
+        const char *oidc_groups_claim;
+        unsigned oidc_max_token_age_seconds;
+        unsigned auth_failure_limit;
+        const char *tls_cert;
+        const char *tls_key;
+        bool insecure_allow_plain_http;
+        unsigned max_connections;
+        unsigned max_connections_per_ip;
+        unsigned idle_timeout_seconds;
+        unsigned request_timeout_seconds;
+        unsigned max_body_bytes;
+        unsigned rate_limit;
+        unsigned rate_burst;
 };
 
 static void serve_usage(FILE *f) {
@@ -95,7 +112,44 @@ static void serve_usage(FILE *f) {
               "                              or open (admit with a warning) when it cannot answer; default "
               "closed\n"
               "  --policy-recheck-seconds N  CLUSTERMGMT_POLICY_RECHECK_SECONDS  re-validate every cluster\n"
-              "                              (PolicyCompliant condition), default 300; 0 never\n",
+              "                              (PolicyCompliant condition), default 300; 0 never\n"
+              "\n"
+              "OIDC (bearer JWTs of an identity provider, beside API keys; roles from role bindings):\n"
+              "  --oidc-issuer URL           CLUSTERMGMT_OIDC_ISSUER  https issuer (discovery and keys)\n"
+              "  --oidc-audience AUD         CLUSTERMGMT_OIDC_AUDIENCE  the aud tokens must carry\n"
+              "  --oidc-ca-file FILE         CLUSTERMGMT_OIDC_CA_FILE  CA that verifies the issuer\n"
+              "  --oidc-groups-claim NAME    CLUSTERMGMT_OIDC_GROUPS_CLAIM  default groups\n"
+              "  --oidc-max-token-age-seconds N  CLUSTERMGMT_OIDC_MAX_TOKEN_AGE_SECONDS  refuse tokens\n"
+              "                              issued longer ago; 0 (default) only exp counts\n"
+              "\n"
+              "Transport and limits:\n"
+              "  --auth-failure-limit N      CLUSTERMGMT_AUTH_FAILURE_LIMIT  failed authentications of an\n"
+              "                              address before it must wait (1 s, doubling), default 5; 0 off\n"
+              "  --tls-cert FILE             CLUSTERMGMT_TLS_CERT     serve HTTPS with this certificate "
+              "(PEM,\n"
+              "                              chain allowed); TLS 1.2 and 1.3 only\n"
+              "  --tls-key FILE              CLUSTERMGMT_TLS_KEY      its private key (PEM, mode 0600 or "
+              "0400)\n"
+              "  --insecure-allow-plain-http CLUSTERMGMT_INSECURE_ALLOW_PLAIN_HTTP=1  serve plain HTTP on "
+              "an\n"
+              "                              address that is not loopback (refused without it)\n"
+              "  --max-connections N         CLUSTERMGMT_MAX_CONNECTIONS  open connections in all, default "
+              "1000\n"
+              "  --max-connections-per-ip N  CLUSTERMGMT_MAX_CONNECTIONS_PER_IP  from one address, default "
+              "64;\n"
+              "                              0 no cap\n"
+              "  --idle-timeout-seconds N    CLUSTERMGMT_IDLE_TIMEOUT_SECONDS  close a connection silent "
+              "this long,\n"
+              "                              default 30\n"
+              "  --request-timeout-seconds N CLUSTERMGMT_REQUEST_TIMEOUT_SECONDS  time to send a request's "
+              "header\n"
+              "                              and body, however slowly, default 60\n"
+              "  --max-body-bytes N          CLUSTERMGMT_MAX_BODY_BYTES  request body cap, default 1048576\n"
+              "  --rate-limit RPS            CLUSTERMGMT_RATE_LIMIT   requests per second per API key (per "
+              "address\n"
+              "                              on /healthz, /readyz, /metrics, /openapi.json), default 50; 0 "
+              "off\n"
+              "  --rate-burst N              CLUSTERMGMT_RATE_BURST   bucket size, default 100\n",
               f);
 }
 
@@ -136,6 +190,22 @@ static int parse_options(int argc, char *argv[], struct serve_options *o) {
                 OPT_POLICY_TIMEOUT,
                 OPT_POLICY_FAILURE_MODE,
                 OPT_POLICY_RECHECK,
+                OPT_OIDC_ISSUER,
+                OPT_OIDC_AUDIENCE,
+                OPT_OIDC_CA_FILE,
+                OPT_OIDC_GROUPS_CLAIM,
+                OPT_OIDC_MAX_AGE,
+                OPT_AUTH_FAILURE_LIMIT,
+                OPT_TLS_CERT,
+                OPT_TLS_KEY,
+                OPT_INSECURE_PLAIN,
+                OPT_MAX_CONNECTIONS,
+                OPT_MAX_CONNECTIONS_PER_IP,
+                OPT_IDLE_TIMEOUT,
+                OPT_REQUEST_TIMEOUT,
+                OPT_MAX_BODY,
+                OPT_RATE_LIMIT,
+                OPT_RATE_BURST,
         };
         static const struct option longopts[] = {
                 { "listen", required_argument, NULL, OPT_LISTEN },
@@ -161,6 +231,22 @@ static int parse_options(int argc, char *argv[], struct serve_options *o) {
                 { "policy-timeout-ms", required_argument, NULL, OPT_POLICY_TIMEOUT },
                 { "policy-failure-mode", required_argument, NULL, OPT_POLICY_FAILURE_MODE },
                 { "policy-recheck-seconds", required_argument, NULL, OPT_POLICY_RECHECK },
+                { "oidc-issuer", required_argument, NULL, OPT_OIDC_ISSUER },
+                { "oidc-audience", required_argument, NULL, OPT_OIDC_AUDIENCE },
+                { "oidc-ca-file", required_argument, NULL, OPT_OIDC_CA_FILE },
+                { "oidc-groups-claim", required_argument, NULL, OPT_OIDC_GROUPS_CLAIM },
+                { "oidc-max-token-age-seconds", required_argument, NULL, OPT_OIDC_MAX_AGE },
+                { "auth-failure-limit", required_argument, NULL, OPT_AUTH_FAILURE_LIMIT },
+                { "tls-cert", required_argument, NULL, OPT_TLS_CERT },
+                { "tls-key", required_argument, NULL, OPT_TLS_KEY },
+                { "insecure-allow-plain-http", no_argument, NULL, OPT_INSECURE_PLAIN },
+                { "max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS },
+                { "max-connections-per-ip", required_argument, NULL, OPT_MAX_CONNECTIONS_PER_IP },
+                { "idle-timeout-seconds", required_argument, NULL, OPT_IDLE_TIMEOUT },
+                { "request-timeout-seconds", required_argument, NULL, OPT_REQUEST_TIMEOUT },
+                { "max-body-bytes", required_argument, NULL, OPT_MAX_BODY },
+                { "rate-limit", required_argument, NULL, OPT_RATE_LIMIT },
+                { "rate-burst", required_argument, NULL, OPT_RATE_BURST },
                 { "help", no_argument, NULL, 'h' },
                 {},
         };
@@ -192,6 +278,22 @@ static int parse_options(int argc, char *argv[], struct serve_options *o) {
                 { "CLUSTERMGMT_POLICY_TIMEOUT_MS", OPT_POLICY_TIMEOUT },
                 { "CLUSTERMGMT_POLICY_FAILURE_MODE", OPT_POLICY_FAILURE_MODE },
                 { "CLUSTERMGMT_POLICY_RECHECK_SECONDS", OPT_POLICY_RECHECK },
+                { "CLUSTERMGMT_OIDC_ISSUER", OPT_OIDC_ISSUER },
+                { "CLUSTERMGMT_OIDC_AUDIENCE", OPT_OIDC_AUDIENCE },
+                { "CLUSTERMGMT_OIDC_CA_FILE", OPT_OIDC_CA_FILE },
+                { "CLUSTERMGMT_OIDC_GROUPS_CLAIM", OPT_OIDC_GROUPS_CLAIM },
+                { "CLUSTERMGMT_OIDC_MAX_TOKEN_AGE_SECONDS", OPT_OIDC_MAX_AGE },
+                { "CLUSTERMGMT_AUTH_FAILURE_LIMIT", OPT_AUTH_FAILURE_LIMIT },
+                { "CLUSTERMGMT_TLS_CERT", OPT_TLS_CERT },
+                { "CLUSTERMGMT_TLS_KEY", OPT_TLS_KEY },
+                { "CLUSTERMGMT_INSECURE_ALLOW_PLAIN_HTTP", OPT_INSECURE_PLAIN },
+                { "CLUSTERMGMT_MAX_CONNECTIONS", OPT_MAX_CONNECTIONS },
+                { "CLUSTERMGMT_MAX_CONNECTIONS_PER_IP", OPT_MAX_CONNECTIONS_PER_IP },
+                { "CLUSTERMGMT_IDLE_TIMEOUT_SECONDS", OPT_IDLE_TIMEOUT },
+                { "CLUSTERMGMT_REQUEST_TIMEOUT_SECONDS", OPT_REQUEST_TIMEOUT },
+                { "CLUSTERMGMT_MAX_BODY_BYTES", OPT_MAX_BODY },
+                { "CLUSTERMGMT_RATE_LIMIT", OPT_RATE_LIMIT },
+                { "CLUSTERMGMT_RATE_BURST", OPT_RATE_BURST },
         };
         int c;
 
@@ -309,6 +411,71 @@ static int parse_options(int argc, char *argv[], struct serve_options *o) {
                                 if (parse_uint_opt(name, arg, 0, 86400 * 7, &o->policy_recheck_seconds) < 0)
                                         return -EINVAL;
                                 break;
+                        case OPT_OIDC_ISSUER:
+                                o->oidc_issuer = arg;
+                                break;
+                        case OPT_OIDC_AUDIENCE:
+                                o->oidc_audience = arg;
+                                break;
+                        case OPT_OIDC_CA_FILE:
+                                o->oidc_ca_file = arg;
+                                break;
+                        case OPT_OIDC_GROUPS_CLAIM:
+                                o->oidc_groups_claim = arg;
+                                break;
+                        case OPT_AUTH_FAILURE_LIMIT:
+                                if (parse_uint_opt(name, arg, 0, 1000000, &o->auth_failure_limit) < 0)
+                                        return -EINVAL;
+                                break;
+                        case OPT_OIDC_MAX_AGE:
+                                if (parse_uint_opt(name, arg, 0, 366 * 86400,
+                                                   &o->oidc_max_token_age_seconds) < 0)
+                                        return -EINVAL;
+                                break;
+                        case OPT_TLS_CERT:
+                                o->tls_cert = arg;
+                                break;
+                        case OPT_TLS_KEY:
+                                o->tls_key = arg;
+                                break;
+                        case OPT_INSECURE_PLAIN:
+                                /* The flag takes no value; its environment twin is 1 or 0. */
+                                if (pass == 0 && !streq(arg, "1") && !streq(arg, "0")) {
+                                        fprintf(stderr, "clustermgmt serve: %s must be 1 or 0, not '%s'\n",
+                                                name, arg);
+                                        return -EINVAL;
+                                }
+                                o->insecure_allow_plain_http = pass != 0 || streq(arg, "1");
+                                break;
+                        case OPT_MAX_CONNECTIONS:
+                                if (parse_uint_opt(name, arg, 1, 1000000, &o->max_connections) < 0)
+                                        return -EINVAL;
+                                break;
+                        case OPT_MAX_CONNECTIONS_PER_IP:
+                                if (parse_uint_opt(name, arg, 0, 1000000, &o->max_connections_per_ip) < 0)
+                                        return -EINVAL;
+                                break;
+                        case OPT_IDLE_TIMEOUT:
+                                if (parse_uint_opt(name, arg, 1, 3600, &o->idle_timeout_seconds) < 0)
+                                        return -EINVAL;
+                                break;
+                        case OPT_REQUEST_TIMEOUT:
+                                if (parse_uint_opt(name, arg, 1, 3600, &o->request_timeout_seconds) < 0)
+                                        return -EINVAL;
+                                break;
+                        case OPT_MAX_BODY:
+                                if (parse_uint_opt(name, arg, 1024, 64 * 1024 * 1024, &o->max_body_bytes) <
+                                    0)
+                                        return -EINVAL;
+                                break;
+                        case OPT_RATE_LIMIT:
+                                if (parse_uint_opt(name, arg, 0, 1000000, &o->rate_limit) < 0)
+                                        return -EINVAL;
+                                break;
+                        case OPT_RATE_BURST:
+                                if (parse_uint_opt(name, arg, 1, 1000000, &o->rate_burst) < 0)
+                                        return -EINVAL;
+                                break;
                         default:
                                 fputs("Try 'clustermgmt serve --help'.\n", stderr);
                                 return -EINVAL;
@@ -321,6 +488,14 @@ static int parse_options(int argc, char *argv[], struct serve_options *o) {
                         argv[optind]);
                 return -EINVAL;
         }
+        if (!!o->oidc_issuer != !!o->oidc_audience ||
+            (!o->oidc_issuer &&
+             (o->oidc_ca_file || o->oidc_groups_claim || o->oidc_max_token_age_seconds))) {
+                fputs("clustermgmt serve: OIDC needs --oidc-issuer and --oidc-audience together; the other "
+                      "--oidc-* options go with them\n",
+                      stderr);
+                return -EINVAL;
+        }
         if (!o->policy_url &&
             (o->policy_token_file || o->policy_ca_file || o->policy_timeout_ms || o->policy_failure_mode)) {
                 fputs("clustermgmt serve: the --policy-* options go with --policy-url (without it, the "
@@ -329,6 +504,69 @@ static int parse_options(int argc, char *argv[], struct serve_options *o) {
                       stderr);
                 return -EINVAL;
         }
+        if (!o->tls_cert != !o->tls_key) {
+                fputs("clustermgmt serve: --tls-cert and --tls-key go together (CLUSTERMGMT_TLS_CERT and "
+                      "CLUSTERMGMT_TLS_KEY)\n",
+                      stderr);
+                return -EINVAL;
+        }
+        return 0;
+}
+
+/*
+ * Plain HTTP only where nobody else can listen in: a loopback address. Elsewhere TLS, or the operator's
+ * explicit acceptance of the risk (a proxy in front that terminates TLS, say).
+ */
+static int check_transport(const struct serve_options *o) {
+        int loopback = cm_server_listen_is_loopback(o->listen);
+
+        if (loopback < 0) {
+                fprintf(stderr,
+                        "clustermgmt serve: --listen must be ADDRESS:PORT with a numeric IPv4 address or an "
+                        "IPv6 address in brackets ([::1]:8080), not '%s'\n",
+                        o->listen);
+                return -EINVAL;
+        }
+        if (loopback || o->tls_cert)
+                return 0;
+        if (!o->insecure_allow_plain_http) {
+                fprintf(stderr,
+                        "clustermgmt serve: refusing to serve plain HTTP on %s, which is not a loopback "
+                        "address: API keys would cross the network in clear text. Give a certificate with "
+                        "--tls-cert/--tls-key, or accept the risk with --insecure-allow-plain-http (behind "
+                        "a proxy that terminates TLS)\n",
+                        o->listen);
+                return -EINVAL;
+        }
+        log_warning(
+                "serving plain HTTP on %s, which is not a loopback address "
+                "(--insecure-allow-plain-http): API keys cross the network in clear text unless a proxy in "
+                "front terminates TLS",
+                o->listen);
+        return 0;
+}
+
+/* Certificate and key, checked before anything else starts; what is served is logged, never the key. */
+static int load_tls(const struct serve_options *o, struct cm_server_tls **ret) {
+        char err[512] = "", when[64];
+        uint64_t not_after, now = cm_now_usec();
+        int r;
+
+        *ret = NULL;
+        if (!o->tls_cert)
+                return 0;
+        r = cm_server_tls_load(o->tls_cert, o->tls_key, ret, err, sizeof(err));
+        if (r < 0)
+                return log_error_errno(r, "TLS: %s", err[0] ? err : "cannot load the certificate and key");
+        not_after = cm_server_tls_not_after(*ret);
+        cm_format_rfc3339(not_after, when, sizeof(when));
+        log_info("TLS on (1.2 and 1.3): certificate '%s' from '%s', valid until %s",
+                 cm_server_tls_subject(*ret), o->tls_cert, not_after ? when : "(unknown)");
+        if (not_after && not_after < now)
+                log_warning("the TLS certificate in '%s' expired on %s: clients will refuse it", o->tls_cert,
+                            when);
+        else if (not_after && not_after < now + 30 * 86400 * USEC_PER_SEC)
+                log_warning("the TLS certificate in '%s' expires on %s: renew it", o->tls_cert, when);
         return 0;
 }
 
@@ -423,12 +661,15 @@ int cm_serve_main(int argc, char *argv[]) {
                                    .state_retention_days = 30,
                                    .policy_recheck_seconds = 300 };
         struct cm_vault *vault = NULL;
+        struct cm_oidc *oidc = NULL;
         struct cm_service_config scfg;
         struct cm_server_config hcfg;
         _cleanup_free_ char *db = NULL;
         _cleanup_(cm_store_closep) struct cm_store *store = NULL;
         struct cm_service *svc = NULL;
         struct cm_server *srv = NULL;
+        /* Freed (the key wiped) after the server has stopped: libmicrohttpd holds on to it. */
+        _cleanup_(cm_server_tls_freep) struct cm_server_tls *tls = NULL;
         sigset_t mask;
         int r, sig = 0;
 
@@ -442,6 +683,14 @@ int cm_serve_main(int argc, char *argv[]) {
         o.retry_max_seconds = (unsigned) (scfg.backoff_cap_usec / USEC_PER_SEC);
         o.shutdown_grace_seconds = (unsigned) (scfg.shutdown_grace_usec / USEC_PER_SEC);
         o.poll_ms = (unsigned) (scfg.poll_usec / USEC_PER_MSEC);
+        o.max_connections = hcfg.max_connections;
+        o.max_connections_per_ip = hcfg.max_connections_per_ip;
+        o.idle_timeout_seconds = hcfg.idle_timeout_sec;
+        o.request_timeout_seconds = hcfg.request_timeout_sec;
+        o.max_body_bytes = (unsigned) hcfg.max_body;
+        o.rate_limit = hcfg.rate_limit;
+        o.rate_burst = hcfg.rate_burst;
+        o.auth_failure_limit = hcfg.auth_fail_max;
 
         if (parse_options(argc, argv, &o) < 0)
                 return 2;
@@ -454,6 +703,10 @@ int cm_serve_main(int argc, char *argv[]) {
                 }
                 log_set_level(lvl);
         }
+        if (check_transport(&o) < 0)
+                return 2;
+        if (load_tls(&o, &tls) < 0)
+                return 1;
 
         if (cm_engine_local_set_helper(o.localk8s_path) < 0) {
                 fprintf(stderr, "clustermgmt serve: --localk8s-path is too long\n");
@@ -545,8 +798,39 @@ int cm_serve_main(int argc, char *argv[]) {
         if (r < 0)
                 goto out;
 
+        if (o.oidc_issuer) {
+                struct cm_oidc_config oc = {
+                        .issuer = o.oidc_issuer,
+                        .audience = o.oidc_audience,
+                        .ca_file = o.oidc_ca_file,
+                        .groups_claim = o.oidc_groups_claim,
+                        .max_age_usec = (uint64_t) o.oidc_max_token_age_seconds * USEC_PER_SEC,
+                };
+                char err[512] = "";
+
+                r = cm_oidc_new(&oc, &oidc, err, sizeof(err));
+                if (r < 0) {
+                        log_error_errno(r, "OIDC: %s", err[0] ? err : "cannot be set up");
+                        goto out;
+                }
+                /* Not fatal: the provider may come up later; tokens are verified once it answers. */
+                if (cm_oidc_refresh(oidc, err, sizeof(err)) < 0)
+                        log_warning("OIDC issuer %s cannot be reached yet: %s", o.oidc_issuer, err);
+                log_info("OIDC bearer tokens of %s (audience %s) are accepted", o.oidc_issuer,
+                         o.oidc_audience);
+        }
+        hcfg.oidc = oidc;
         hcfg.listen = o.listen;
         hcfg.threads = o.http_threads;
+        hcfg.tls = tls;
+        hcfg.max_connections = o.max_connections;
+        hcfg.max_connections_per_ip = o.max_connections_per_ip;
+        hcfg.idle_timeout_sec = o.idle_timeout_seconds;
+        hcfg.request_timeout_sec = o.request_timeout_seconds;
+        hcfg.max_body = o.max_body_bytes;
+        hcfg.rate_limit = o.rate_limit;
+        hcfg.rate_burst = o.rate_burst;
+        hcfg.auth_fail_max = o.auth_failure_limit;
         r = cm_server_start(&hcfg, svc, &srv);
         if (r < 0) {
                 log_error_errno(r, "listen on %s: %m", o.listen);
@@ -572,9 +856,10 @@ int cm_serve_main(int argc, char *argv[]) {
                 cm_engine_names(names, sizeof(names));
                 (void) cm_snprintf(
                         fields, sizeof(fields),
-                        "\"listen\":\"%s\",\"port\":%u,\"version\":\"%s\",\"workers\":%u,\"engines\":\"%s\"",
-                        o.listen, cm_server_port(srv), CM_VERSION, o.workers, names);
-                log_full(LOG_LEVEL_INFO, 0, fields, "serving on %s", o.listen);
+                        "\"listen\":\"%s\",\"port\":%u,\"version\":\"%s\",\"workers\":%u,\"engines\":\"%s\","
+                        "\"tls\":%s",
+                        o.listen, cm_server_port(srv), CM_VERSION, o.workers, names, tls ? "true" : "false");
+                log_full(LOG_LEVEL_INFO, 0, fields, "serving %s on %s", tls ? "HTTPS" : "HTTP", o.listen);
         }
 
         for (;;) {
@@ -597,6 +882,7 @@ out:
                 (void) cm_policy_remote_close(policy);
         }
         vault = cm_vault_close(vault);
+        oidc = cm_oidc_free(oidc);
         cm_engine_local_stop();
         log_info("stopped");
         return r < 0 ? 1 : 0;

@@ -100,6 +100,19 @@ static int render_http(struct cm_server *s, struct strbuf *out) {
         return 0;
 }
 
+/* Requests and connections refused by a limit, by reason (every reason, zeros too). */
+static int render_limits(struct cm_server *s, struct strbuf *out) {
+        int r;
+
+        r = strbuf_adds(out, "# HELP clustermgmt_http_limited_total Requests and connections refused by a "
+                             "limit, by reason.\n# TYPE clustermgmt_http_limited_total counter\n");
+        for (int i = 0; r >= 0 && i < _CM_LIMIT_REASON_MAX; i++)
+                r = strbuf_addf(out, "clustermgmt_http_limited_total{reason=\"%s\"} %" PRIu64 "\n",
+                                cm_limit_reason_to_string((enum cm_limit_reason) i),
+                                cm_limits_count(s->limits, (enum cm_limit_reason) i));
+        return r;
+}
+
 int cm_metrics_render(struct cm_server *s, struct strbuf *out) {
         struct cm_op_stats st = {};
         int r;
@@ -112,6 +125,9 @@ int cm_metrics_render(struct cm_server *s, struct strbuf *out) {
         if (r < 0)
                 return r;
         r = render_http(s, out);
+        if (r < 0)
+                return r;
+        r = render_limits(s, out);
         if (r < 0)
                 return r;
         r = STORE_CALL(s->svc->store, op_stats, cm_now_usec(), &st);

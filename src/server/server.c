@@ -5,13 +5,39 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <openssl/asn1.h>
+#include <openssl/bio.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 
+#include "base/fileio.h"
 #include "base/log.h"
 #include "base/parse.h"
+#include "base/secret.h"
 #include "base/util.h"
 #include "server/server_internal.h"
 
 #define REQ_ID_HEADER "X-Request-Id"
+
+/*
+ * TLS 1.2 and 1.3 only; AEAD ciphers only (AES-GCM, ChaCha20-Poly1305); ephemeral elliptic-curve key
+ * exchange only (no RSA key transport, no finite-field DH); no SHA-1.
+ */
+#define TLS_PRIORITIES                                                                                      \
+        "SECURE128:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:-CIPHER-ALL:+AES-256-GCM:+AES-128-GCM:"              \
+        "+CHACHA20-POLY1305:-MAC-ALL:+AEAD:-KX-ALL:+ECDHE-ECDSA:+ECDHE-RSA:-GROUP-ALL:+GROUP-X25519:"       \
+        "+GROUP-SECP256R1:+GROUP-SECP384R1:+GROUP-SECP521R1:%SERVER_PRECEDENCE"
+#define TLS_FILE_MAX (256 * 1024)
+
+struct cm_server_tls {
+        char *cert; /* PEM, NUL-terminated */
+        char *key; /* PEM, NUL-terminated; wiped when freed */
+        size_t key_len;
+        char subject[256];
+        uint64_t not_after_usec;
+};
 
 void cm_server_config_defaults(struct cm_server_config *c) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -20,7 +46,15 @@ void cm_server_config_defaults(struct cm_server_config *c) {
                 .listen = "127.0.0.1:8080",
                 .threads = (unsigned) MAX(2, MIN(n > 0 ? n : 2, 16)),
                 .max_body = 1024 * 1024,
-                .max_connections = 1024,
+                .max_connections = 1000,
+                .max_connections_per_ip = 64,
+                .idle_timeout_sec = 30,
+                .request_timeout_sec = 60,
+                .rate_limit = 50,
+                .rate_burst = 100,
+                .auth_fail_max = 5,
+                .auth_fail_window_sec = 60,
+                .auth_block_max_sec = 300,
         };
 }
 
@@ -55,6 +89,8 @@ static void add_common_headers(struct cm_req *req, struct MHD_Response *resp) {
         (void) MHD_add_response_header(resp, "Cache-Control", "no-store");
         (void) MHD_add_response_header(resp, "Content-Security-Policy", "default-src 'none'");
         (void) MHD_add_response_header(resp, "Referrer-Policy", "no-referrer");
+        if (req->srv->tls)
+                (void) MHD_add_response_header(resp, "Strict-Transport-Security", "max-age=31536000");
         for (size_t i = 0; i < req->n_headers; i++)
                 (void) MHD_add_response_header(resp, req->header_names[i], req->header_values[i]);
 }
@@ -267,14 +303,27 @@ static void handle(struct cm_req *req) {
                 (void) cm_snprintf(d, sizeof(d), "the request body is larger than %zu bytes",
                                    req->srv->cfg.max_body);
                 cm_reply_problem_simple(req, 413, "too-large", "Request too large", d);
+                cm_limits_note(req->srv->limits, CM_LIMIT_TOO_LARGE);
                 goto out;
         }
 
+        /* A source that failed authentication too often is refused before its credentials are read. */
+        r = cm_limits_auth_check(req, &p);
+        if (r < 0) {
+                cm_reply_error(req, r, &p);
+                goto out;
+        }
         r = cm_auth_authenticate(req, &p);
+        cm_limits_auth_done(req, r);
         if (r < 0) {
                 cm_reply_error(req, r, &p);
                 if (req->auth_failure)
                         cm_audit_auth_failure(req);
+                goto out;
+        }
+        r = cm_limits_rate(req, &p);
+        if (r < 0) {
+                cm_reply_error(req, r, &p);
                 goto out;
         }
         cm_audit_begin(req);
@@ -307,6 +356,22 @@ static void handle(struct cm_req *req) {
 out:
         cm_audit_end(req);
         cm_problem_done(&p);
+}
+
+static struct cm_conn *conn_state(struct MHD_Connection *conn) {
+        const union MHD_ConnectionInfo *ci =
+                MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+
+        return ci ? ci->socket_context : NULL;
+}
+
+/* A body announced larger than the cap is refused before a byte of it is read. */
+static bool body_announced_too_large(struct cm_req *req) {
+        const char *v =
+                MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        uint64_t n;
+
+        return v && safe_atou64(v, &n) >= 0 && n > req->srv->cfg.max_body;
 }
 
 static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, const char *url,
@@ -346,7 +411,20 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
                                            (uint64_t) atomic_fetch_add(&s->request_counter, 1));
                 } else
                         (void) cm_strlcpy(req->request_id, rid, sizeof(req->request_id));
+                {
+                        const union MHD_ConnectionInfo *ci =
+                                MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+
+                        cm_limits_source_key(ci ? ci->client_addr : NULL, req->source, sizeof(req->source));
+                }
                 *con_cls = req;
+                if (body_announced_too_large(req)) {
+                        /* Answered now: libmicrohttpd then discards the body and closes the connection. */
+                        req->body_too_large = true;
+                        cm_limits_conn_answering(conn_state(conn));
+                        handle(req);
+                        return send_reply(req);
+                }
                 return MHD_YES;
         }
 
@@ -359,6 +437,7 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
                 return MHD_YES;
         }
 
+        cm_limits_conn_answering(conn_state(conn));
         if (!req->replied)
                 handle(req);
         ret = send_reply(req);
@@ -372,6 +451,8 @@ static void request_completed(void *cls, struct MHD_Connection *conn, void **con
 
         if (!req)
                 return;
+        /* The next request on this connection has the whole request timeout from now. */
+        cm_limits_conn_idle(s->limits, conn_state(conn));
         if (req->replied)
                 cm_metrics_observe(s, req->route, req->status, cm_mono_usec() - req->start_usec,
                                    !(req->route && req->route->streams));
@@ -417,7 +498,18 @@ static void *follow_main(void *userdata) {
         return NULL;
 }
 
+static void notify_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                              enum MHD_ConnectionNotificationCode toe) {
+        struct cm_server *s = cls;
+
+        if (toe == MHD_CONNECTION_NOTIFY_STARTED)
+                cm_limits_conn_started(s->limits, conn, socket_context);
+        else if (toe == MHD_CONNECTION_NOTIFY_CLOSED)
+                cm_limits_conn_closed(s->limits, socket_context);
+}
+
 _printf_(2, 0) static void mhd_log(void *cls, const char *fmt, va_list ap) {
+        struct cm_server *s = cls;
         char msg[512];
         size_t n;
 
@@ -425,6 +517,20 @@ _printf_(2, 0) static void mhd_log(void *cls, const char *fmt, va_list ap) {
         n = strlen(msg);
         while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == '.'))
                 msg[--n] = 0;
+        /* Refused connections are counted; a flood of them logs one line every 10 s. */
+        if (s && strstr(msg, "reached connection limit")) {
+                uint64_t now = cm_mono_usec();
+                uint_fast64_t last = atomic_load(&s->conn_limit_logged_usec);
+
+                cm_limits_note(s->limits, CM_LIMIT_CONNECTIONS);
+                if ((last != 0 && now < last + 10 * USEC_PER_SEC) ||
+                    !atomic_compare_exchange_strong(&s->conn_limit_logged_usec, &last, now))
+                        return;
+                log_warning(
+                        "http: refusing connections: %u open in all, or %u from one address, is the limit",
+                        s->cfg.max_connections, s->cfg.max_connections_per_ip);
+                return;
+        }
         log_warning("http: %s", msg);
 }
 
@@ -460,6 +566,181 @@ static int parse_listen(const char *listen, struct sockaddr_storage *ret, sockle
         return 0;
 }
 
+int cm_server_listen_is_loopback(const char *listen) {
+        struct sockaddr_storage addr;
+        socklen_t addrlen;
+        int r;
+
+        r = parse_listen(listen, &addr, &addrlen);
+        if (r < 0)
+                return r;
+        if (addr.ss_family == AF_INET) {
+                const struct sockaddr_in *in = (const struct sockaddr_in *) &addr;
+
+                return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+        }
+        if (addr.ss_family == AF_INET6) {
+                const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *) &addr;
+
+                if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr))
+                        return in6->sin6_addr.s6_addr[12] == 127;
+                return IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr);
+        }
+        return 0;
+}
+
+/* -------------------------------------------------------------------------------------------------
+ * TLS material
+ */
+
+_printf_(4, 5) static int tls_error(char *err, size_t err_size, int r, const char *fmt, ...) {
+        va_list ap;
+
+        va_start(ap, fmt);
+        (void) vsnprintf(err, err_size, fmt, ap);
+        va_end(ap);
+        return r;
+}
+
+/* Never asks for a passphrase: an encrypted key is refused. */
+static int no_passphrase(char *buf, int size, int rwflag, void *userdata) {
+        return -1;
+}
+
+static int tls_read(const char *what, const char *path, bool secret, char **ret, size_t *ret_len, char *err,
+                    size_t err_size) {
+        struct stat st;
+        int r;
+
+        if (stat(path, &st) < 0) {
+                r = negative_errno();
+                return tls_error(err, err_size, r, "cannot read the TLS %s file '%s': %s", what, path,
+                                 strerror(-r));
+        }
+        if (!S_ISREG(st.st_mode))
+                return tls_error(err, err_size, -EINVAL, "the TLS %s file '%s' is not a regular file", what,
+                                 path);
+        if (secret && (st.st_mode & 0077) != 0)
+                return tls_error(
+                        err, err_size, -EPERM,
+                        "the TLS key file '%s' has mode %04o: it must be readable by its owner only "
+                        "(chmod 0600 '%s')",
+                        path, (unsigned) (st.st_mode & 07777), path);
+        r = cm_read_file(path, TLS_FILE_MAX, secret, ret, ret_len);
+        if (r == -EFBIG)
+                return tls_error(err, err_size, -EINVAL, "the TLS %s file '%s' is larger than %u bytes",
+                                 what, path, TLS_FILE_MAX);
+        if (r < 0)
+                return tls_error(err, err_size, r, "cannot read the TLS %s file '%s': %s", what, path,
+                                 strerror(-r));
+        return 0;
+}
+
+/* Subject and expiry of the first certificate, and whether key is its private key. */
+static int tls_inspect(struct cm_server_tls *t, const char *cert_file, const char *key_file, char *err,
+                       size_t err_size) {
+        BIO *bio = NULL, *out = NULL;
+        X509 *x = NULL;
+        EVP_PKEY *pkey = NULL;
+        struct tm tm = {};
+        char *mem = NULL;
+        long n;
+        int r = 0;
+
+        bio = BIO_new_mem_buf(t->cert, -1);
+        x = bio ? PEM_read_bio_X509(bio, NULL, no_passphrase, NULL) : NULL;
+        BIO_free(bio);
+        if (!x) {
+                r = tls_error(err, err_size, -EINVAL,
+                              "the TLS certificate file '%s' holds no PEM certificate", cert_file);
+                goto out;
+        }
+        bio = BIO_new_mem_buf(t->key, (int) t->key_len);
+        pkey = bio ? PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL) : NULL;
+        BIO_free(bio);
+        if (!pkey) {
+                r = tls_error(err, err_size, -EINVAL,
+                              "the TLS key file '%s' holds no PEM private key (or an encrypted one)",
+                              key_file);
+                goto out;
+        }
+        if (X509_check_private_key(x, pkey) != 1) {
+                r = tls_error(err, err_size, -EINVAL,
+                              "the TLS key in '%s' does not belong to the certificate in '%s'", key_file,
+                              cert_file);
+                goto out;
+        }
+        out = BIO_new(BIO_s_mem());
+        if (!out || X509_NAME_print_ex(out, X509_get_subject_name(x), 0, XN_FLAG_RFC2253) < 0) {
+                r = tls_error(err, err_size, -ENOMEM, "out of memory");
+                goto out;
+        }
+        n = BIO_get_mem_data(out, &mem);
+        if (n < 0 || !mem)
+                n = 0;
+        if ((size_t) n >= sizeof(t->subject))
+                n = (long) sizeof(t->subject) - 1;
+        memcpy(t->subject, mem ?: "", (size_t) n);
+        t->subject[n] = 0;
+        if (ASN1_TIME_to_tm(X509_get0_notAfter(x), &tm) == 1) {
+                time_t tt = timegm(&tm);
+                t->not_after_usec = tt > 0 ? (uint64_t) tt * USEC_PER_SEC : 0;
+        }
+out:
+        ERR_clear_error(); /* what OpenSSL queued is said in err */
+        BIO_free(out);
+        EVP_PKEY_free(pkey);
+        X509_free(x);
+        return r;
+}
+
+int cm_server_tls_load(const char *cert_file, const char *key_file, struct cm_server_tls **ret, char *err,
+                       size_t err_size) {
+        _cleanup_(cm_server_tls_freep) struct cm_server_tls *t = NULL;
+        size_t len = 0;
+        int r;
+
+        if (!MHD_is_feature_supported(MHD_FEATURE_TLS))
+                return tls_error(err, err_size, -EOPNOTSUPP, "this libmicrohttpd was built without TLS");
+        t = new0(struct cm_server_tls, 1);
+        if (!t)
+                return tls_error(err, err_size, -ENOMEM, "out of memory");
+        r = tls_read("certificate", cert_file, false, &t->cert, &len, err, err_size);
+        if (r < 0)
+                return r;
+        r = tls_read("key", key_file, true, &t->key, &t->key_len, err, err_size);
+        if (r < 0)
+                return r;
+        r = tls_inspect(t, cert_file, key_file, err, err_size);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(t);
+        return 0;
+}
+
+struct cm_server_tls *cm_server_tls_free(struct cm_server_tls *t) {
+        if (!t)
+                return NULL;
+        if (t->key)
+                cm_wipe(t->key, t->key_len);
+        free(t->key);
+        free(t->cert);
+        free(t);
+        return NULL;
+}
+
+const char *cm_server_tls_subject(const struct cm_server_tls *t) {
+        return t->subject;
+}
+
+uint64_t cm_server_tls_not_after(const struct cm_server_tls *t) {
+        return t->not_after_usec;
+}
+
+/* -------------------------------------------------------------------------------------------------
+ * Start and stop
+ */
+
 int cm_server_start(const struct cm_server_config *cfg, struct cm_service *svc, struct cm_server **ret) {
         struct sockaddr_storage addr;
         socklen_t addrlen;
@@ -477,6 +758,7 @@ int cm_server_start(const struct cm_server_config *cfg, struct cm_service *svc, 
                 return -ENOMEM;
         s->svc = svc;
         s->cfg = *cfg;
+        s->tls = cfg->tls != NULL;
         s->route_metrics = new0(struct cm_route_metrics, cm_routes_count + 1);
         s->max_suspended = cfg->max_connections;
         s->suspended = new0(struct MHD_Connection *, s->max_suspended);
@@ -493,6 +775,9 @@ int cm_server_start(const struct cm_server_config *cfg, struct cm_service *svc, 
                 r = cm_page_cache_init(&s->cluster_cache, 1024, 16 * 1024);
         if (r < 0)
                 goto fail;
+        r = cm_limits_new(cfg, &s->limits);
+        if (r < 0)
+                goto fail;
         {
                 char rnd[32];
 
@@ -507,13 +792,29 @@ int cm_server_start(const struct cm_server_config *cfg, struct cm_service *svc, 
                 MHD_USE_ERROR_LOG;
         if (addr.ss_family == AF_INET6)
                 flags |= MHD_USE_IPv6;
-        s->daemon = MHD_start_daemon(
-                /* The logger first: libmicrohttpd only routes messages of later options through it. */
-                flags, 0, NULL, NULL, access_handler, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-                MHD_OPTION_SOCK_ADDR, (struct sockaddr *) &addr, MHD_OPTION_THREAD_POOL_SIZE,
-                (unsigned) cfg->threads, MHD_OPTION_CONNECTION_LIMIT, (unsigned) cfg->max_connections,
-                MHD_OPTION_CONNECTION_TIMEOUT, (unsigned) 120, MHD_OPTION_NOTIFY_COMPLETED,
-                request_completed, s, MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned) 1024, MHD_OPTION_END);
+        if (cfg->tls)
+                flags |= MHD_USE_TLS;
+        {
+                /* libmicrohttpd keeps the pointers to the certificate and key: cfg->tls outlives the daemon. */
+                struct MHD_OptionItem tls_options[] = {
+                        { MHD_OPTION_HTTPS_MEM_CERT, 0, cfg->tls ? cfg->tls->cert : NULL },
+                        { MHD_OPTION_HTTPS_MEM_KEY, 0, cfg->tls ? cfg->tls->key : NULL },
+                        { MHD_OPTION_HTTPS_PRIORITIES, 0, CM_UNCONST(char *, TLS_PRIORITIES) },
+                        { MHD_OPTION_END, 0, NULL },
+                };
+
+                s->daemon = MHD_start_daemon(
+                        /* The logger first: libmicrohttpd only routes messages of later options through it. */
+                        flags, 0, NULL, NULL, access_handler, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s,
+                        MHD_OPTION_SOCK_ADDR, (struct sockaddr *) &addr, MHD_OPTION_THREAD_POOL_SIZE,
+                        (unsigned) cfg->threads, MHD_OPTION_CONNECTION_LIMIT,
+                        (unsigned) cfg->max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+                        (unsigned) cfg->max_connections_per_ip, MHD_OPTION_CONNECTION_TIMEOUT,
+                        (unsigned) cfg->idle_timeout_sec, MHD_OPTION_NOTIFY_COMPLETED, request_completed, s,
+                        MHD_OPTION_NOTIFY_CONNECTION, notify_connection, s, MHD_OPTION_LISTEN_BACKLOG_SIZE,
+                        (unsigned) 1024, MHD_OPTION_ARRAY, cfg->tls ? tls_options : &tls_options[3],
+                        MHD_OPTION_END);
+        }
         if (!s->daemon) {
                 /* libmicrohttpd said why through mhd_log; binding is what usually fails. */
                 r = -EADDRNOTAVAIL;
@@ -554,6 +855,8 @@ struct cm_server *cm_server_stop(struct cm_server *s) {
                 }
                 MHD_stop_daemon(s->daemon);
         }
+        /* After the daemon: its last connections are closed (and their notifications made) by now. */
+        s->limits = cm_limits_free(s->limits);
         pthread_mutex_destroy(&s->follow_lock);
         cm_cache_done(&s->auth_cache);
         cm_cache_done(&s->env_cache);

@@ -15,14 +15,49 @@
  * Handlers answer through cm_reply_*; exactly one answer per request.
  */
 
+struct cm_server_tls;
+
+struct cm_oidc;
+
 struct cm_server_config {
         const char *listen; /* "127.0.0.1:8080", "[::1]:8080", "0.0.0.0:8080" */
         unsigned threads; /* thread pool size */
         size_t max_body; /* request body cap */
         unsigned max_connections;
+        unsigned max_connections_per_ip; /* 0: no cap per address */
+        unsigned idle_timeout_sec; /* a connection without traffic for this long is closed */
+        unsigned request_timeout_sec; /* to send a request's header and body, however slowly */
+        unsigned rate_limit; /* requests per second per principal (per source address without one); 0: off */
+        unsigned rate_burst; /* the bucket's size */
+        unsigned auth_fail_max; /* failed authentications of a source before it is throttled */
+        unsigned auth_fail_window_sec; /* a source's failures are forgotten after this long without one */
+        unsigned auth_block_max_sec; /* the longest wait of a throttled source */
+        /* HTTPS with this certificate and key; NULL: plain HTTP. Borrowed: it must outlive the server. */
+        const struct cm_server_tls *tls;
+        /* OIDC bearer tokens are verified with it; NULL: API keys only. Borrowed, like tls. */
+        struct cm_oidc *oidc;
 };
 
 void cm_server_config_defaults(struct cm_server_config *c);
+
+/* 1 when listen ("ADDR:PORT", numeric) is a loopback address (127.0.0.0/8, ::1), 0 when it is not,
+ * -EINVAL when it is malformed. */
+int cm_server_listen_is_loopback(const char *listen);
+
+/*
+ * TLS material: a certificate (chain) and its private key, PEM files read and checked once (the key
+ * file must be readable by its owner only, unencrypted, and match the certificate). The key's bytes
+ * stay in memory for the life of the server, which hands them to libmicrohttpd by pointer, and are
+ * wiped when freed. On failure returns a negative errno and writes a message for people to err.
+ */
+_warn_unused_result_ int cm_server_tls_load(const char *cert_file, const char *key_file,
+                                            struct cm_server_tls **ret, char *err, size_t err_size);
+/* Wipes the key; accepts NULL; returns NULL. */
+struct cm_server_tls *cm_server_tls_free(struct cm_server_tls *t);
+DEFINE_TRIVIAL_CLEANUP_FUNC(struct cm_server_tls *, cm_server_tls_free);
+/* The certificate's subject (RFC 2253) and the end of its validity (µs since the epoch). */
+const char *cm_server_tls_subject(const struct cm_server_tls *t);
+uint64_t cm_server_tls_not_after(const struct cm_server_tls *t);
 
 struct cm_server;
 
@@ -48,6 +83,7 @@ struct cm_principal {
 };
 
 #define CM_REQ_MAX_HEADERS 6
+#define CM_SOURCE_MAX 48
 
 struct cm_req {
         struct cm_server *srv;
@@ -62,11 +98,13 @@ struct cm_req {
         char *params[CM_ROUTE_MAX_PARAMS];
         size_t n_params;
         struct cm_principal principal;
-        const char *auth_failure; /* why authentication failed (static text; for the audit record) */
+        const char *auth_failure; /* why authentication failed (for the audit record), or NULL */
+        char auth_reason[256]; /* the token verifier's reason, when auth_failure points here */
         struct cm_audit_record audit; /* this request's audit record, when it gets one */
         bool audited;
         char request_id[40];
         uint64_t start_usec;
+        char source[CM_SOURCE_MAX]; /* the client's address (of IPv6, the /64): limits anonymous clients */
 
         /* the answer */
         bool replied;

@@ -3,6 +3,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <sys/socket.h>
 
 #include "server/cache.h"
 #include "server/pagecache.h"
@@ -47,6 +48,10 @@ struct cm_server {
         struct cm_page_cache cluster_cache; /* encoded single clusters (backends with a change counter) */
         char request_id_prefix[16];
         atomic_uint_fast64_t request_counter;
+
+        struct cm_limits *limits; /* rate limits, authentication failures, request deadlines */
+        bool tls; /* HTTPS (the answers carry Strict-Transport-Security) */
+        atomic_uint_fast64_t conn_limit_logged_usec; /* last "connection limit reached" warning */
 };
 
 extern const int cm_metric_codes[CM_METRIC_CODES];
@@ -76,3 +81,66 @@ void cm_audit_auth_failure(struct cm_req *req);
 void cm_auth_changed(struct cm_server *s);
 enum cm_role cm_role_from_string(const char *s);
 const char *cm_role_to_string(enum cm_role r);
+
+/*
+ * Limits (server/limits.c): token buckets per principal or source address, the throttle of sources
+ * that fail authentication, and the deadline of every request. Each table has a fixed size chosen at
+ * start (idle entries are evicted first) and is safe to use from every thread of the pool.
+ */
+enum cm_limit_reason {
+        CM_LIMIT_RATE, /* "rate-limited": the token bucket of the principal (or source) is empty */
+        CM_LIMIT_AUTH_FAILURES, /* "too-many-auth-failures": the source failed authentication too often */
+        CM_LIMIT_TOO_LARGE, /* "too-large": the body is larger than the cap (413) */
+        CM_LIMIT_SLOW_REQUEST, /* "slow-request": closed at the deadline of the request */
+        CM_LIMIT_CONNECTIONS, /* "connection-limit": a connection refused by the total or per-address cap */
+        _CM_LIMIT_REASON_MAX,
+};
+
+const char *cm_limit_reason_to_string(enum cm_limit_reason r);
+
+struct cm_limits;
+/* Per-connection state; the socket context of the connection (NULL when it could not be tracked). */
+struct cm_conn;
+
+/* Sizes its tables from cfg (max_connections, rates); the deadline watchdog starts with it. */
+_warn_unused_result_ int cm_limits_new(const struct cm_server_config *cfg, struct cm_limits **ret);
+/* Stops the watchdog and frees; call after the daemon stopped. Accepts NULL; returns NULL. */
+struct cm_limits *cm_limits_free(struct cm_limits *l);
+void cm_limits_note(struct cm_limits *l, enum cm_limit_reason r);
+uint64_t cm_limits_count(const struct cm_limits *l, enum cm_limit_reason r);
+
+/*
+ * The key that limits anonymous clients and counts authentication failures: the IPv4 address, or
+ * the /64 prefix of an IPv6 address (one host holds a whole /64). size >= CM_SOURCE_MAX.
+ */
+void cm_limits_source_key(const struct sockaddr *sa, char *buf, size_t size);
+
+/*
+ * Connection notifications (MHD_OPTION_NOTIFY_CONNECTION): a connection is tracked from its start;
+ * until its first request has been received, and from the end of each answer until the next request
+ * has been received, it has request_timeout_sec to send it — trickling bytes does not extend that, as
+ * it does libmicrohttpd's idle timeout. Past the deadline the watchdog shuts the socket down.
+ */
+void cm_limits_conn_started(struct cm_limits *l, struct MHD_Connection *conn, void **socket_context);
+void cm_limits_conn_closed(struct cm_limits *l, void **socket_context);
+/* The request has been received: no deadline while it is answered (answers may stream for long). */
+void cm_limits_conn_answering(struct cm_conn *c);
+/* The answer is complete: the next request has request_timeout_sec from now. */
+void cm_limits_conn_idle(struct cm_limits *l, struct cm_conn *c);
+
+/*
+ * The steps of the request pipeline (server.c calls them around cm_auth_authenticate):
+ *
+ *   cm_limits_auth_check(req)       before authentication, on routes that need a role: while the source
+ *                                   is throttled after failed authentications, 429 too-many-auth-failures
+ *                                   (the credentials are not looked at);
+ *   cm_limits_auth_done(req, r)     with authentication's result: -EACCES counts a failure of the
+ *                                   source; success on a route that needs a role clears its failures;
+ *   cm_limits_rate(req)             after authentication: a token from the principal's bucket, or the
+ *                                   source's when there is no principal; 429 rate-limited when empty.
+ *
+ * A refusal sets p (429, with a Retry-After header on req), counts it, and returns -EBUSY.
+ */
+int cm_limits_auth_check(struct cm_req *req, struct cm_problem *p);
+void cm_limits_auth_done(struct cm_req *req, int r);
+int cm_limits_rate(struct cm_req *req, struct cm_problem *p);
