@@ -23,7 +23,11 @@
 9. Audit: appends to the hash-chained audit log from 1 and 8 threads (audit-bench), then the
    verification of the chain. Target at least 10,000 appends per second.
 
---only core|local|vault|rke|policy|audit runs one section.
+10. Authentication: the OIDC bearer step with the JWK set held (auth-bench: full verification, and a
+   token seen before), and over HTTP the same request with an OIDC token of a real test provider and
+   with an API key, beside GET /healthz (no authentication), in the same run. Target p99 < 30 µs.
+
+--only core|local|vault|rke|policy|audit|auth runs one section.
 """
 import argparse
 import datetime
@@ -62,12 +66,12 @@ RUNNING = []  # every server started, stopped at exit even when a section fails
 
 
 class Serve:
-    def __init__(self, binary, data_dir, workers, threads):
+    def __init__(self, binary, data_dir, workers, threads, extra=()):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
             [binary, "serve", "--data-dir", data_dir, "--listen", f"127.0.0.1:{self.port}", "--rate-limit", "0", "--workers", str(workers),
-             "--http-threads", str(threads), "--log-level", "warning", "--poll-ms", "50"],
+             "--http-threads", str(threads), "--log-level", "warning", "--poll-ms", "50", *extra],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         RUNNING.append(self.proc)
         for _ in range(600):
@@ -147,7 +151,8 @@ def main():
     ap.add_argument("--rke-ops", type=int, default=60, help="rke creates to measure (at least 50)")
     ap.add_argument("--policy-bench", help="policy-bench binary (default: next to the bare responder)")
     ap.add_argument("--audit-bench", help="audit-bench binary (default: next to the bare responder)")
-    ap.add_argument("--only", choices=("core", "local", "vault", "rke", "policy", "audit"))
+    ap.add_argument("--auth-bench", help="auth-bench binary (default: next to the bare responder)")
+    ap.add_argument("--only", choices=("core", "local", "vault", "rke", "policy", "audit", "auth"))
     args = ap.parse_args()
     if args.only == "local":
         return report_local(bench_local(args))
@@ -159,6 +164,8 @@ def main():
         return report_policy(bench_policy(args))
     if args.only == "audit":
         return report_audit(bench_audit(args))
+    if args.only == "auth":
+        return report_auth(bench_auth(args))
     testbin = args.testbin or os.path.join(os.path.dirname(args.binary), "tests", "clustermgmt-testbin")
     results = {}
     work = tempfile.mkdtemp(prefix="cm-bench-")
@@ -264,6 +271,7 @@ def main():
     report_rke(bench_rke(args))
     report_policy(bench_policy(args))
     report_audit(bench_audit(args))
+    report_auth(bench_auth(args))
     return 0
 
 
@@ -422,6 +430,56 @@ def report_audit(r):
               f"{x['append_per_sec']:.0f} records/s | ≥ 10,000/s |")
     x = r[max(r)]
     print(f"| audit verify (read, hash, check), {x['verified']} records | {x['verify_per_sec']:.0f} records/s | report |")
+    return 0
+
+
+def bench_auth(args):
+    """The authentication step: the verifier alone (auth-bench: full and cached JWT verification), and
+    over HTTP the same request (GET one environment) with an OIDC token of a real test provider, with
+    an API key, and GET /healthz (no authentication) as the floor, in the same run."""
+    exe = args.auth_bench or os.path.join(os.path.dirname(args.bare), "auth-bench")
+    out = {"verifier": json.loads(subprocess.run([exe, "--iterations", "50000"], capture_output=True, text=True,
+                                                 check=True).stdout)}
+    sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
+    from oidc_provider import OidcProvider  # noqa: E402 (the tests' provider, reused)
+    work = tempfile.mkdtemp(prefix="cm-bench-auth-")
+    idp = OidcProvider(os.path.join(work, "oidc"), audience="clustermgmt")
+    s = None
+    try:
+        idp.start()
+        s = Serve(args.binary, os.path.join(work, "data"), 0, args.threads,
+                  extra=("--oidc-issuer", idp.issuer, "--oidc-audience", "clustermgmt", "--oidc-ca-file", idp.ca_file,
+                         "--auth-failure-limit", "0"))
+        http("POST", s.url + "/v1/rolebindings", s.token,
+             {"environment": "default", "subject": {"kind": "user", "name": "bench"}, "role": "viewer"})
+        jwt = idp.token(sub="bench", exp=int(time.time()) + 3600)
+        url = s.url + "/v1/environments/default"
+        out["http_apikey"] = wrk(url, args.seconds, 16, 2, headers=(f"Authorization: Bearer {s.token}",))
+        out["http_oidc"] = wrk(url, args.seconds, 16, 2, headers=(f"Authorization: Bearer {jwt}",))
+        out["http_none"] = wrk(s.url + "/healthz", args.seconds, 16, 2)
+    finally:
+        if s:
+            s.stop()
+        idp.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    return out
+
+
+def report_auth(r):
+    print(json.dumps(r, indent=1))
+    v = r["verifier"]
+    print()
+    print("| benchmark | result | target |")
+    print("|---|---|---|")
+    for alg in ("rs256", "es256"):
+        print(f"| OIDC bearer step, {alg.upper()}, JWK set held, token seen before (cached) | "
+              f"p50 {v[alg + '_cached_p50_us']:.1f} µs, p99 {v[alg + '_cached_p99_us']:.1f} µs | p99 < 30 µs |")
+        print(f"| OIDC bearer step, {alg.upper()}, first sight of a token (full verification) | "
+              f"p50 {v[alg + '_verify_p50_us']:.1f} µs, p99 {v[alg + '_verify_p99_us']:.1f} µs | report |")
+    a, o, n = r["http_apikey"], r["http_oidc"], r["http_none"]
+    print(f"| GET one environment over HTTP: OIDC token / API key / (GET /healthz, no authentication) | "
+          f"{o['rps']:.0f} / {a['rps']:.0f} / {n['rps']:.0f} req/s; p99 {o['p99_ms']:.2f} / {a['p99_ms']:.2f} / "
+          f"{n['p99_ms']:.2f} ms | report |")
     return 0
 
 
