@@ -1269,6 +1269,20 @@ static void apikey_done_v(void *elem) {
         cm_apikey_done(elem);
 }
 
+/* Reads every row of statement id into a new array of records of the given size (NULL when none). */
+static int read_all(struct cm_store *base, enum stmt_id id, const struct bindv *v, size_t n, size_t size,
+                    int (*row)(sqlite3_stmt *st, void *elem), void (*done)(void *elem), void **ret,
+                    size_t *ret_n) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        struct sqlite_conn *c = NULL;
+        int r;
+
+        r = store_read(base, id, v, n, &c, &st);
+        if (r < 0)
+                return r;
+        return collect_rows(c, st, size, row, done, ret, ret_n);
+}
+
 /* Reads the one row of statement id into ret through row; -ENOENT when there is none. */
 static int read_one(struct cm_store *base, enum stmt_id id, const struct bindv *v, size_t n,
                     int (*row)(sqlite3_stmt *st, void *elem), void *ret) {
@@ -1510,19 +1524,8 @@ static int sqlite_apikey_create(struct cm_store *base, const struct cm_apikey *k
 }
 
 static int sqlite_apikey_list(struct cm_store *base, struct cm_apikey **ret, size_t *ret_n) {
-        _cleanup_stmt_ sqlite3_stmt *st = NULL;
-        struct sqlite_conn *c = NULL;
-        void *a;
-        int r;
-
-        r = store_read(base, STMT_APIKEY_LIST, NULL, 0, &c, &st);
-        if (r < 0)
-                return r;
-        r = collect_rows(c, st, sizeof(struct cm_apikey), row_apikey_v, apikey_done_v, &a, ret_n);
-        if (r < 0)
-                return r;
-        *ret = a;
-        return 0;
+        return read_all(base, STMT_APIKEY_LIST, NULL, 0, sizeof(struct cm_apikey), row_apikey_v,
+                        apikey_done_v, (void **) ret, ret_n);
 }
 
 static int apikey_revoke_tx(struct sqlite_conn *c, void *userdata) {
@@ -1577,20 +1580,11 @@ static void rb_done_v(void *elem) {
 
 static int sqlite_rolebinding_list(struct cm_store *base, const char *env, struct cm_rolebinding **ret,
                                    size_t *ret_n) {
-        _cleanup_stmt_ sqlite3_stmt *st = NULL;
-        struct sqlite_conn *c = NULL;
-        void *a;
-        int r;
-
-        r = env ? store_read(base, STMT_RB_LIST_ENV, BINDS(BT(env)), &c, &st)
-                : store_read(base, STMT_RB_LIST_ALL, NULL, 0, &c, &st);
-        if (r < 0)
-                return r;
-        r = collect_rows(c, st, sizeof(struct cm_rolebinding), row_rolebinding, rb_done_v, &a, ret_n);
-        if (r < 0)
-                return r;
-        *ret = a;
-        return 0;
+        if (env)
+                return read_all(base, STMT_RB_LIST_ENV, BINDS(BT(env)), sizeof(struct cm_rolebinding),
+                                row_rolebinding, rb_done_v, (void **) ret, ret_n);
+        return read_all(base, STMT_RB_LIST_ALL, NULL, 0, sizeof(struct cm_rolebinding), row_rolebinding,
+                        rb_done_v, (void **) ret, ret_n);
 }
 
 static int rb_delete_tx(struct sqlite_conn *c, void *userdata) {
@@ -1642,19 +1636,8 @@ static void audit_done_v(void *elem) {
 
 static int sqlite_audit_list(struct cm_store *base, int64_t after, unsigned limit,
                              struct cm_audit_record **ret, size_t *ret_n) {
-        _cleanup_stmt_ sqlite3_stmt *st = NULL;
-        struct sqlite_conn *c = NULL;
-        void *a;
-        int r;
-
-        r = store_read(base, STMT_AUDIT_LIST, BINDS(BI(after), BI(limit)), &c, &st);
-        if (r < 0)
-                return r;
-        r = collect_rows(c, st, sizeof(struct cm_audit_record), row_audit, audit_done_v, &a, ret_n);
-        if (r < 0)
-                return r;
-        *ret = a;
-        return 0;
+        return read_all(base, STMT_AUDIT_LIST, BINDS(BI(after), BI(limit)), sizeof(struct cm_audit_record),
+                        row_audit, audit_done_v, (void **) ret, ret_n);
 }
 
 static int sqlite_apikey_get_by_hash(struct cm_store *base, const char *hash, struct cm_apikey *ret) {
