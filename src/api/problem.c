@@ -2,6 +2,7 @@
 #include "base/common.h"
 
 #include "api/problem.h"
+#include "base/secret.h"
 
 void cm_problem_init(struct cm_problem *p) {
         *p = (struct cm_problem){};
@@ -24,6 +25,7 @@ int cm_problem_set(struct cm_problem *p, int status, const char *type, const cha
         va_start(ap, fmt);
         (void) vsnprintf(p->detail, sizeof(p->detail), fmt, ap);
         va_end(ap);
+        (void) cm_redact(p->detail);
         return -EINVAL;
 }
 
@@ -34,6 +36,7 @@ void cm_problem_add(struct cm_problem *p, const char *field, const char *fmt, ..
         va_start(ap, fmt);
         (void) vsnprintf(reason, sizeof(reason), fmt, ap);
         va_end(ap);
+        (void) cm_redact(reason);
 
         if (!p->errors) {
                 p->errors = json_array();

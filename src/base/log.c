@@ -2,6 +2,7 @@
 #include "base/common.h"
 
 #include "base/log.h"
+#include "base/secret.h"
 #include "base/strbuf.h"
 #include "base/util.h"
 
@@ -50,6 +51,7 @@ int log_full(enum log_level level, int error, const char *fields, const char *fm
         va_start(ap, fmt);
         (void) vsnprintf(msg, sizeof(msg), fmt, ap);
         va_end(ap);
+        (void) cm_redact(msg);
 
         cm_format_rfc3339(cm_now_usec(), ts, sizeof(ts));
         if (strbuf_addf(&line, "{\"ts\":\"%s\",\"level\":\"%s\",\"msg\":", ts, level_names[level]) < 0 ||

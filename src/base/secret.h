@@ -11,6 +11,13 @@ void cm_wipe(void *p, size_t n);
  * would garble ordinary text without hiding anything.
  */
 void cm_mask_secret(char *text, const char *secret);
+/*
+ * The one redaction step of text about to leave the process (service log lines, operation log lines,
+ * error details): overwrites with '*' (same length) PEM private keys, this service's API keys
+ * (cmk_...), JWTs, the credential after "Bearer ", and the value after password, passwd, secret,
+ * token, client-key-data, private_key, secret_key followed by ':' or '='. Returns how many were masked.
+ */
+size_t cm_redact(char *text);
 /* Wipes a NUL-terminated string and frees it; accepts NULL; returns NULL. */
 char *cm_erase_and_free(char *s);
 /* Constant-time comparison of two equally long byte strings: true when equal. */

@@ -5,6 +5,7 @@
 #include <stdatomic.h>
 
 #include "base/log.h"
+#include "base/secret.h"
 #include "base/spawn.h"
 #include "base/strbuf.h"
 #include "base/util.h"
@@ -121,10 +122,17 @@ static void slot_flush(struct worker_slot *slot, const char *op_id) {
 
 /* Adds one timestamped line to the operation's log buffer. */
 static void op_log(struct worker_slot *slot, const char *op_id, const char *text, size_t n) {
-        char ts[40];
+        char ts[40], line[4097];
         bool full;
         int r;
 
+        /* the one redaction step, on a copy (engines' lines are redacted once more here) */
+        n = MIN(n, sizeof(line) - 1);
+        memcpy(line, text, n);
+        line[n] = 0;
+        (void) cm_redact(line);
+        n = strlen(line);
+        text = line;
         cm_format_rfc3339(cm_now_usec(), ts, sizeof(ts));
         pthread_mutex_lock(&slot->log_lock);
         r = strbuf_addf(&slot->logbuf, "%s ", ts);

@@ -169,13 +169,53 @@ static void test_mask_secret(void **state) {
         assert_string_equal(line, "login as puller with ******** failed; ******** again; hunter2");
 }
 
+static void test_redact(void **state) {
+        static const struct {
+                const char *in, *out;
+        } cases[] = {
+                { "auth with cmk_abcdefghijklmnopqrstuvwxyz0123456789AB failed",
+                  "auth with cmk_************************************** failed" },
+                { "Authorization: Bearer abcdefgh.ijk-lmn", "Authorization: Bearer ****************" },
+                { "token eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhIn0.c2ln here",
+                  "token ***************************************** here" },
+                { "password: hunter22 and more", "password: ******** and more" },
+                { "{\"password\":\"s3cr3t!\"}", "{\"password\":\"*******\"}" },
+                { "client-key-data: LS0tLS1CRUdJTg==", "client-key-data: ****************" },
+                { "x -----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY----- y",
+                  "x ************************************************************************** y" },
+                /* left alone: fingerprints, words, short values, other PEM blocks */
+                { "kube-ca SHA256:0123456789abcdef0123456789abcdef",
+                  "kube-ca SHA256:0123456789abcdef0123456789abcdef" },
+                { "the token file is missing", "the token file is missing" },
+                { "send 'Authorization: Bearer <key>'", "send 'Authorization: Bearer <key>'" },
+                { "-----BEGIN CERTIFICATE-----", "-----BEGIN CERTIFICATE-----" },
+                { "mycmk_abcdefghijklmnopqrstuvwxyz", "mycmk_abcdefghijklmnopqrstuvwxyz" },
+        };
+        (void) state;
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                char buf[512];
+
+                assert_int_equal(cm_strlcpy(buf, cases[i].in, sizeof(buf)), 0);
+                (void) cm_redact(buf);
+                if (!streq(buf, cases[i].out))
+                        fail_msg("case %zu: got '%s'", i, buf);
+        }
+        assert_int_equal(cm_redact(NULL), 0);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_strbuf_cap),         cmocka_unit_test(test_strbuf_secret_grow),
-                cmocka_unit_test(test_json_string_escape), cmocka_unit_test(test_parse_numbers),
-                cmocka_unit_test(test_dns_label),          cmocka_unit_test(test_time_roundtrip),
-                cmocka_unit_test(test_random_ids),         cmocka_unit_test(test_atomic_write),
-                cmocka_unit_test(test_memeq_const),        cmocka_unit_test(test_mask_secret),
+                cmocka_unit_test(test_strbuf_cap),
+                cmocka_unit_test(test_strbuf_secret_grow),
+                cmocka_unit_test(test_json_string_escape),
+                cmocka_unit_test(test_parse_numbers),
+                cmocka_unit_test(test_dns_label),
+                cmocka_unit_test(test_time_roundtrip),
+                cmocka_unit_test(test_random_ids),
+                cmocka_unit_test(test_atomic_write),
+                cmocka_unit_test(test_memeq_const),
+                cmocka_unit_test(test_mask_secret),
+                cmocka_unit_test(test_redact),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
