@@ -36,6 +36,11 @@ static bool is_b64url(char c) {
                c == '_';
 }
 
+/* A character that continues a word: what masking writes ('*') counts, so that redacting twice changes nothing. */
+static bool is_word(char c) {
+        return is_b64url(c) || c == '*';
+}
+
 static size_t mask(char *p, size_t n) {
         memset(p, '*', n);
         return 1;
@@ -74,7 +79,7 @@ size_t cm_redact(char *text) {
                 }
                 /* API keys of this service */
                 if (*p == 'c' && strneq(p, "cmk_", 4) && b64url_run(p + 4) >= 20 &&
-                    (p == text || !is_b64url(p[-1]))) {
+                    (p == text || !is_word(p[-1]))) {
                         size_t n = b64url_run(p + 4);
 
                         count += mask(p + 4, n);
@@ -82,7 +87,7 @@ size_t cm_redact(char *text) {
                         continue;
                 }
                 /* JWTs: eyJ... . ... . ... */
-                if (*p == 'e' && strneq(p, "eyJ", 3) && (p == text || !is_b64url(p[-1]))) {
+                if (*p == 'e' && strneq(p, "eyJ", 3) && (p == text || !is_word(p[-1]))) {
                         size_t a = b64url_run(p), b = p[a] == '.' ? b64url_run(p + a + 1) : 0;
 
                         if (a >= 10 && b >= 2 && p[a + 1 + b] == '.') {
@@ -107,7 +112,7 @@ size_t cm_redact(char *text) {
                 for (size_t k = 0; k < ELEMENTSOF(keys); k++) {
                         size_t kl = strlen(keys[k]), i, n;
 
-                        if (strncasecmp(p, keys[k], kl) != 0 || (p > text && (is_b64url(p[-1]))) ||
+                        if (strncasecmp(p, keys[k], kl) != 0 || (p > text && is_word(p[-1])) ||
                             is_b64url(p[kl]))
                                 continue;
                         i = kl;
