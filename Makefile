@@ -69,8 +69,9 @@ lint: debug
 		--suppress=missingIncludeSystem --suppress=memleak --inline-suppr -I src -I tests src tests/support
 	clang-tidy -p build/debug --quiet --warnings-as-errors='*' $$(git ls-files 'src/*.c')
 
-# Each libFuzzer target for FUZZ_SECONDS (seeds in fuzz/corpus/<target>, the SSH key parser's in
-# tests/testdata/sshkeys; crashes in build/fuzz/artifacts).
+# Each libFuzzer target for FUZZ_SECONDS (seeds in fuzz/corpus/<target>; those with key material in
+# tests/testdata: sshkeys for the SSH key parser, redact for the redaction step; crashes in
+# build/fuzz/artifacts).
 fuzz: deps
 	@[ -f build/fuzz/CMakeCache.txt ] || cmake --preset fuzz >/dev/null
 	cmake --build build/fuzz -j$(JOBS)
@@ -79,6 +80,7 @@ fuzz: deps
 		name=$$(basename $$t); mkdir -p build/fuzz/corpus/$$name; \
 		seeds=""; if [ -d fuzz/corpus/$$name ]; then seeds=fuzz/corpus/$$name; fi; \
 		if [ $$name = fuzz_sshkey ]; then seeds="$$seeds tests/testdata/sshkeys"; fi; \
+		if [ $$name = fuzz_redact ]; then seeds="$$seeds tests/testdata/redact"; fi; \
 		echo "== $$name for $(FUZZ_SECONDS)s"; \
 		$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 -artifact_prefix=build/fuzz/artifacts/$$name- \
 			build/fuzz/corpus/$$name $$seeds 2>&1 | tail -n 12; \

@@ -13,6 +13,7 @@
 #include "base/secret.h"
 #include "base/strbuf.h"
 #include "base/util.h"
+#include "client/curlx.h"
 
 #define OIDC_URL_MAX 2048U
 #define OIDC_ISSUER_MAX 1024U
@@ -1156,28 +1157,6 @@ static size_t write_cb(char *data, size_t size, size_t nmemb, void *userdata) {
         return n;
 }
 
-static bool curl_code_is_tls(CURLcode cc) {
-        switch (cc) {
-        case CURLE_SSL_CONNECT_ERROR:
-        case CURLE_PEER_FAILED_VERIFICATION:
-        case CURLE_SSL_CERTPROBLEM:
-        case CURLE_SSL_CIPHER:
-        case CURLE_SSL_CACERT_BADFILE:
-        case CURLE_SSL_ENGINE_NOTFOUND:
-        case CURLE_SSL_ENGINE_SETFAILED:
-        case CURLE_SSL_ENGINE_INITFAILED:
-        case CURLE_USE_SSL_FAILED:
-        case CURLE_SSL_ISSUER_ERROR:
-        case CURLE_SSL_CRL_BADFILE:
-        case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
-        case CURLE_SSL_INVALIDCERTSTATUS:
-        case CURLE_SSL_SHUTDOWN_FAILED:
-                return true;
-        default:
-                return false;
-        }
-}
-
 /* Turns a failed transfer into a negative errno and a message for people; the one place that does. */
 static int fetch_map_error(const struct cm_oidc *o, const char *what, const char *url, CURL *curl,
                            CURLcode cc, const struct answer *a, size_t max, const char *curl_error,
@@ -1211,7 +1190,7 @@ static int fetch_map_error(const struct cm_oidc *o, const char *what, const char
         default:
                 break;
         }
-        if (curl_code_is_tls(cc))
+        if (cm_curl_code_is_tls(cc))
                 return reason_set(why, why_size, -EPROTO, "%s: TLS connection to %s failed: %s (%s)", what,
                                   url, detail,
                                   o->ca_file ? "does the CA file hold the CA that signed its certificate?"

@@ -371,33 +371,20 @@ static int cluster_delete(struct cm_cli *cli, const struct cm_cli_noun *noun, co
         return ret;
 }
 
-static int cluster_kubeconfig(struct cm_cli *cli, const struct cm_cli_noun *noun,
-                              const struct cm_cli_verb *verb, int argc, char **argv) {
-        bool customer = false;
-        const struct cm_cli_opt opts[] = {
-                { "customer", 0, CM_CLI_OPT_FLAG, &customer },
-        };
-        _cleanup_strbuf_ struct strbuf path = STRBUF_INIT(1024);
+/* GETs a secret document (a kubeconfig, a state file) and writes its bytes to standard output as they are. */
+static int print_secret(struct cm_cli *cli, const char *path, const char *what) {
         _cleanup_(cm_client_response_done) struct cm_client_response resp = {};
         struct cm_client_request req = {
                 .method = "GET",
-                .secret_body = true, /* the admin kubeconfig holds the cluster's client key */
-                .max_body = 4U * 1024U * 1024U,
+                .path = path,
+                .secret_body = true, /* keys: wiped, never realloc'd */
+                .max_body = 64U * 1024U * 1024U,
         };
-        struct cm_client *c;
-        const char *pos[1];
-        size_t n_pos;
+        struct cm_client *c = cm_cli_client(cli);
         int r;
 
-        if (cm_cli_parse_args(cli, noun, verb, argc, argv, opts, ELEMENTSOF(opts), pos, 1, 1, &n_pos) < 0)
-                return CM_EXIT_USAGE;
-        if (cm_cli_env_path(cli, &path, "clusters", pos[0],
-                            customer ? "kubeconfig/customer" : "kubeconfig") < 0)
-                return cm_cli_error(cli, "the name is too long");
-        c = cm_cli_client(cli);
         if (!c)
                 return CM_EXIT_FAILURE;
-        req.path = path.buf;
         r = cm_client_perform(c, &req, &resp);
         if (r < 0)
                 return cm_cli_error(cli, "%s", cm_client_last_error(c));
@@ -405,8 +392,26 @@ static int cluster_kubeconfig(struct cm_cli *cli, const struct cm_cli_noun *noun
                 return cm_cli_print_problem(cli, &resp);
         if (fwrite(resp.body.buf ?: "", 1, resp.body.len, cli->out) != resp.body.len ||
             fflush(cli->out) != 0)
-                return cm_cli_error(cli, "cannot write the kubeconfig: %s", strerror(errno));
+                return cm_cli_error(cli, "cannot write %s: %s", what, strerror(errno));
         return CM_EXIT_OK;
+}
+
+static int cluster_kubeconfig(struct cm_cli *cli, const struct cm_cli_noun *noun,
+                              const struct cm_cli_verb *verb, int argc, char **argv) {
+        bool customer = false;
+        const struct cm_cli_opt opts[] = {
+                { "customer", 0, CM_CLI_OPT_FLAG, &customer },
+        };
+        _cleanup_strbuf_ struct strbuf path = STRBUF_INIT(1024);
+        const char *pos[1];
+        size_t n_pos;
+
+        if (cm_cli_parse_args(cli, noun, verb, argc, argv, opts, ELEMENTSOF(opts), pos, 1, 1, &n_pos) < 0)
+                return CM_EXIT_USAGE;
+        if (cm_cli_env_path(cli, &path, "clusters", pos[0],
+                            customer ? "kubeconfig/customer" : "kubeconfig") < 0)
+                return cm_cli_error(cli, "the name is too long");
+        return print_secret(cli, path.buf, "the kubeconfig");
 }
 
 static int cluster_operations(struct cm_cli *cli, const struct cm_cli_noun *noun,
@@ -572,13 +577,6 @@ static int cluster_state(struct cm_cli *cli, const struct cm_cli_noun *noun, con
                 { "version", 0, CM_CLI_OPT_STRING, &version_s },
         };
         _cleanup_strbuf_ struct strbuf path = STRBUF_INIT(1024);
-        _cleanup_(cm_client_response_done) struct cm_client_response resp = {};
-        struct cm_client_request req = {
-                .method = "GET",
-                .secret_body = true, /* rkestate and kubeconfig hold private keys */
-                .max_body = 64U * 1024U * 1024U,
-        };
-        struct cm_client *c;
         const char *pos[3];
         unsigned version = 0;
         size_t n_pos;
@@ -615,19 +613,7 @@ static int cluster_state(struct cm_cli *cli, const struct cm_cli_noun *noun, con
                                     pos[2], pos[1]);
         if (version > 0 && strbuf_addf(&path, "?version=%u", version) < 0)
                 return cm_cli_error(cli, "the name is too long");
-        c = cm_cli_client(cli);
-        if (!c)
-                return CM_EXIT_FAILURE;
-        req.path = path.buf;
-        r = cm_client_perform(c, &req, &resp);
-        if (r < 0)
-                return cm_cli_error(cli, "%s", cm_client_last_error(c));
-        if (resp.status < 200 || resp.status >= 300)
-                return cm_cli_print_problem(cli, &resp);
-        if (fwrite(resp.body.buf ?: "", 1, resp.body.len, cli->out) != resp.body.len ||
-            fflush(cli->out) != 0)
-                return cm_cli_error(cli, "cannot write the state file: %s", strerror(errno));
-        return CM_EXIT_OK;
+        return print_secret(cli, path.buf, "the state file");
 }
 
 static const struct cm_cli_verb cluster_verbs[] = {

@@ -7,6 +7,7 @@
 #include "base/secret.h"
 #include "base/strbuf.h"
 #include "client/client.h"
+#include "client/curlx.h"
 
 #define CLIENT_URL_MAX 4096U
 #define CLIENT_HEADER_VALUE_MAX 2048U
@@ -231,25 +232,6 @@ static size_t header_cb(char *data, size_t size, size_t nitems, void *userdata) 
         return n;
 }
 
-/* Appends a copy of line to *list; on failure the list is left as it was. */
-static int slist_add(struct curl_slist **list, const char *line) {
-        struct curl_slist *l;
-
-        l = curl_slist_append(*list, line);
-        if (!l)
-                return -ENOMEM;
-        *list = l;
-        return 0;
-}
-
-/* Wipes every line (one carries the token) before freeing the list. */
-static void slist_free_wiped(struct curl_slist *list) {
-        for (struct curl_slist *l = list; l; l = l->next)
-                if (l->data)
-                        cm_wipe(l->data, strlen(l->data));
-        curl_slist_free_all(list);
-}
-
 static bool path_valid(const char *path) {
         if (!path || path[0] != '/')
                 return false;
@@ -266,27 +248,6 @@ static bool header_line_valid(const char *h) {
                 if ((unsigned char) *p < 0x20 && *p != '\t')
                         return false;
         return true;
-}
-
-static bool curl_code_is_tls(CURLcode cc) {
-        switch (cc) {
-        case CURLE_SSL_CONNECT_ERROR:
-        case CURLE_PEER_FAILED_VERIFICATION:
-        case CURLE_SSL_CERTPROBLEM:
-        case CURLE_SSL_CIPHER:
-        case CURLE_SSL_ENGINE_NOTFOUND:
-        case CURLE_SSL_ENGINE_SETFAILED:
-        case CURLE_SSL_ENGINE_INITFAILED:
-        case CURLE_USE_SSL_FAILED:
-        case CURLE_SSL_ISSUER_ERROR:
-        case CURLE_SSL_CRL_BADFILE:
-        case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
-        case CURLE_SSL_INVALIDCERTSTATUS:
-        case CURLE_SSL_SHUTDOWN_FAILED:
-                return true;
-        default:
-                return false;
-        }
 }
 
 /* Turns a libcurl failure into a negative errno and a message for people; the one place that does. */
@@ -343,7 +304,7 @@ static int client_map_error(struct cm_client *c, CURLcode cc, const struct trans
                 client_set_error(c, "out of memory");
                 return -ENOMEM;
         default:
-                if (curl_code_is_tls(cc)) {
+                if (cm_curl_code_is_tls(cc)) {
                         client_set_error(c,
                                          "TLS connection to %s failed: %s (pass --ca-file with the CA that "
                                          "signed the server's certificate)",
@@ -403,18 +364,18 @@ int cm_client_perform(struct cm_client *c, const struct cm_client_request *req,
         if (c->token) {
                 r = strbuf_addf(&line, "Authorization: Bearer %s", c->token);
                 if (r >= 0)
-                        r = slist_add(&headers, line.buf);
+                        r = cm_curl_slist_add(&headers, line.buf);
                 strbuf_reset(&line);
                 if (r < 0)
                         goto out_nomem;
         }
-        r = slist_add(&headers, "Expect:");
+        r = cm_curl_slist_add(&headers, "Expect:");
         if (r < 0)
                 goto out_nomem;
         if (req->body) {
                 r = strbuf_addf(&line, "Content-Type: %s", req->content_type ?: "application/json");
                 if (r >= 0)
-                        r = slist_add(&headers, line.buf);
+                        r = cm_curl_slist_add(&headers, line.buf);
                 strbuf_reset(&line);
                 if (r < 0)
                         goto out_nomem;
@@ -425,7 +386,7 @@ int cm_client_perform(struct cm_client *c, const struct cm_client_request *req,
                         r = -EINVAL;
                         goto out;
                 }
-                r = slist_add(&headers, *h);
+                r = cm_curl_slist_add(&headers, *h);
                 if (r < 0)
                         goto out_nomem;
         }
@@ -487,7 +448,7 @@ out_nomem:
         client_set_error(c, "out of memory");
         r = -ENOMEM;
 out:
-        slist_free_wiped(headers);
+        cm_curl_slist_free_wiped(headers);
         cm_client_response_done(&t.resp);
         return r;
 }

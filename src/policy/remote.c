@@ -13,6 +13,7 @@
 #include "base/strbuf.h"
 #include "policy/policy.h"
 #include "policy/remote.h"
+#include "client/curlx.h"
 
 #define REMOTE_URL_MAX 2048U
 #define REMOTE_TOKEN_MAX 4096U
@@ -725,47 +726,6 @@ static void token_refresh(struct cm_policy_remote *r) {
         (void) pthread_mutex_unlock(&r->lock);
 }
 
-/* Appends a copy of line to *list; on failure the list is left as it was. */
-static int slist_add(struct curl_slist **list, const char *line) {
-        struct curl_slist *l;
-
-        l = curl_slist_append(*list, line);
-        if (!l)
-                return -ENOMEM;
-        *list = l;
-        return 0;
-}
-
-/* Wipes every line (one carries the token) before freeing the list. */
-static void slist_free_wiped(struct curl_slist *list) {
-        for (struct curl_slist *l = list; l; l = l->next)
-                if (l->data)
-                        cm_wipe(l->data, strlen(l->data));
-        curl_slist_free_all(list);
-}
-
-static bool curl_code_is_tls(CURLcode cc) {
-        switch (cc) {
-        case CURLE_SSL_CONNECT_ERROR:
-        case CURLE_PEER_FAILED_VERIFICATION:
-        case CURLE_SSL_CERTPROBLEM:
-        case CURLE_SSL_CIPHER:
-        case CURLE_SSL_CACERT_BADFILE:
-        case CURLE_SSL_ENGINE_NOTFOUND:
-        case CURLE_SSL_ENGINE_SETFAILED:
-        case CURLE_SSL_ENGINE_INITFAILED:
-        case CURLE_USE_SSL_FAILED:
-        case CURLE_SSL_ISSUER_ERROR:
-        case CURLE_SSL_CRL_BADFILE:
-        case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
-        case CURLE_SSL_INVALIDCERTSTATUS:
-        case CURLE_SSL_SHUTDOWN_FAILED:
-                return true;
-        default:
-                return false;
-        }
-}
-
 /* Turns a failed transfer into a negative errno and a message for people; the one place that does. */
 static int remote_map_curl_error(const struct cm_policy_remote *r, CURL *curl, CURLcode cc,
                                  const struct answer *a, const char *curl_error, char *err,
@@ -813,7 +773,7 @@ static int remote_map_curl_error(const struct cm_policy_remote *r, CURL *curl, C
                 return err_set(err, err_size, -EPROTO,
                                "cannot use the CA file '%s' for the policy service at %s: %s",
                                strna(r->ca_file), r->url, why);
-        if (curl_code_is_tls(cc))
+        if (cm_curl_code_is_tls(cc))
                 return err_set(err, err_size, -EPROTO,
                                "TLS connection to the policy service at %s failed: %s (%s)", r->url, why,
                                r->ca_file ? "does the CA file hold the CA that signed its certificate?"
@@ -923,9 +883,10 @@ int cm_policy_remote_evaluate(struct cm_policy_remote *remote, const json_t *inp
         if (r < 0)
                 return err_set(err, err_size, -ENOMEM, "out of memory");
 
-        if ((auth.len > 0 && slist_add(&headers, auth.buf) < 0) ||
-            slist_add(&headers, "Content-Type: application/json") < 0 ||
-            slist_add(&headers, "Accept: application/json") < 0 || slist_add(&headers, "Expect:") < 0) {
+        if ((auth.len > 0 && cm_curl_slist_add(&headers, auth.buf) < 0) ||
+            cm_curl_slist_add(&headers, "Content-Type: application/json") < 0 ||
+            cm_curl_slist_add(&headers, "Accept: application/json") < 0 ||
+            cm_curl_slist_add(&headers, "Expect:") < 0) {
                 (void) err_set(err, err_size, 0, "out of memory");
                 r = -ENOMEM;
                 goto out;
@@ -971,7 +932,7 @@ int cm_policy_remote_evaluate(struct cm_policy_remote *remote, const json_t *inp
 out:
         if (h)
                 pool_put(remote, h);
-        slist_free_wiped(headers);
+        cm_curl_slist_free_wiped(headers);
         strbuf_release(&a.body);
         /* Belt and braces: nothing above quotes the token, and no message may ever carry it. */
         if (r < 0 && auth.len > 0 && err_size > 0)

@@ -999,6 +999,29 @@ static int store_write(struct sqlite_store *s, write_fn fn, void *userdata) {
         return req.result;
 }
 
+struct stmt_write {
+        enum stmt_id id;
+        const struct bindv *v;
+        size_t n;
+        int none;
+};
+
+static int stmt_write_tx(struct sqlite_conn *c, void *userdata) {
+        const struct stmt_write *w = userdata;
+        int r = conn_run(c, w->id, w->v, w->n);
+
+        if (r < 0)
+                return r;
+        return r == 0 ? w->none : 0;
+}
+
+/* Runs statement id with v in a write transaction; none (or 0) when it changed no row. */
+static int write_stmt(struct cm_store *base, enum stmt_id id, const struct bindv *v, size_t n, int none) {
+        struct stmt_write w = { .id = id, .v = v, .n = n, .none = none };
+
+        return store_write(to_sqlite(base), stmt_write_tx, &w);
+}
+
 /*
  * Locks the database for this process: `<path>-lock`, flock()ed exclusively. Other store objects of
  * this process on the same file share the lock; another process gets -EBUSY.
@@ -1488,8 +1511,6 @@ struct apikey_ctx {
         const struct cm_apikey *k;
         const struct cm_rolebinding *b;
         size_t nb;
-        const char *id;
-        uint64_t now;
 };
 
 static int rolebinding_insert(struct sqlite_conn *c, const struct cm_rolebinding *b) {
@@ -1528,50 +1549,28 @@ static int sqlite_apikey_list(struct cm_store *base, struct cm_apikey **ret, siz
                         apikey_done_v, (void **) ret, ret_n);
 }
 
-static int apikey_revoke_tx(struct sqlite_conn *c, void *userdata) {
-        int r = conn_run(c, STMT_APIKEY_REVOKE, BINDS(BT(((struct apikey_ctx *) userdata)->id)));
-        return r < 0 ? r : r == 0 ? -ENOENT : 0;
-}
-
 static int sqlite_apikey_revoke(struct cm_store *base, const char *id) {
-        struct apikey_ctx ctx = { .id = id };
-
         if (!id)
                 return -EINVAL;
-        return store_write(to_sqlite(base), apikey_revoke_tx, &ctx);
-}
-
-static int apikey_touch_tx(struct sqlite_conn *c, void *userdata) {
-        struct apikey_ctx *ctx = userdata;
-        int r = conn_run(c, STMT_APIKEY_TOUCH, BINDS(BT(ctx->id), BI(ctx->now)));
-        return r < 0 ? r : 0;
+        return write_stmt(base, STMT_APIKEY_REVOKE, BINDS(BT(id)), -ENOENT);
 }
 
 static int sqlite_apikey_touch(struct cm_store *base, const char *id, uint64_t now) {
-        struct apikey_ctx ctx = { .id = id, .now = now };
-
         if (!id)
                 return -EINVAL;
-        return store_write(to_sqlite(base), apikey_touch_tx, &ctx);
+        return write_stmt(base, STMT_APIKEY_TOUCH, BINDS(BT(id), BI(now)), 0);
 }
 
 /* ---- role bindings ---- */
 
-struct rb_ctx {
-        const struct cm_rolebinding *b;
-        const char *id;
-};
-
 static int rb_create_tx(struct sqlite_conn *c, void *userdata) {
-        return rolebinding_insert(c, ((struct rb_ctx *) userdata)->b);
+        return rolebinding_insert(c, userdata);
 }
 
 static int sqlite_rolebinding_create(struct cm_store *base, const struct cm_rolebinding *b) {
-        struct rb_ctx ctx = { .b = b };
-
         if (!b || !b->id || !b->env || !b->subject_kind || !b->subject || !b->role)
                 return -EINVAL;
-        return store_write(to_sqlite(base), rb_create_tx, &ctx);
+        return store_write(to_sqlite(base), rb_create_tx, CM_UNCONST(void *, b));
 }
 
 static void rb_done_v(void *elem) {
@@ -1587,17 +1586,10 @@ static int sqlite_rolebinding_list(struct cm_store *base, const char *env, struc
                         rb_done_v, (void **) ret, ret_n);
 }
 
-static int rb_delete_tx(struct sqlite_conn *c, void *userdata) {
-        int r = conn_run(c, STMT_RB_DELETE, BINDS(BT(((struct rb_ctx *) userdata)->id)));
-        return r < 0 ? r : r == 0 ? -ENOENT : 0;
-}
-
 static int sqlite_rolebinding_delete(struct cm_store *base, const char *id) {
-        struct rb_ctx ctx = { .id = id };
-
         if (!id)
                 return -EINVAL;
-        return store_write(to_sqlite(base), rb_delete_tx, &ctx);
+        return write_stmt(base, STMT_RB_DELETE, BINDS(BT(id)), -ENOENT);
 }
 
 /* ---- audit ---- */
@@ -2071,22 +2063,10 @@ static int sqlite_op_heartbeat(struct cm_store *base, const char *id, const char
         return 0;
 }
 
-static int op_release_tx(struct sqlite_conn *c, void *userdata) {
-        struct op_lease_ctx *ctx = userdata;
-        int r;
-
-        r = conn_run(c, STMT_OP_RELEASE, BINDS(BT(ctx->id), BT(ctx->owner)));
-        if (r < 0)
-                return r;
-        return r == 0 ? -ESRCH : 0;
-}
-
 static int sqlite_op_release(struct cm_store *base, const char *id, const char *owner) {
-        struct op_lease_ctx ctx = { .id = id, .owner = owner };
-
         if (!id || !owner)
                 return -EINVAL;
-        return store_write(to_sqlite(base), op_release_tx, &ctx);
+        return write_stmt(base, STMT_OP_RELEASE, BINDS(BT(id), BT(owner)), -ESRCH);
 }
 
 struct op_finish_ctx {
@@ -2418,22 +2398,10 @@ static int sqlite_idem_finish(struct cm_store *base, const char *principal, cons
         return store_write(to_sqlite(base), idem_finish_tx, &ctx);
 }
 
-static int idem_abort_tx(struct sqlite_conn *c, void *userdata) {
-        struct idem_ctx *ctx = userdata;
-        int r;
-
-        r = conn_run(c, STMT_IDEM_ABORT, BINDS(BT(ctx->principal), BT(ctx->key)));
-        if (r < 0)
-                return r;
-        return r == 0 ? -ENOENT : 0;
-}
-
 static int sqlite_idem_abort(struct cm_store *base, const char *principal, const char *key) {
-        struct idem_ctx ctx = { .principal = principal, .key = key };
-
         if (!principal || !key)
                 return -EINVAL;
-        return store_write(to_sqlite(base), idem_abort_tx, &ctx);
+        return write_stmt(base, STMT_IDEM_ABORT, BINDS(BT(principal), BT(key)), -ENOENT);
 }
 
 static int idem_expire_tx(struct sqlite_conn *c, void *userdata) {
