@@ -60,6 +60,10 @@ int cm_encode_cluster(struct strbuf *out, const struct cm_cluster *c) {
                      (r = strbuf_add(out, c->status_json + 1, n - 2)) < 0))
                         return r;
         }
+        /* The monitor's summary, written apart from the engine's facts. */
+        if (!isempty(c->health_json) && c->health_json[0] == '{' &&
+            ((r = strbuf_addl(out, ",\"health\":")) < 0 || (r = strbuf_adds(out, c->health_json)) < 0))
+                return r;
         if ((r = strbuf_addch(out, '}')) < 0 || (r = add_time(out, "createdAt", c->created_usec)) < 0 ||
             (r = add_time(out, "updatedAt", c->updated_usec)) < 0)
                 return r;

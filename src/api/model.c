@@ -87,6 +87,7 @@ void cm_cluster_done(struct cm_cluster *c) {
         free(c->spec_json);
         free(c->conditions_json);
         free(c->status_json);
+        free(c->health_json);
         *c = (struct cm_cluster){};
 }
 
@@ -141,6 +142,57 @@ void cm_audit_record_done(struct cm_audit_record *a) {
         free(a->prev_hash);
         free(a->hash);
         *a = (struct cm_audit_record){};
+}
+
+void cm_event_done(struct cm_event *e) {
+        if (!e)
+                return;
+        free(e->env);
+        free(e->cluster);
+        free(e->cluster_id);
+        free(e->type);
+        free(e->data_json);
+        *e = (struct cm_event){};
+}
+
+void cm_event_array_free(struct cm_event *a, size_t n) {
+        for (size_t i = 0; a && i < n; i++)
+                cm_event_done(&a[i]);
+        free(a);
+}
+
+void cm_webhook_done(struct cm_webhook *w) {
+        if (!w)
+                return;
+        free(w->id);
+        free(w->env);
+        free(w->name);
+        free(w->url);
+        free(w->secret);
+        free(w->events_json);
+        *w = (struct cm_webhook){};
+}
+
+void cm_webhook_array_free(struct cm_webhook *a, size_t n) {
+        for (size_t i = 0; a && i < n; i++)
+                cm_webhook_done(&a[i]);
+        free(a);
+}
+
+void cm_webhook_delivery_done(struct cm_webhook_delivery *d) {
+        if (!d)
+                return;
+        free(d->webhook_id);
+        free(d->event_type);
+        free(d->outcome);
+        free(d->error);
+        *d = (struct cm_webhook_delivery){};
+}
+
+void cm_webhook_delivery_array_free(struct cm_webhook_delivery *a, size_t n) {
+        for (size_t i = 0; a && i < n; i++)
+                cm_webhook_delivery_done(&a[i]);
+        free(a);
 }
 
 void cm_apikey_array_free(struct cm_apikey *a, size_t n) {

@@ -67,6 +67,7 @@ struct cm_cluster {
         enum cm_phase phase;
         char *conditions_json; /* JSON array of {type,status,reason,message,lastTransitionTime} */
         char *status_json; /* JSON object reported by the engine (endpoint, version, nodes) */
+        char *health_json; /* JSON object: the monitor's last health summary (status.health); NULL */
         int64_t observed_generation;
         uint64_t created_usec;
         uint64_t updated_usec;
@@ -138,6 +139,54 @@ struct cm_audit_record {
         char *prev_hash; /* hex; 64 zeros for the first record */
         char *hash;
 };
+
+/*
+ * An event: a phase change, a condition transition or an operation starting or ending, recorded by
+ * the store in the transaction of the change (never written by hand). data_json holds the
+ * type-specific fields (docs/api.md, "Events").
+ */
+struct cm_event {
+        int64_t seq; /* 1, 2, 3...: the SSE id */
+        uint64_t ts_usec;
+        char *env;
+        char *cluster; /* the cluster's name */
+        char *cluster_id;
+        char *type; /* "PhaseChanged", "ConditionChanged", "OperationStarted", ... */
+        char *data_json;
+};
+
+/* A webhook of an environment: events POSTed to url, signed with the environment secret `secret`. */
+struct cm_webhook {
+        char *id; /* "wh_" + random */
+        char *env;
+        char *name;
+        char *url;
+        char *secret; /* the name of the environment secret holding the HMAC key */
+        char *events_json; /* JSON array of event types; [] means all */
+        int64_t cursor; /* the last event handled (delivered or given up) */
+        uint64_t created_usec;
+};
+
+/* One delivery attempt of an event to a webhook. */
+struct cm_webhook_delivery {
+        int64_t seq;
+        char *webhook_id;
+        uint64_t ts_usec;
+        int64_t event_seq;
+        char *event_type;
+        unsigned attempt; /* 1, 2, ... */
+        int status_code; /* HTTP status; 0 when none was received */
+        char *outcome; /* "delivered", "failed" (will be retried), "gave-up" */
+        char *error; /* "" when delivered */
+        uint64_t duration_usec;
+};
+
+void cm_event_done(struct cm_event *e);
+void cm_event_array_free(struct cm_event *a, size_t n);
+void cm_webhook_done(struct cm_webhook *w);
+void cm_webhook_array_free(struct cm_webhook *a, size_t n);
+void cm_webhook_delivery_done(struct cm_webhook_delivery *d);
+void cm_webhook_delivery_array_free(struct cm_webhook_delivery *a, size_t n);
 
 void cm_environment_done(struct cm_environment *e);
 void cm_cluster_done(struct cm_cluster *c);

@@ -70,3 +70,30 @@ bool cm_conditions_is_true(const char *conditions_json, const char *type) {
         json_decref(arr);
         return found;
 }
+
+char *cm_conditions_merge(const char *conditions_json, const char *patch_json, uint64_t now_usec) {
+        json_t *patch = patch_json ? json_loads(patch_json, 0, NULL) : NULL, *e;
+        char *cur = strdup(conditions_json ?: "[]");
+        size_t i;
+
+        if (!cur || !json_is_array(patch)) {
+                json_decref(patch);
+                return cur;
+        }
+        json_array_foreach(patch, i, e) {
+                const char *type = json_string_value(json_object_get(e, "type")),
+                           *status = json_string_value(json_object_get(e, "status"));
+                char *next;
+
+                if (!type || !status)
+                        continue;
+                next = cm_conditions_set(cur, type, status, json_string_value(json_object_get(e, "reason")),
+                                         json_string_value(json_object_get(e, "message")), now_usec);
+                free(cur);
+                cur = next;
+                if (!cur)
+                        break;
+        }
+        json_decref(patch);
+        return cur;
+}

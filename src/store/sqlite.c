@@ -11,6 +11,7 @@
 #include "base/log.h"
 #include "base/strbuf.h"
 #include "base/util.h"
+#include "lifecycle/conditions.h"
 #include "store/sqlite_migrations.h"
 #include "store/store.h"
 
@@ -36,6 +37,11 @@
 #define CLUSTER_COLUMNS                                                                                     \
         "id, env, name, engine, labels, spec, generation, resource_version, phase, conditions, "            \
         "status, observed_generation, created, updated"
+#define CLUSTER_READ_COLUMNS CLUSTER_COLUMNS ", health"
+#define EVENT_COLUMNS "seq, ts, env, cluster, cluster_id, type, data"
+#define WEBHOOK_COLUMNS "id, env, name, url, secret, events, cursor, created"
+#define DELIVERY_COLUMNS                                                                                    \
+        "seq, webhook_id, ts, event_seq, event_type, attempt, status_code, outcome, error, duration"
 #define APIKEY_COLUMNS "id, name, hash, role, created, expires, owner, revoked, last_used"
 #define RB_COLUMNS "id, env, subject_kind, subject, role, created, created_by"
 #define AUDIT_COLUMNS                                                                                       \
@@ -77,6 +83,23 @@ enum stmt_id {
         STMT_AUDIT_LAST,
         STMT_AUDIT_INSERT,
         STMT_AUDIT_LIST,
+        STMT_SETTINGS_GET,
+        STMT_SETTINGS_PUT,
+        STMT_EVENT_LIST,
+        STMT_EVENT_HISTORY,
+        STMT_EVENT_LAST,
+        STMT_EVENT_PRUNE,
+        STMT_WEBHOOK_INSERT,
+        STMT_WEBHOOK_GET,
+        STMT_WEBHOOK_LIST,
+        STMT_WEBHOOK_DELETE,
+        STMT_WEBHOOK_EXISTS,
+        STMT_WEBHOOK_CURSOR,
+        STMT_DELIVERY_INSERT,
+        STMT_DELIVERY_TRIM,
+        STMT_DELIVERY_LIST,
+        STMT_CLUSTER_HEALTH_GET,
+        STMT_CLUSTER_HEALTH_SET,
         STMT_CLUSTER_GET,
         STMT_CLUSTER_GET_BY_ID,
         STMT_CLUSTER_LIST,
@@ -157,10 +180,43 @@ static const char *const stmt_sql[_STMT_MAX] = {
                 "outcome, status, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, "
                 "?10, ?11)",
         [STMT_AUDIT_LIST] = "SELECT " AUDIT_COLUMNS " FROM audit WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+        [STMT_SETTINGS_GET] = "SELECT settings, version FROM env_settings WHERE env = ?1 AND kind = ?2",
+        [STMT_SETTINGS_PUT] = "INSERT INTO env_settings (env, kind, settings, version, updated) VALUES (?1, "
+                              "?2, ?3, 1, ?4) "
+                              "ON CONFLICT(env, kind) DO UPDATE SET settings = excluded.settings, "
+                              "version = version + 1, updated = excluded.updated",
+        [STMT_EVENT_LIST] =
+                "SELECT " EVENT_COLUMNS " FROM events WHERE seq > ?1 AND "
+                "(?2 IS NULL OR env = ?2) AND (?3 IS NULL OR cluster = ?3) ORDER BY seq LIMIT ?4",
+        [STMT_EVENT_HISTORY] = "SELECT " EVENT_COLUMNS " FROM events WHERE cluster_id = ?1 AND "
+                               "type = 'ConditionChanged' AND seq < ?2 AND ts >= ?3 AND "
+                               "(?4 IS NULL OR data ->> '$.condition' = ?4) ORDER BY seq DESC LIMIT ?5",
+        [STMT_EVENT_LAST] = "SELECT coalesce(max(seq), 0) FROM events",
+        [STMT_EVENT_PRUNE] = "DELETE FROM events WHERE ts < ?1",
+        [STMT_WEBHOOK_INSERT] = "INSERT INTO webhooks (" WEBHOOK_COLUMNS ") VALUES (?1, ?2, ?3, ?4, ?5, "
+                                "?6, (SELECT coalesce(max(seq), 0) FROM events), ?7) RETURNING cursor",
+        [STMT_WEBHOOK_GET] = "SELECT " WEBHOOK_COLUMNS " FROM webhooks WHERE env = ?1 AND name = ?2",
+        [STMT_WEBHOOK_LIST] =
+                "SELECT " WEBHOOK_COLUMNS " FROM webhooks WHERE (?1 IS NULL OR env = ?1) ORDER BY env, name",
+        [STMT_WEBHOOK_DELETE] = "DELETE FROM webhooks WHERE env = ?1 AND name = ?2",
+        [STMT_WEBHOOK_EXISTS] = "SELECT 1 FROM webhooks WHERE id = ?1",
+        [STMT_WEBHOOK_CURSOR] = "UPDATE webhooks SET cursor = ?2 WHERE id = ?1",
+        [STMT_DELIVERY_INSERT] = "INSERT INTO webhook_deliveries (webhook_id, ts, event_seq, event_type, "
+                                 "attempt, status_code, outcome, error, duration) "
+                                 "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        /* The delivery log keeps the newest attempts of each webhook. */
+        [STMT_DELIVERY_TRIM] = "DELETE FROM webhook_deliveries WHERE webhook_id = ?1 AND seq <= "
+                               "(SELECT seq FROM webhook_deliveries WHERE webhook_id = ?1 "
+                               "ORDER BY seq DESC LIMIT 1 OFFSET ?2)",
+        [STMT_DELIVERY_LIST] = "SELECT " DELIVERY_COLUMNS " FROM webhook_deliveries WHERE webhook_id = ?1 "
+                               "ORDER BY seq DESC LIMIT ?2",
+        [STMT_CLUSTER_HEALTH_GET] = "SELECT conditions, health FROM clusters WHERE id = ?1",
+        [STMT_CLUSTER_HEALTH_SET] = "UPDATE clusters SET conditions = ?2, health = ?3, "
+                                    "resource_version = resource_version + 1 WHERE id = ?1",
 
-        [STMT_CLUSTER_GET] = "SELECT " CLUSTER_COLUMNS " FROM clusters WHERE env = ?1 AND name = ?2",
-        [STMT_CLUSTER_GET_BY_ID] = "SELECT " CLUSTER_COLUMNS " FROM clusters WHERE id = ?1",
-        [STMT_CLUSTER_LIST] = "SELECT " CLUSTER_COLUMNS " FROM clusters WHERE env = ?1 AND name > ?2 "
+        [STMT_CLUSTER_GET] = "SELECT " CLUSTER_READ_COLUMNS " FROM clusters WHERE env = ?1 AND name = ?2",
+        [STMT_CLUSTER_GET_BY_ID] = "SELECT " CLUSTER_READ_COLUMNS " FROM clusters WHERE id = ?1",
+        [STMT_CLUSTER_LIST] = "SELECT " CLUSTER_READ_COLUMNS " FROM clusters WHERE env = ?1 AND name > ?2 "
                               "ORDER BY name LIMIT ?3",
         [STMT_CLUSTER_COUNT] = "SELECT count(*) FROM clusters WHERE env = ?1",
         [STMT_CLUSTER_INSERT] = "INSERT INTO clusters (" CLUSTER_COLUMNS ") VALUES (?1, ?2, ?3, ?4, "
@@ -608,6 +664,9 @@ static int row_cluster(sqlite3_stmt *st, struct cm_cluster *ret) {
         c.observed_generation = sqlite3_column_int64(st, 11);
         c.created_usec = col_u64(st, 12);
         c.updated_usec = col_u64(st, 13);
+        r = col_strdup(st, 14, &c.health_json);
+        if (r < 0)
+                return r;
         *ret = c;
         c = (struct cm_cluster){};
         return 0;
@@ -773,7 +832,12 @@ static int conn_open(struct sqlite_store *s, struct sqlite_conn **ret) {
         (void) sqlite3_extended_result_codes(c->db, 1);
         (void) sqlite3_busy_timeout(c->db, SQLITE_BUSY_TIMEOUT_MSEC);
         (void) sqlite3_db_config(c->db, SQLITE_DBCONFIG_DEFENSIVE, 1, NULL);
-        (void) sqlite3_db_config(c->db, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, NULL);
+        /*
+         * The schema is trusted: it is this service's own (its file is 0600 under the data directory),
+         * no application function with side effects is registered and extensions stay off. The event
+         * triggers need it: SQLite 3.40 does not mark its JSON functions innocuous.
+         */
+        (void) sqlite3_db_config(c->db, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 1, NULL);
 
         /* WAL: readers never block the writer; FULL: a commit is on disk before it returns. */
         r = conn_set_wal(c);
@@ -1416,6 +1480,7 @@ static int sqlite_env_delete(struct cm_store *base, const char *name) {
 
 struct policy_ctx {
         const char *env;
+        const char *kind; /* NULL: the policy settings; else env_settings of this kind */
         const char *settings;
         int64_t expected;
         uint64_t now;
@@ -1432,7 +1497,10 @@ static int policy_read(struct sqlite_conn *c, struct policy_ctx *ctx) {
         r = conn_query_int(c, STMT_ENV_EXISTS, BINDS(BT(ctx->env)), &one);
         if (r < 0)
                 return r;
-        r = conn_stmt(c, STMT_POLICY_GET, BINDS(BT(ctx->env)), &st);
+        if (ctx->kind)
+                r = conn_stmt(c, STMT_SETTINGS_GET, BINDS(BT(ctx->env), BT(ctx->kind)), &st);
+        else
+                r = conn_stmt(c, STMT_POLICY_GET, BINDS(BT(ctx->env)), &st);
         if (r < 0)
                 return r;
         r = stmt_step(c, st);
@@ -1449,9 +1517,9 @@ static int policy_read(struct sqlite_conn *c, struct policy_ctx *ctx) {
         return stmt_drain(c, st);
 }
 
-static int sqlite_env_policy_get(struct cm_store *base, const char *env, char **ret_settings,
-                                 int64_t *ret_version) {
-        struct policy_ctx ctx = { .env = env };
+static int settings_get(struct cm_store *base, const char *env, const char *kind, char **ret_settings,
+                        int64_t *ret_version) {
+        struct policy_ctx ctx = { .env = env, .kind = kind };
         struct sqlite_conn *c = NULL;
         int r;
 
@@ -1469,6 +1537,18 @@ static int sqlite_env_policy_get(struct cm_store *base, const char *env, char **
         return 0;
 }
 
+static int sqlite_env_policy_get(struct cm_store *base, const char *env, char **ret_settings,
+                                 int64_t *ret_version) {
+        return settings_get(base, env, NULL, ret_settings, ret_version);
+}
+
+static int sqlite_env_settings_get(struct cm_store *base, const char *env, const char *kind,
+                                   char **ret_settings, int64_t *ret_version) {
+        if (!kind)
+                return -EINVAL;
+        return settings_get(base, env, kind, ret_settings, ret_version);
+}
+
 static int policy_put_tx(struct sqlite_conn *c, void *userdata) {
         struct policy_ctx *ctx = userdata;
         int64_t expected = ctx->expected;
@@ -1481,17 +1561,21 @@ static int policy_put_tx(struct sqlite_conn *c, void *userdata) {
                 return r;
         if (expected >= 0 && expected != ctx->version)
                 return -ESTALE;
-        r = conn_run(c, STMT_POLICY_PUT, BINDS(BT(ctx->env), BT(ctx->settings), BI(ctx->now)));
+        if (ctx->kind)
+                r = conn_run(c, STMT_SETTINGS_PUT,
+                             BINDS(BT(ctx->env), BT(ctx->kind), BT(ctx->settings), BI(ctx->now)));
+        else
+                r = conn_run(c, STMT_POLICY_PUT, BINDS(BT(ctx->env), BT(ctx->settings), BI(ctx->now)));
         if (r < 0)
                 return r;
         ctx->version++;
         return 0;
 }
 
-static int sqlite_env_policy_put(struct cm_store *base, const char *env, const char *settings,
-                                 int64_t expected_version, uint64_t now, int64_t *ret_version) {
+static int settings_put(struct cm_store *base, const char *env, const char *kind, const char *settings,
+                        int64_t expected_version, uint64_t now, int64_t *ret_version) {
         struct policy_ctx ctx = {
-                .env = env, .settings = settings, .expected = expected_version, .now = now
+                .env = env, .kind = kind, .settings = settings, .expected = expected_version, .now = now
         };
         int r;
 
@@ -1503,6 +1587,283 @@ static int sqlite_env_policy_put(struct cm_store *base, const char *env, const c
         if (ret_version)
                 *ret_version = ctx.version;
         return 0;
+}
+
+static int sqlite_env_policy_put(struct cm_store *base, const char *env, const char *settings,
+                                 int64_t expected_version, uint64_t now, int64_t *ret_version) {
+        return settings_put(base, env, NULL, settings, expected_version, now, ret_version);
+}
+
+static int sqlite_env_settings_put(struct cm_store *base, const char *env, const char *kind,
+                                   const char *settings, int64_t expected_version, uint64_t now,
+                                   int64_t *ret_version) {
+        if (!kind)
+                return -EINVAL;
+        return settings_put(base, env, kind, settings, expected_version, now, ret_version);
+}
+
+/* ---- events and webhooks ---- */
+
+static int row_event(sqlite3_stmt *st, void *elem) {
+        _cleanup_(cm_event_done) struct cm_event e = {};
+        int r;
+
+        r = col_strdup_many(st, (const int[]){ 2, 3, 4, 5, 6 },
+                            (char **const[]){ &e.env, &e.cluster, &e.cluster_id, &e.type, &e.data_json }, 5);
+        if (r < 0)
+                return r;
+        e.seq = sqlite3_column_int64(st, 0);
+        e.ts_usec = col_u64(st, 1);
+        *(struct cm_event *) elem = e;
+        e = (struct cm_event){};
+        return 0;
+}
+static void event_done_v(void *elem) {
+        cm_event_done(elem);
+}
+
+static int row_webhook(sqlite3_stmt *st, void *elem) {
+        _cleanup_(cm_webhook_done) struct cm_webhook w = {};
+        int r;
+
+        r = col_strdup_many(st, (const int[]){ 0, 1, 2, 3, 4, 5 },
+                            (char **const[]){ &w.id, &w.env, &w.name, &w.url, &w.secret, &w.events_json },
+                            6);
+        if (r < 0)
+                return r;
+        w.cursor = sqlite3_column_int64(st, 6);
+        w.created_usec = col_u64(st, 7);
+        *(struct cm_webhook *) elem = w;
+        w = (struct cm_webhook){};
+        return 0;
+}
+static void webhook_done_v(void *elem) {
+        cm_webhook_done(elem);
+}
+
+static int row_delivery(sqlite3_stmt *st, void *elem) {
+        _cleanup_(cm_webhook_delivery_done) struct cm_webhook_delivery d = {};
+        int r;
+
+        r = col_strdup_many(st, (const int[]){ 1, 4, 7, 8 },
+                            (char **const[]){ &d.webhook_id, &d.event_type, &d.outcome, &d.error }, 4);
+        if (r < 0)
+                return r;
+        d.seq = sqlite3_column_int64(st, 0);
+        d.ts_usec = col_u64(st, 2);
+        d.event_seq = sqlite3_column_int64(st, 3);
+        d.attempt = (unsigned) sqlite3_column_int64(st, 5);
+        d.status_code = sqlite3_column_int(st, 6);
+        d.duration_usec = col_u64(st, 9);
+        *(struct cm_webhook_delivery *) elem = d;
+        d = (struct cm_webhook_delivery){};
+        return 0;
+}
+static void delivery_done_v(void *elem) {
+        cm_webhook_delivery_done(elem);
+}
+
+static int sqlite_event_list(struct cm_store *base, const char *env, const char *cluster, int64_t after,
+                             unsigned limit, struct cm_event **ret, size_t *ret_n) {
+        if (!ret || !ret_n)
+                return -EINVAL;
+        return read_all(base, STMT_EVENT_LIST, BINDS(BI(after), BT(env), BT(cluster), BI(limit)),
+                        sizeof(struct cm_event), row_event, event_done_v, (void **) ret, ret_n);
+}
+
+static int sqlite_event_history(struct cm_store *base, const char *cluster_id, const char *condition,
+                                int64_t before, uint64_t since_usec, unsigned limit, struct cm_event **ret,
+                                size_t *ret_n) {
+        if (!cluster_id || !ret || !ret_n)
+                return -EINVAL;
+        return read_all(base, STMT_EVENT_HISTORY,
+                        BINDS(BT(cluster_id), BI(before > 0 ? before : INT64_MAX),
+                              BI(MIN(since_usec, INT64_MAX)), BT(condition), BI(limit)),
+                        sizeof(struct cm_event), row_event, event_done_v, (void **) ret, ret_n);
+}
+
+static int sqlite_event_last(struct cm_store *base, int64_t *ret) {
+        uint64_t v;
+        int r;
+
+        if (!ret)
+                return -EINVAL;
+        r = read_int(base, STMT_EVENT_LAST, NULL, 0, &v);
+        if (r < 0)
+                return r;
+        *ret = (int64_t) v;
+        return 0;
+}
+
+static int sqlite_event_prune(struct cm_store *base, uint64_t before_usec) {
+        return write_stmt(base, STMT_EVENT_PRUNE, BINDS(BI(MIN(before_usec, INT64_MAX))), 0);
+}
+
+struct webhook_create_ctx {
+        const struct cm_webhook *w;
+        int64_t cursor;
+};
+
+static int webhook_create_tx(struct sqlite_conn *c, void *userdata) {
+        struct webhook_create_ctx *ctx = userdata;
+        const struct cm_webhook *w = ctx->w;
+        int64_t one;
+        int r;
+
+        r = conn_query_int(c, STMT_ENV_EXISTS, BINDS(BT(w->env)), &one);
+        if (r < 0)
+                return r;
+        return conn_query_int(c, STMT_WEBHOOK_INSERT,
+                              BINDS(BT(w->id), BT(w->env), BT(w->name), BT(w->url), BT(w->secret),
+                                    BT(w->events_json ?: "[]"), BI(w->created_usec)),
+                              &ctx->cursor);
+}
+
+static int sqlite_webhook_create(struct cm_store *base, const struct cm_webhook *w, int64_t *ret_cursor) {
+        struct webhook_create_ctx ctx = { .w = w };
+        int r;
+
+        if (!w || !w->id || !w->env || !w->name || !w->url || !w->secret)
+                return -EINVAL;
+        r = store_write(to_sqlite(base), webhook_create_tx, &ctx);
+        if (r < 0)
+                return r;
+        if (ret_cursor)
+                *ret_cursor = ctx.cursor;
+        return 0;
+}
+
+static int sqlite_webhook_get(struct cm_store *base, const char *env, const char *name,
+                              struct cm_webhook *ret) {
+        if (!env || !name || !ret)
+                return -EINVAL;
+        return read_one(base, STMT_WEBHOOK_GET, BINDS(BT(env), BT(name)), row_webhook, ret);
+}
+
+static int sqlite_webhook_list(struct cm_store *base, const char *env, struct cm_webhook **ret,
+                               size_t *ret_n) {
+        if (!ret || !ret_n)
+                return -EINVAL;
+        return read_all(base, STMT_WEBHOOK_LIST, BINDS(BT(env)), sizeof(struct cm_webhook), row_webhook,
+                        webhook_done_v, (void **) ret, ret_n);
+}
+
+static int sqlite_webhook_delete(struct cm_store *base, const char *env, const char *name) {
+        if (!env || !name)
+                return -EINVAL;
+        return write_stmt(base, STMT_WEBHOOK_DELETE, BINDS(BT(env), BT(name)), -ENOENT);
+}
+
+/* Attempts kept per webhook in the delivery log. */
+#define DELIVERIES_KEPT 1000
+
+struct webhook_record_ctx {
+        const char *id;
+        int64_t cursor;
+        const struct cm_webhook_delivery *d;
+};
+
+static int webhook_record_tx(struct sqlite_conn *c, void *userdata) {
+        struct webhook_record_ctx *ctx = userdata;
+        const struct cm_webhook_delivery *d = ctx->d;
+        int64_t one;
+        int r;
+
+        r = conn_query_int(c, STMT_WEBHOOK_EXISTS, BINDS(BT(ctx->id)), &one);
+        if (r < 0)
+                return r;
+        if (d) {
+                r = conn_run(c, STMT_DELIVERY_INSERT,
+                             BINDS(BT(ctx->id), BI(d->ts_usec), BI(d->event_seq), BT(d->event_type ?: ""),
+                                   BI(d->attempt), BI(d->status_code), BT(d->outcome ?: ""),
+                                   BT(d->error ?: ""), BI(d->duration_usec)));
+                if (r < 0)
+                        return r;
+                r = conn_run(c, STMT_DELIVERY_TRIM, BINDS(BT(ctx->id), BI(DELIVERIES_KEPT)));
+                if (r < 0)
+                        return r;
+        }
+        if (ctx->cursor >= 0) {
+                r = conn_run(c, STMT_WEBHOOK_CURSOR, BINDS(BT(ctx->id), BI(ctx->cursor)));
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+static int sqlite_webhook_record(struct cm_store *base, const char *webhook_id, int64_t cursor,
+                                 const struct cm_webhook_delivery *d) {
+        struct webhook_record_ctx ctx = { .id = webhook_id, .cursor = cursor, .d = d };
+
+        if (!webhook_id)
+                return -EINVAL;
+        return store_write(to_sqlite(base), webhook_record_tx, &ctx);
+}
+
+static int sqlite_webhook_deliveries(struct cm_store *base, const char *webhook_id, unsigned limit,
+                                     struct cm_webhook_delivery **ret, size_t *ret_n) {
+        if (!webhook_id || !ret || !ret_n)
+                return -EINVAL;
+        return read_all(base, STMT_DELIVERY_LIST, BINDS(BT(webhook_id), BI(limit)),
+                        sizeof(struct cm_webhook_delivery), row_delivery, delivery_done_v, (void **) ret,
+                        ret_n);
+}
+
+/* ---- health written by the monitor ---- */
+
+static bool same_text(const char *a, const char *b) {
+        return a == b || (a && b && streq(a, b));
+}
+
+struct cluster_health_ctx {
+        const char *id;
+        const char *conditions_json;
+        const char *health_json;
+        uint64_t now;
+        bool changed;
+};
+
+static int cluster_health_tx(struct sqlite_conn *c, void *userdata) {
+        struct cluster_health_ctx *ctx = userdata;
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        _cleanup_free_ char *conds = NULL, *merged = NULL;
+        const char *health;
+        int r;
+
+        ctx->changed = false;
+        r = conn_stmt(c, STMT_CLUSTER_HEALTH_GET, BINDS(BT(ctx->id)), &st);
+        if (r < 0)
+                return r;
+        r = stmt_step(c, st);
+        if (r < 0)
+                return r;
+        if (r == 0)
+                return -ENOENT;
+        r = col_strdup(st, 0, &conds);
+        if (r < 0)
+                return r;
+        merged = cm_conditions_merge(conds, ctx->conditions_json, ctx->now);
+        if (!merged)
+                return -ENOMEM;
+        health = ctx->health_json ?: (const char *) sqlite3_column_text(st, 1);
+        if (same_text(merged, conds) && same_text(health, (const char *) sqlite3_column_text(st, 1)))
+                return stmt_drain(c, st);
+        r = conn_run(c, STMT_CLUSTER_HEALTH_SET, BINDS(BT(ctx->id), BT(merged), BT(health)));
+        if (r < 0)
+                return r;
+        ctx->changed = true;
+        return 0;
+}
+
+static int sqlite_cluster_set_health(struct cm_store *base, const char *cluster_id,
+                                     const char *conditions_json, const char *health_json, uint64_t now) {
+        struct cluster_health_ctx ctx = {
+                .id = cluster_id, .conditions_json = conditions_json, .health_json = health_json, .now = now
+        };
+
+        if (!cluster_id)
+                return -EINVAL;
+        return store_write(to_sqlite(base), cluster_health_tx, &ctx);
 }
 
 /* ---- API keys ---- */
@@ -2430,6 +2791,19 @@ const struct cm_store_ops cm_store_sqlite_ops = {
         .env_delete = sqlite_env_delete,
         .env_policy_get = sqlite_env_policy_get,
         .env_policy_put = sqlite_env_policy_put,
+        .env_settings_get = sqlite_env_settings_get,
+        .env_settings_put = sqlite_env_settings_put,
+        .event_list = sqlite_event_list,
+        .event_history = sqlite_event_history,
+        .event_last = sqlite_event_last,
+        .event_prune = sqlite_event_prune,
+        .webhook_create = sqlite_webhook_create,
+        .webhook_get = sqlite_webhook_get,
+        .webhook_list = sqlite_webhook_list,
+        .webhook_delete = sqlite_webhook_delete,
+        .webhook_record = sqlite_webhook_record,
+        .webhook_deliveries = sqlite_webhook_deliveries,
+        .cluster_set_health = sqlite_cluster_set_health,
         .apikey_create = sqlite_apikey_create,
         .apikey_list = sqlite_apikey_list,
         .apikey_revoke = sqlite_apikey_revoke,

@@ -13,6 +13,9 @@
  * docs/internals/store.md explains every table and index.
  */
 
+/* The time of the statement in microseconds since the epoch (whole milliseconds), for triggers. */
+#define SQL_NOW_USEC "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER) * 1000"
+
 struct sqlite_migration {
         int64_t version;
         const char *sql;
@@ -223,4 +226,102 @@ static const struct sqlite_migration sqlite_migrations[] = {
              "        prev_hash TEXT NOT NULL,\n"
              "        hash TEXT NOT NULL\n"
              ");\n" },
+
+        /*
+         * 5: health monitoring. The monitor's last health summary of a cluster; events, written by
+         * triggers in the transaction of the change they describe, so every phase change, condition
+         * transition (status or reason) and operation start or end is recorded exactly once, whoever
+         * wrote it; webhooks with their delivery cursor and log; per-environment monitor settings.
+         */
+        { 5,
+          "ALTER TABLE clusters ADD COLUMN health TEXT;\n"
+          "CREATE TABLE events (\n"
+          "        seq INTEGER PRIMARY KEY AUTOINCREMENT,\n"
+          "        ts INTEGER NOT NULL,\n"
+          "        env TEXT NOT NULL,\n"
+          "        cluster TEXT NOT NULL,\n"
+          "        cluster_id TEXT NOT NULL,\n"
+          "        type TEXT NOT NULL,\n"
+          "        data TEXT NOT NULL\n"
+          ");\n"
+          "CREATE INDEX events_env ON events(env, seq);\n"
+          "CREATE INDEX events_cluster ON events(cluster_id, type, seq);\n"
+          "CREATE INDEX events_ts ON events(ts);\n"
+          "CREATE TRIGGER events_cluster_insert AFTER INSERT ON clusters BEGIN\n"
+          "        INSERT INTO events (ts, env, cluster, cluster_id, type, data) VALUES (" SQL_NOW_USEC
+          ", NEW.env, NEW.name, NEW.id, 'PhaseChanged', json_object('phase', NEW.phase, "
+          "'previousPhase', ''));\n"
+          "END;\n"
+          "CREATE TRIGGER events_cluster_delete AFTER DELETE ON clusters BEGIN\n"
+          "        INSERT INTO events (ts, env, cluster, cluster_id, type, data) VALUES (" SQL_NOW_USEC
+          ", OLD.env, OLD.name, OLD.id, 'PhaseChanged', json_object('phase', 'Deleted', "
+          "'previousPhase', OLD.phase));\n"
+          "END;\n"
+          "CREATE TRIGGER events_cluster_phase AFTER UPDATE OF phase ON clusters\n"
+          "        WHEN OLD.phase != NEW.phase BEGIN\n"
+          "        INSERT INTO events (ts, env, cluster, cluster_id, type, data) VALUES (" SQL_NOW_USEC
+          ", NEW.env, NEW.name, NEW.id, 'PhaseChanged', json_object('phase', NEW.phase, "
+          "'previousPhase', OLD.phase));\n"
+          "END;\n"
+          /* A condition is new, or its status or reason changed (a new message alone is no event); */
+          /* only object elements are looked into: ->> on a string element would fail the write. */
+          "CREATE TRIGGER events_cluster_conditions AFTER UPDATE OF conditions ON clusters\n"
+          "        WHEN OLD.conditions != NEW.conditions BEGIN\n"
+          "        INSERT INTO events (ts, env, cluster, cluster_id, type, data)\n"
+          "        SELECT " SQL_NOW_USEC ", NEW.env, NEW.name, NEW.id, 'ConditionChanged', json_object(\n"
+          "                'condition', n.obj ->> '$.type', 'status', n.obj ->> '$.status',\n"
+          "                'reason', coalesce(n.obj ->> '$.reason', ''),\n"
+          "                'message', coalesce(n.obj ->> '$.message', ''),\n"
+          "                'previousStatus', coalesce(o.obj ->> '$.status', ''),\n"
+          "                'previousReason', coalesce(o.obj ->> '$.reason', ''))\n"
+          "        FROM (SELECT key, CASE WHEN type = 'object' THEN value END AS obj FROM json_each(\n"
+          "                CASE WHEN json_valid(NEW.conditions) THEN NEW.conditions ELSE '[]' END)) AS n\n"
+          "        LEFT JOIN (SELECT CASE WHEN type = 'object' THEN value END AS obj FROM json_each(\n"
+          "                CASE WHEN json_valid(OLD.conditions) THEN OLD.conditions ELSE '[]' END)) AS o\n"
+          "                ON (o.obj ->> '$.type') = (n.obj ->> '$.type')\n"
+          "        WHERE (n.obj ->> '$.type') IS NOT NULL AND (o.obj IS NULL OR\n"
+          "                (o.obj ->> '$.status') IS NOT (n.obj ->> '$.status') OR\n"
+          "                (o.obj ->> '$.reason') IS NOT (n.obj ->> '$.reason'))\n"
+          "        ORDER BY n.key;\n"
+          "END;\n"
+          "CREATE TRIGGER events_operation_state AFTER UPDATE OF state ON operations\n"
+          "        WHEN OLD.state != NEW.state AND NEW.state != 'pending' BEGIN\n"
+          "        INSERT INTO events (ts, env, cluster, cluster_id, type, data) VALUES (" SQL_NOW_USEC
+          ", NEW.env, NEW.cluster_name, NEW.cluster_id, CASE NEW.state WHEN 'running' THEN "
+          "'OperationStarted' WHEN 'succeeded' THEN 'OperationSucceeded' WHEN 'failed' THEN "
+          "'OperationFailed' ELSE 'OperationCancelled' END, json_object('operation', NEW.id, "
+          "'operationType', NEW.type, 'attempt', NEW.attempts, 'message', coalesce(NEW.error, '')));\n"
+          "END;\n"
+          "CREATE TABLE env_settings (\n"
+          "        env TEXT NOT NULL REFERENCES environments(name) ON DELETE CASCADE,\n"
+          "        kind TEXT NOT NULL,\n"
+          "        settings TEXT NOT NULL,\n"
+          "        version INTEGER NOT NULL,\n"
+          "        updated INTEGER NOT NULL,\n"
+          "        PRIMARY KEY (env, kind)\n"
+          ") WITHOUT ROWID;\n"
+          "CREATE TABLE webhooks (\n"
+          "        id TEXT PRIMARY KEY,\n"
+          "        env TEXT NOT NULL REFERENCES environments(name) ON DELETE CASCADE,\n"
+          "        name TEXT NOT NULL,\n"
+          "        url TEXT NOT NULL,\n"
+          "        secret TEXT NOT NULL,\n"
+          "        events TEXT NOT NULL,\n"
+          "        cursor INTEGER NOT NULL,\n"
+          "        created INTEGER NOT NULL,\n"
+          "        UNIQUE (env, name)\n"
+          ");\n"
+          "CREATE TABLE webhook_deliveries (\n"
+          "        seq INTEGER PRIMARY KEY AUTOINCREMENT,\n"
+          "        webhook_id TEXT NOT NULL REFERENCES webhooks(id) ON DELETE CASCADE,\n"
+          "        ts INTEGER NOT NULL,\n"
+          "        event_seq INTEGER NOT NULL,\n"
+          "        event_type TEXT NOT NULL,\n"
+          "        attempt INTEGER NOT NULL,\n"
+          "        status_code INTEGER NOT NULL,\n"
+          "        outcome TEXT NOT NULL,\n"
+          "        error TEXT NOT NULL,\n"
+          "        duration INTEGER NOT NULL\n"
+          ");\n"
+          "CREATE INDEX webhook_deliveries_hook ON webhook_deliveries(webhook_id, seq);\n" },
 };

@@ -122,6 +122,63 @@ struct cm_store_ops {
         int (*audit_list)(struct cm_store *s, int64_t after, unsigned limit, struct cm_audit_record **ret,
                           size_t *ret_n);
 
+        /*
+         * Settings of an environment by kind ("monitoring"): like env_policy_get/put, for settings
+         * documents that are not policies.
+         */
+        int (*env_settings_get)(struct cm_store *s, const char *env, const char *kind, char **ret_settings,
+                                int64_t *ret_version);
+        int (*env_settings_put)(struct cm_store *s, const char *env, const char *kind, const char *settings,
+                                int64_t expected_version, uint64_t now, int64_t *ret_version);
+
+        /*
+         * Events, oldest first, with seq > after, of one environment (NULL: all) and one cluster name
+         * (NULL: all), at most limit. Events are written by the store itself with the change they
+         * describe (a phase change, a condition transition, an operation starting or ending).
+         */
+        int (*event_list)(struct cm_store *s, const char *env, const char *cluster, int64_t after,
+                          unsigned limit, struct cm_event **ret, size_t *ret_n);
+        /*
+         * Condition transitions (ConditionChanged events) of one cluster id, newest first, with
+         * seq < before (0: from the newest) and time >= since_usec, of one condition type (NULL: all),
+         * at most limit.
+         */
+        int (*event_history)(struct cm_store *s, const char *cluster_id, const char *condition,
+                             int64_t before, uint64_t since_usec, unsigned limit, struct cm_event **ret,
+                             size_t *ret_n);
+        /* The newest event's seq (0 when there is none). */
+        int (*event_last)(struct cm_store *s, int64_t *ret);
+        /* Deletes events older than before_usec. */
+        int (*event_prune)(struct cm_store *s, uint64_t before_usec);
+
+        /*
+         * Webhooks. create sets the cursor to the newest event (a new webhook gets what happens from
+         * then on); -EEXIST when the name is taken, -ENOENT when the environment does not exist.
+         * list: of one environment, or all (env NULL), by environment and name.
+         */
+        int (*webhook_create)(struct cm_store *s, const struct cm_webhook *w, int64_t *ret_cursor);
+        int (*webhook_get)(struct cm_store *s, const char *env, const char *name, struct cm_webhook *ret);
+        int (*webhook_list)(struct cm_store *s, const char *env, struct cm_webhook **ret, size_t *ret_n);
+        int (*webhook_delete)(struct cm_store *s, const char *env, const char *name);
+        /*
+         * Records a delivery attempt (d may be NULL) and, when cursor >= 0, moves the webhook's
+         * cursor there, in one transaction. -ENOENT when the webhook is gone.
+         */
+        int (*webhook_record)(struct cm_store *s, const char *webhook_id, int64_t cursor,
+                              const struct cm_webhook_delivery *d);
+        /* Delivery attempts of one webhook, newest first, at most limit. */
+        int (*webhook_deliveries)(struct cm_store *s, const char *webhook_id, unsigned limit,
+                                  struct cm_webhook_delivery **ret, size_t *ret_n);
+
+        /*
+         * The monitor's write: merges conditions_json (a JSON array of conditions; NULL: none) into
+         * the cluster's conditions (a condition keeps its lastTransitionTime unless its status
+         * changes) and replaces status.health with health_json (NULL keeps it), in one transaction;
+         * resource_version+1 only when something changed. -ENOENT when the cluster is gone.
+         */
+        int (*cluster_set_health)(struct cm_store *s, const char *cluster_id, const char *conditions_json,
+                                  const char *health_json, uint64_t now);
+
         int (*cluster_get)(struct cm_store *s, const char *env, const char *name, struct cm_cluster *ret);
         int (*cluster_get_by_id)(struct cm_store *s, const char *id, struct cm_cluster *ret);
         /* Clusters of env ordered by name, names > after, at most limit. */

@@ -8,6 +8,7 @@
 #include <stdatomic.h>
 #include <sys/stat.h>
 
+#include <jansson.h>
 #include <sqlite3.h>
 
 #include "base/strbuf.h"
@@ -1985,6 +1986,939 @@ static void test_sqlite_migration_2_keeps_history(void **state) {
         assert_int_equal(STORE_CALL(f->s, op_log_append, "op_nope", T0, "x\n", 2), -ENOENT);
 }
 
+/* ---- events, written by the store with the change they describe ---- */
+
+static size_t list_events(struct cm_store *s, const char *env, const char *cluster, int64_t after,
+                          unsigned limit, struct cm_event **ret) {
+        struct cm_event *a = NULL;
+        size_t n = SIZE_MAX;
+
+        assert_int_equal(STORE_CALL(s, event_list, env, cluster, after, limit, &a, &n), 0);
+        assert_true(n <= limit);
+        for (size_t i = 1; i < n; i++)
+                assert_true(a[i - 1].seq < a[i].seq);
+        *ret = a;
+        return n;
+}
+
+static int64_t last_event(struct cm_store *s) {
+        int64_t v = -1;
+
+        assert_int_equal(STORE_CALL(s, event_last, &v), 0);
+        assert_true(v >= 0);
+        return v;
+}
+
+/* One event: its place, its type and its data (exact text: the store writes compact JSON). */
+static void check_event(const struct cm_event *e, const char *env, const char *cluster,
+                        const char *cluster_id, const char *type, const char *data) {
+        uint64_t now = cm_now_usec();
+
+        assert_true(e->seq > 0);
+        assert_string_equal(e->env, env);
+        assert_string_equal(e->cluster, cluster);
+        assert_string_equal(e->cluster_id, cluster_id);
+        assert_string_equal(e->type, type);
+        assert_string_equal(e->data_json, data);
+        /* stamped with the time of the write */
+        assert_true(e->ts_usec + 600 * SEC > now && e->ts_usec < now + 600 * SEC);
+}
+
+/* The events written since `after` (by every write in between): exactly n of them. */
+static struct cm_event *events_since(struct cm_store *s, int64_t after, size_t n) {
+        struct cm_event *a = NULL;
+
+        assert_int_equal(list_events(s, NULL, NULL, after, 1000, &a), n);
+        return a;
+}
+
+static void test_events_phase(void **state) {
+        struct fixture *f = *state;
+        const struct cm_op_outcome deleted = { .state = CM_OP_SUCCEEDED, .delete_cluster = true };
+        struct cm_event *a;
+        int64_t last;
+
+        assert_int_equal(last_event(f->s), 0);
+        assert_int_equal(make_env(f->s, "dev"), 0);
+        assert_int_equal(last_event(f->s), 0); /* an environment is no event */
+        assert_int_equal(make_cluster(f->s, "dev", "c1", "cl_1", "op_1", T0), 0);
+        a = events_since(f->s, 0, 1);
+        check_event(&a[0], "dev", "c1", "cl_1", "PhaseChanged",
+                    "{\"phase\":\"Pending\",\"previousPhase\":\"\"}");
+        last = a[0].seq;
+        assert_int_equal(last_event(f->s), last);
+        cm_event_array_free(a, 1);
+        /* A failed write leaves no event behind. */
+        assert_int_equal(make_cluster(f->s, "dev", "c1", "cl_x", "op_x", T0), -EEXIST);
+        assert_int_equal(make_cluster(f->s, "nope", "c1", "cl_y", "op_y", T0), -ENOENT);
+        assert_int_equal(last_event(f->s), last);
+
+        /* A new phase is an event; the same phase again is none. */
+        assert_int_equal(STORE_CALL(f->s, cluster_set_status, "cl_1", CM_PHASE_PROVISIONING, NULL, NULL), 0);
+        a = events_since(f->s, last, 1);
+        check_event(&a[0], "dev", "c1", "cl_1", "PhaseChanged",
+                    "{\"phase\":\"Provisioning\",\"previousPhase\":\"Pending\"}");
+        last = a[0].seq;
+        cm_event_array_free(a, 1);
+        assert_int_equal(
+                STORE_CALL(f->s, cluster_set_status, "cl_1", CM_PHASE_PROVISIONING, NULL, "{\"nodes\":1}"),
+                0);
+        assert_int_equal(last_event(f->s), last);
+
+        /* A queued delete sets Deleting; the finished delete removes the cluster: Deleted. */
+        assert_int_equal(STORE_CALL(f->s, op_cancel, "op_1", T0, &(enum cm_op_state){ CM_OP_PENDING }), 0);
+        assert_int_equal(queue_op(f->s, "dev", "c1", -1, NULL, CM_OP_DELETE, "op_d", T0 + SEC, NULL, NULL),
+                         0);
+        claim_expect(f->s, "w", T0 + SEC, "op_d");
+        assert_int_equal(STORE_CALL(f->s, op_finish, "op_d", "w", T0 + 2 * SEC, &deleted), 0);
+        a = events_since(f->s, last, 5);
+        assert_string_equal(a[0].type, "OperationCancelled");
+        check_event(&a[1], "dev", "c1", "cl_1", "PhaseChanged",
+                    "{\"phase\":\"Deleting\",\"previousPhase\":\"Provisioning\"}");
+        assert_string_equal(a[2].type, "OperationStarted");
+        assert_string_equal(a[3].type, "OperationSucceeded");
+        check_event(&a[4], "dev", "c1", "cl_1", "PhaseChanged",
+                    "{\"phase\":\"Deleted\",\"previousPhase\":\"Deleting\"}");
+        cm_event_array_free(a, 5);
+}
+
+static void test_events_conditions(void **state) {
+        struct fixture *f = *state;
+        struct cm_event *a;
+        int64_t last;
+
+        assert_int_equal(make_env(f->s, "dev"), 0);
+        assert_int_equal(make_cluster(f->s, "dev", "c1", "cl_1", "op_1", T0), 0);
+        last = last_event(f->s);
+
+        /* Two new conditions: two events, in the array's order. */
+        assert_int_equal(STORE_CALL(f->s, cluster_set_status, "cl_1", CM_PHASE_PENDING,
+                                    "[{\"type\":\"Ready\",\"status\":\"False\",\"reason\":\"Creating\","
+                                    "\"message\":\"m1\"},{\"type\":\"Healthy\",\"status\":\"Unknown\"}]",
+                                    NULL),
+                         0);
+        a = events_since(f->s, last, 2);
+        check_event(
+                &a[0], "dev", "c1", "cl_1", "ConditionChanged",
+                "{\"condition\":\"Ready\",\"status\":\"False\",\"reason\":\"Creating\",\"message\":\"m1\","
+                "\"previousStatus\":\"\",\"previousReason\":\"\"}");
+        check_event(&a[1], "dev", "c1", "cl_1", "ConditionChanged",
+                    "{\"condition\":\"Healthy\",\"status\":\"Unknown\",\"reason\":\"\",\"message\":\"\","
+                    "\"previousStatus\":\"\",\"previousReason\":\"\"}");
+        last = a[1].seq;
+        cm_event_array_free(a, 2);
+
+        /* A new message alone (and another order) is no transition. */
+        assert_int_equal(STORE_CALL(f->s, cluster_set_status, "cl_1", CM_PHASE_PENDING,
+                                    "[{\"type\":\"Healthy\",\"status\":\"Unknown\"},{\"type\":\"Ready\","
+                                    "\"status\":\"False\",\"reason\":\"Creating\",\"message\":\"m2\"}]",
+                                    NULL),
+                         0);
+        assert_int_equal(last_event(f->s), last);
+
+        /* A new status; then a new reason with the same status. */
+        assert_int_equal(STORE_CALL(f->s, cluster_set_status, "cl_1", CM_PHASE_PENDING,
+                                    "[{\"type\":\"Healthy\",\"status\":\"Unknown\"},{\"type\":\"Ready\","
+                                    "\"status\":\"True\",\"reason\":\"Created\",\"message\":\"m3\"}]",
+                                    NULL),
+                         0);
+        a = events_since(f->s, last, 1);
+        check_event(&a[0], "dev", "c1", "cl_1", "ConditionChanged",
+                    "{\"condition\":\"Ready\",\"status\":\"True\",\"reason\":\"Created\",\"message\":\"m3\","
+                    "\"previousStatus\":\"False\",\"previousReason\":\"Creating\"}");
+        last = a[0].seq;
+        cm_event_array_free(a, 1);
+        assert_int_equal(
+                STORE_CALL(f->s, cluster_set_status, "cl_1", CM_PHASE_PENDING,
+                           "[{\"type\":\"Healthy\",\"status\":\"Unknown\",\"reason\":\"NotProbed\"},"
+                           "{\"type\":\"Ready\",\"status\":\"True\",\"reason\":\"Created\",\"message\":"
+                           "\"m3\"}]",
+                           NULL),
+                0);
+        a = events_since(f->s, last, 1);
+        check_event(&a[0], "dev", "c1", "cl_1", "ConditionChanged",
+                    "{\"condition\":\"Healthy\",\"status\":\"Unknown\",\"reason\":\"NotProbed\",\"message\":"
+                    "\"\","
+                    "\"previousStatus\":\"Unknown\",\"previousReason\":\"\"}");
+        last = a[0].seq;
+        cm_event_array_free(a, 1);
+
+        /* A condition that disappears is no event; an operation outcome that writes conditions is. */
+        assert_int_equal(STORE_CALL(f->s, cluster_set_status, "cl_1", CM_PHASE_PENDING,
+                                    "[{\"type\":\"Ready\",\"status\":\"True\",\"reason\":\"Created\","
+                                    "\"message\":\"m3\"}]",
+                                    NULL),
+                         0);
+        assert_int_equal(last_event(f->s), last);
+        claim_expect(f->s, "w", T0, "op_1");
+        {
+                const struct cm_op_outcome o = {
+                        .state = CM_OP_SUCCEEDED,
+                        .phase = CM_PHASE_PENDING,
+                        .conditions_json =
+                                "[{\"type\":\"Ready\",\"status\":\"False\",\"reason\":\"Broken\"}]",
+                };
+                assert_int_equal(STORE_CALL(f->s, op_finish, "op_1", "w", T0, &o), 0);
+        }
+        a = events_since(f->s, last, 3);
+        assert_string_equal(a[0].type, "OperationStarted");
+        assert_string_equal(a[1].type, "OperationSucceeded");
+        check_event(&a[2], "dev", "c1", "cl_1", "ConditionChanged",
+                    "{\"condition\":\"Ready\",\"status\":\"False\",\"reason\":\"Broken\",\"message\":\"\","
+                    "\"previousStatus\":\"True\",\"previousReason\":\"Created\"}");
+        last = a[2].seq;
+        cm_event_array_free(a, 3);
+
+        /* Conditions that are not objects (or not JSON) are no events, and do not stop the write. */
+        assert_int_equal(
+                STORE_CALL(f->s, cluster_set_status, "cl_1", CM_PHASE_PENDING, "[1,\"x\",null,[2]]", NULL),
+                0);
+        assert_int_equal(STORE_CALL(f->s, cluster_set_status, "cl_1", CM_PHASE_PENDING, "not json", NULL),
+                         0);
+        assert_int_equal(
+                STORE_CALL(f->s, cluster_set_status, "cl_1", CM_PHASE_PENDING,
+                           "[\"x\",{\"type\":\"Ready\",\"status\":\"False\",\"reason\":\"Broken\"}]", NULL),
+                0);
+        a = events_since(f->s, last, 1);
+        assert_string_equal(
+                a[0].data_json,
+                "{\"condition\":\"Ready\",\"status\":\"False\",\"reason\":\"Broken\",\"message\":\"\","
+                "\"previousStatus\":\"\",\"previousReason\":\"\"}");
+        cm_event_array_free(a, 1);
+}
+
+static void test_events_operations(void **state) {
+        struct fixture *f = *state;
+        const struct cm_op_outcome retry = { .state = CM_OP_PENDING,
+                                             .error = "node unreachable",
+                                             .next_run_usec = T0,
+                                             .phase = CM_PHASE_PROVISIONING };
+        const struct cm_op_outcome failed = { .state = CM_OP_FAILED,
+                                              .error = "rke up failed",
+                                              .phase = CM_PHASE_FAILED };
+        struct cm_operation op = {};
+        struct cm_event *a;
+        int64_t last;
+
+        assert_int_equal(make_env(f->s, "dev"), 0);
+        assert_int_equal(make_cluster(f->s, "dev", "c1", "cl_1", "op_1", T0), 0);
+        last = last_event(f->s);
+
+        /* Claimed: started; re-queued for a retry: nothing; claimed again: started (attempt 2). */
+        claim_expect(f->s, "w", T0, "op_1");
+        assert_int_equal(STORE_CALL(f->s, op_finish, "op_1", "w", T0, &retry), 0);
+        assert_int_equal(STORE_CALL(f->s, op_claim, "w", T0, 60 * SEC, &op), 0);
+        cm_operation_done(&op);
+        /* A lease taken over (running stays running) is no new start. */
+        assert_int_equal(STORE_CALL(f->s, op_claim, "w2", T0 + 61 * SEC, 60 * SEC, &op), 0);
+        cm_operation_done(&op);
+        assert_int_equal(STORE_CALL(f->s, op_finish, "op_1", "w2", T0 + 62 * SEC, &failed), 0);
+        a = events_since(f->s, last, 5);
+        check_event(&a[0], "dev", "c1", "cl_1", "OperationStarted",
+                    "{\"operation\":\"op_1\",\"operationType\":\"create\",\"attempt\":1,\"message\":\"\"}");
+        check_event(&a[1], "dev", "c1", "cl_1", "PhaseChanged",
+                    "{\"phase\":\"Provisioning\",\"previousPhase\":\"Pending\"}");
+        check_event(&a[2], "dev", "c1", "cl_1", "OperationStarted",
+                    "{\"operation\":\"op_1\",\"operationType\":\"create\",\"attempt\":2,\"message\":"
+                    "\"node unreachable\"}");
+        check_event(&a[3], "dev", "c1", "cl_1", "OperationFailed",
+                    "{\"operation\":\"op_1\",\"operationType\":\"create\",\"attempt\":3,\"message\":"
+                    "\"rke up failed\"}");
+        check_event(&a[4], "dev", "c1", "cl_1", "PhaseChanged",
+                    "{\"phase\":\"Failed\",\"previousPhase\":\"Provisioning\"}");
+        last = a[4].seq;
+        cm_event_array_free(a, 5);
+
+        /* Succeeded, and cancelled (pending, and running then finished as cancelled). */
+        assert_int_equal(queue_op(f->s, "dev", "c1", -1, SPEC2, CM_OP_UPDATE, "op_2", T0, NULL, NULL), 0);
+        run_op(f->s, "op_2", T0);
+        assert_int_equal(queue_op(f->s, "dev", "c1", -1, SPEC, CM_OP_UPDATE, "op_3", T0, NULL, NULL), 0);
+        assert_int_equal(STORE_CALL(f->s, op_cancel, "op_3", T0, &(enum cm_op_state){ CM_OP_PENDING }), 0);
+        a = events_since(f->s, last, 6);
+        assert_string_equal(a[0].type, "PhaseChanged"); /* Failed -> Updating */
+        check_event(&a[1], "dev", "c1", "cl_1", "OperationStarted",
+                    "{\"operation\":\"op_2\",\"operationType\":\"update\",\"attempt\":1,\"message\":\"\"}");
+        check_event(&a[2], "dev", "c1", "cl_1", "OperationSucceeded",
+                    "{\"operation\":\"op_2\",\"operationType\":\"update\",\"attempt\":1,\"message\":\"\"}");
+        assert_string_equal(a[3].type, "PhaseChanged"); /* Updating -> Ready */
+        assert_string_equal(a[4].type, "PhaseChanged"); /* Ready -> Updating */
+        check_event(&a[5], "dev", "c1", "cl_1", "OperationCancelled",
+                    "{\"operation\":\"op_3\",\"operationType\":\"update\",\"attempt\":0,\"message\":\"\"}");
+        cm_event_array_free(a, 6);
+}
+
+static void test_event_list_filters(void **state) {
+        struct fixture *f = *state;
+        struct cm_event *a = NULL;
+        int64_t all[6] = { 0 };
+        size_t n;
+
+        assert_int_equal(make_env(f->s, "dev"), 0);
+        assert_int_equal(make_env(f->s, "prod"), 0);
+        /* dev/a, prod/a, dev/b, dev/a, prod/a, dev/b */
+        assert_int_equal(make_cluster(f->s, "dev", "a", "cl_da", "op_1", T0), 0);
+        assert_int_equal(make_cluster(f->s, "prod", "a", "cl_pa", "op_2", T0), 0);
+        assert_int_equal(make_cluster(f->s, "dev", "b", "cl_db", "op_3", T0), 0);
+        assert_int_equal(STORE_CALL(f->s, cluster_set_status, "cl_da", CM_PHASE_FAILED, NULL, NULL), 0);
+        assert_int_equal(STORE_CALL(f->s, cluster_set_status, "cl_pa", CM_PHASE_FAILED, NULL, NULL), 0);
+        assert_int_equal(STORE_CALL(f->s, cluster_set_status, "cl_db", CM_PHASE_FAILED, NULL, NULL), 0);
+
+        n = list_events(f->s, NULL, NULL, 0, 100, &a);
+        assert_int_equal(n, 6);
+        for (size_t i = 0; i < n; i++)
+                all[i] = a[i].seq;
+        assert_string_equal(a[0].cluster_id, "cl_da");
+        assert_string_equal(a[1].cluster_id, "cl_pa");
+        assert_string_equal(a[5].cluster_id, "cl_db");
+        cm_event_array_free(a, n);
+
+        n = list_events(f->s, "dev", NULL, 0, 100, &a);
+        assert_int_equal(n, 4);
+        for (size_t i = 0; i < n; i++)
+                assert_string_equal(a[i].env, "dev");
+        cm_event_array_free(a, n);
+        n = list_events(f->s, "prod", "a", 0, 100, &a);
+        assert_int_equal(n, 2);
+        assert_int_equal(a[0].seq, all[1]);
+        assert_int_equal(a[1].seq, all[4]);
+        cm_event_array_free(a, n);
+        /* the cluster name in every environment */
+        n = list_events(f->s, NULL, "a", 0, 100, &a);
+        assert_int_equal(n, 4);
+        cm_event_array_free(a, n);
+        n = list_events(f->s, "dev", "a", all[0], 100, &a);
+        assert_int_equal(n, 1);
+        assert_int_equal(a[0].seq, all[3]);
+        cm_event_array_free(a, n);
+        n = list_events(f->s, "none", NULL, 0, 100, &a);
+        assert_int_equal(n, 0);
+        cm_event_array_free(a, n);
+        n = list_events(f->s, "dev", "c", 0, 100, &a);
+        assert_int_equal(n, 0);
+        cm_event_array_free(a, n);
+
+        /* paging with after and limit */
+        n = list_events(f->s, NULL, NULL, 0, 4, &a);
+        assert_int_equal(n, 4);
+        assert_int_equal(a[3].seq, all[3]);
+        cm_event_array_free(a, n);
+        n = list_events(f->s, NULL, NULL, all[3], 4, &a);
+        assert_int_equal(n, 2);
+        assert_int_equal(a[0].seq, all[4]);
+        cm_event_array_free(a, n);
+        n = list_events(f->s, NULL, NULL, all[5], 4, &a);
+        assert_int_equal(n, 0);
+        cm_event_array_free(a, n);
+        n = list_events(f->s, "dev", NULL, 0, 0, &a);
+        assert_int_equal(n, 0);
+        cm_event_array_free(a, n);
+}
+
+/* Sets one condition of a cluster (the others stay) through cluster_set_status. */
+static void set_cond(struct cm_store *s, const char *cluster_id, const char *conditions) {
+        assert_int_equal(STORE_CALL(s, cluster_set_status, cluster_id, CM_PHASE_READY, conditions, NULL), 0);
+}
+
+static size_t history(struct cm_store *s, const char *cluster_id, const char *condition, int64_t before,
+                      uint64_t since, unsigned limit, struct cm_event **ret) {
+        struct cm_event *a = NULL;
+        size_t n = SIZE_MAX;
+
+        assert_int_equal(STORE_CALL(s, event_history, cluster_id, condition, before, since, limit, &a, &n),
+                         0);
+        assert_true(n <= limit);
+        for (size_t i = 0; i < n; i++) {
+                assert_string_equal(a[i].type, "ConditionChanged");
+                assert_string_equal(a[i].cluster_id, cluster_id);
+                if (i > 0)
+                        assert_true(a[i - 1].seq > a[i].seq);
+        }
+        *ret = a;
+        return n;
+}
+
+static bool data_has(const struct cm_event *e, const char *member) {
+        return strstr(e->data_json, member) != NULL;
+}
+
+static void test_event_history(void **state) {
+        struct fixture *f = *state;
+        struct cm_event *a = NULL;
+        size_t n;
+
+        assert_int_equal(make_env(f->s, "dev"), 0);
+        assert_int_equal(make_cluster(f->s, "dev", "c1", "cl_1", "op_1", T0), 0);
+        assert_int_equal(make_cluster(f->s, "dev", "c2", "cl_2", "op_2", T0), 0);
+        /* cl_1: Healthy True, Healthy False, Nodes False, Healthy True; cl_2: Healthy False */
+        set_cond(f->s, "cl_1", "[{\"type\":\"Healthy\",\"status\":\"True\"}]");
+        set_cond(f->s, "cl_2", "[{\"type\":\"Healthy\",\"status\":\"False\"}]");
+        set_cond(f->s, "cl_1", "[{\"type\":\"Healthy\",\"status\":\"False\"}]");
+        set_cond(f->s, "cl_1",
+                 "[{\"type\":\"Healthy\",\"status\":\"False\"},{\"type\":\"Nodes\",\"status\":\"False\"}]");
+        set_cond(f->s, "cl_1",
+                 "[{\"type\":\"Healthy\",\"status\":\"True\"},{\"type\":\"Nodes\",\"status\":\"False\"}]");
+
+        /* newest first; phase changes and operations are not part of it */
+        n = history(f->s, "cl_1", NULL, 0, 0, 100, &a);
+        assert_int_equal(n, 4);
+        assert_true(data_has(&a[0], "\"condition\":\"Healthy\",\"status\":\"True\""));
+        assert_true(data_has(&a[1], "\"condition\":\"Nodes\""));
+        assert_true(data_has(&a[2], "\"condition\":\"Healthy\",\"status\":\"False\""));
+        assert_true(data_has(&a[3], "\"condition\":\"Healthy\",\"status\":\"True\""));
+        {
+                int64_t second = a[1].seq, oldest = a[3].seq;
+
+                cm_event_array_free(a, n);
+                /* one condition type */
+                n = history(f->s, "cl_1", "Healthy", 0, 0, 100, &a);
+                assert_int_equal(n, 3);
+                for (size_t i = 0; i < n; i++)
+                        assert_true(data_has(&a[i], "\"condition\":\"Healthy\""));
+                cm_event_array_free(a, n);
+                n = history(f->s, "cl_1", "Nope", 0, 0, 100, &a);
+                assert_int_equal(n, 0);
+                cm_event_array_free(a, n);
+                /* paging: before and limit */
+                n = history(f->s, "cl_1", NULL, 0, 0, 2, &a);
+                assert_int_equal(n, 2);
+                assert_int_equal(a[1].seq, second);
+                cm_event_array_free(a, n);
+                n = history(f->s, "cl_1", NULL, second, 0, 2, &a);
+                assert_int_equal(n, 2);
+                assert_int_equal(a[1].seq, oldest);
+                cm_event_array_free(a, n);
+                n = history(f->s, "cl_1", NULL, oldest, 0, 2, &a);
+                assert_int_equal(n, 0);
+                cm_event_array_free(a, n);
+        }
+        /* since: every event was written just now */
+        n = history(f->s, "cl_1", NULL, 0, cm_now_usec() - 600 * SEC, 100, &a);
+        assert_int_equal(n, 4);
+        cm_event_array_free(a, n);
+        n = history(f->s, "cl_1", NULL, 0, cm_now_usec() + 600 * SEC, 100, &a);
+        assert_int_equal(n, 0);
+        cm_event_array_free(a, n);
+        n = history(f->s, "cl_2", NULL, 0, 0, 100, &a);
+        assert_int_equal(n, 1);
+        cm_event_array_free(a, n);
+        n = history(f->s, "cl_none", NULL, 0, 0, 100, &a);
+        assert_int_equal(n, 0);
+        cm_event_array_free(a, n);
+}
+
+static void test_event_prune(void **state) {
+        struct fixture *f = *state;
+        struct cm_event *a = NULL;
+        int64_t last;
+
+        assert_int_equal(STORE_CALL(f->s, event_prune, cm_now_usec()), 0); /* nothing to prune */
+        assert_int_equal(make_env(f->s, "dev"), 0);
+        assert_int_equal(make_cluster(f->s, "dev", "c1", "cl_1", "op_1", T0), 0);
+        assert_int_equal(make_cluster(f->s, "dev", "c2", "cl_2", "op_2", T0), 0);
+        last = last_event(f->s);
+        /* Older than a time before they were written: none goes. */
+        assert_int_equal(STORE_CALL(f->s, event_prune, cm_now_usec() - 600 * SEC), 0);
+        assert_int_equal(list_events(f->s, NULL, NULL, 0, 100, &a), 2);
+        cm_event_array_free(a, 2);
+        /* Older than a time after: all go; the numbering goes on (an SSE client's id stays valid). */
+        assert_int_equal(STORE_CALL(f->s, event_prune, cm_now_usec() + 600 * SEC), 0);
+        assert_int_equal(list_events(f->s, NULL, NULL, 0, 100, &a), 0);
+        cm_event_array_free(a, 0);
+        assert_int_equal(STORE_CALL(f->s, cluster_set_status, "cl_1", CM_PHASE_READY, NULL, NULL), 0);
+        assert_int_equal(list_events(f->s, NULL, NULL, 0, 100, &a), 1);
+        assert_true(a[0].seq > last);
+        assert_int_equal(last_event(f->s), a[0].seq);
+        cm_event_array_free(a, 1);
+}
+
+/* ---- webhooks ---- */
+
+static struct cm_webhook mk_webhook(const char *id, const char *env, const char *name, const char *events) {
+        return (struct cm_webhook){
+                .id = CM_UNCONST(char *, id),
+                .env = CM_UNCONST(char *, env),
+                .name = CM_UNCONST(char *, name),
+                .url = CM_UNCONST(char *, "https://hooks.example.com/x?token=abc"),
+                .secret = CM_UNCONST(char *, "hook-key"),
+                .events_json = CM_UNCONST(char *, events),
+                .cursor = 12345, /* not taken: the store sets it */
+                .created_usec = T0,
+        };
+}
+
+static void test_webhook_crud(void **state) {
+        struct fixture *f = *state;
+        struct cm_webhook w = mk_webhook("wh_1", "dev", "ops", "[\"PhaseChanged\"]"), got = {};
+        struct cm_webhook *list = NULL;
+        int64_t cursor = -1, last;
+        size_t n = 0;
+
+        assert_int_equal(STORE_CALL(f->s, webhook_create, &w, &cursor), -ENOENT);
+        assert_int_equal(cursor, -1);
+        assert_int_equal(make_env(f->s, "dev"), 0);
+        assert_int_equal(make_env(f->s, "prod"), 0);
+        /* no events yet: the cursor is 0 */
+        assert_int_equal(STORE_CALL(f->s, webhook_create, &w, &cursor), 0);
+        assert_int_equal(cursor, 0);
+        /* name taken in the environment (under another id), and id taken */
+        w.id = CM_UNCONST(char *, "wh_2");
+        assert_int_equal(STORE_CALL(f->s, webhook_create, &w, &cursor), -EEXIST);
+        w.env = CM_UNCONST(char *, "prod");
+        w.id = CM_UNCONST(char *, "wh_1");
+        assert_int_equal(STORE_CALL(f->s, webhook_create, &w, &cursor), -EEXIST);
+
+        /* A new webhook starts after the newest event (of any environment). */
+        assert_int_equal(make_cluster(f->s, "dev", "c1", "cl_1", "op_1", T0), 0);
+        last = last_event(f->s);
+        assert_true(last > 0);
+        w = mk_webhook("wh_2", "prod", "ops", NULL);
+        assert_int_equal(STORE_CALL(f->s, webhook_create, &w, &cursor), 0);
+        assert_int_equal(cursor, last);
+        w = mk_webhook("wh_3", "dev", "alerts", "[]");
+        assert_int_equal(STORE_CALL(f->s, webhook_create, &w, NULL), 0);
+
+        assert_int_equal(STORE_CALL(f->s, webhook_get, "dev", "ops", &got), 0);
+        assert_string_equal(got.id, "wh_1");
+        assert_string_equal(got.env, "dev");
+        assert_string_equal(got.name, "ops");
+        assert_string_equal(got.url, "https://hooks.example.com/x?token=abc");
+        assert_string_equal(got.secret, "hook-key");
+        assert_string_equal(got.events_json, "[\"PhaseChanged\"]");
+        assert_int_equal(got.cursor, 0);
+        assert_int_equal(got.created_usec, T0);
+        cm_webhook_done(&got);
+        assert_int_equal(STORE_CALL(f->s, webhook_get, "prod", "ops", &got), 0);
+        assert_string_equal(got.events_json, "[]"); /* NULL: every type */
+        assert_int_equal(got.cursor, last);
+        cm_webhook_done(&got);
+        assert_int_equal(STORE_CALL(f->s, webhook_get, "dev", "nope", &got), -ENOENT);
+        assert_null(got.id);
+
+        /* by environment and name */
+        assert_int_equal(STORE_CALL(f->s, webhook_list, NULL, &list, &n), 0);
+        assert_int_equal(n, 3);
+        assert_string_equal(list[0].id, "wh_3");
+        assert_string_equal(list[1].id, "wh_1");
+        assert_string_equal(list[2].id, "wh_2");
+        cm_webhook_array_free(list, n);
+        assert_int_equal(STORE_CALL(f->s, webhook_list, "prod", &list, &n), 0);
+        assert_int_equal(n, 1);
+        assert_string_equal(list[0].id, "wh_2");
+        cm_webhook_array_free(list, n);
+        assert_int_equal(STORE_CALL(f->s, webhook_list, "none", &list, &n), 0);
+        assert_int_equal(n, 0);
+        cm_webhook_array_free(list, n);
+
+        assert_int_equal(STORE_CALL(f->s, webhook_delete, "dev", "ops"), 0);
+        assert_int_equal(STORE_CALL(f->s, webhook_delete, "dev", "ops"), -ENOENT);
+        assert_int_equal(STORE_CALL(f->s, webhook_get, "dev", "ops", &got), -ENOENT);
+        /* the name is free again */
+        w = mk_webhook("wh_4", "dev", "ops", NULL);
+        assert_int_equal(STORE_CALL(f->s, webhook_create, &w, NULL), 0);
+        /* deleting the environment deletes its webhooks */
+        assert_int_equal(STORE_CALL(f->s, env_delete, "prod"), 0);
+        assert_int_equal(STORE_CALL(f->s, webhook_list, NULL, &list, &n), 0);
+        assert_int_equal(n, 2);
+        assert_string_equal(list[0].env, "dev");
+        assert_string_equal(list[1].env, "dev");
+        cm_webhook_array_free(list, n);
+}
+
+static struct cm_webhook_delivery mk_delivery(int64_t event_seq, unsigned attempt, const char *outcome) {
+        return (struct cm_webhook_delivery){
+                .ts_usec = T0 + attempt * SEC,
+                .event_seq = event_seq,
+                .event_type = CM_UNCONST(char *, "PhaseChanged"),
+                .attempt = attempt,
+                .status_code = streq(outcome, "delivered") ? 200 : 500,
+                .outcome = CM_UNCONST(char *, outcome),
+                .error = CM_UNCONST(char *, streq(outcome, "delivered") ? "" : "HTTP 500"),
+                .duration_usec = 3100,
+        };
+}
+
+static int64_t webhook_cursor(struct cm_store *s, const char *env, const char *name) {
+        _cleanup_(cm_webhook_done) struct cm_webhook got = {};
+
+        assert_int_equal(STORE_CALL(s, webhook_get, env, name, &got), 0);
+        return got.cursor;
+}
+
+static void test_webhook_record(void **state) {
+        struct fixture *f = *state;
+        struct cm_webhook w = mk_webhook("wh_1", "dev", "ops", NULL);
+        struct cm_webhook_delivery d1 = mk_delivery(7, 1, "failed"), d2 = mk_delivery(7, 2, "delivered");
+        struct cm_webhook_delivery *a = NULL;
+        size_t n = 0;
+
+        assert_int_equal(make_env(f->s, "dev"), 0);
+        assert_int_equal(STORE_CALL(f->s, webhook_create, &w, NULL), 0);
+        w = mk_webhook("wh_2", "dev", "other", NULL);
+        assert_int_equal(STORE_CALL(f->s, webhook_create, &w, NULL), 0);
+
+        /* a failed attempt: recorded, the cursor stays (-1) */
+        assert_int_equal(STORE_CALL(f->s, webhook_record, "wh_1", -1, &d1), 0);
+        assert_int_equal(webhook_cursor(f->s, "dev", "ops"), 0);
+        /* delivered: recorded and the cursor moved, together */
+        assert_int_equal(STORE_CALL(f->s, webhook_record, "wh_1", 7, &d2), 0);
+        assert_int_equal(webhook_cursor(f->s, "dev", "ops"), 7);
+        /* no attempt: only the cursor (events of other types passed over) */
+        assert_int_equal(STORE_CALL(f->s, webhook_record, "wh_1", 9, NULL), 0);
+        assert_int_equal(webhook_cursor(f->s, "dev", "ops"), 9);
+        assert_int_equal(webhook_cursor(f->s, "dev", "other"), 0);
+
+        assert_int_equal(STORE_CALL(f->s, webhook_deliveries, "wh_1", 10, &a, &n), 0);
+        assert_int_equal(n, 2);
+        assert_true(a[0].seq > a[1].seq);
+        assert_string_equal(a[0].webhook_id, "wh_1");
+        assert_int_equal(a[0].ts_usec, T0 + 2 * SEC);
+        assert_int_equal(a[0].event_seq, 7);
+        assert_string_equal(a[0].event_type, "PhaseChanged");
+        assert_int_equal(a[0].attempt, 2);
+        assert_int_equal(a[0].status_code, 200);
+        assert_string_equal(a[0].outcome, "delivered");
+        assert_string_equal(a[0].error, "");
+        assert_int_equal(a[0].duration_usec, 3100);
+        assert_int_equal(a[1].attempt, 1);
+        assert_int_equal(a[1].status_code, 500);
+        assert_string_equal(a[1].outcome, "failed");
+        assert_string_equal(a[1].error, "HTTP 500");
+        cm_webhook_delivery_array_free(a, n);
+        assert_int_equal(STORE_CALL(f->s, webhook_deliveries, "wh_1", 1, &a, &n), 0);
+        assert_int_equal(n, 1);
+        assert_int_equal(a[0].attempt, 2);
+        cm_webhook_delivery_array_free(a, n);
+        assert_int_equal(STORE_CALL(f->s, webhook_deliveries, "wh_2", 10, &a, &n), 0);
+        assert_int_equal(n, 0);
+        cm_webhook_delivery_array_free(a, n);
+
+        /* Deleted: -ENOENT and nothing written; its deliveries went with it. */
+        assert_int_equal(STORE_CALL(f->s, webhook_delete, "dev", "ops"), 0);
+        assert_int_equal(STORE_CALL(f->s, webhook_record, "wh_1", 10, &d2), -ENOENT);
+        assert_int_equal(STORE_CALL(f->s, webhook_record, "wh_1", -1, NULL), -ENOENT);
+        assert_int_equal(STORE_CALL(f->s, webhook_deliveries, "wh_1", 10, &a, &n), 0);
+        assert_int_equal(n, 0);
+        cm_webhook_delivery_array_free(a, n);
+}
+
+/* The delivery log keeps the newest 1000 attempts of each webhook. */
+static void test_webhook_deliveries_trimmed(void **state) {
+        struct fixture *f = *state;
+        struct cm_webhook w = mk_webhook("wh_1", "dev", "ops", NULL);
+        struct cm_webhook_delivery *a = NULL;
+        size_t n = 0;
+
+        assert_int_equal(make_env(f->s, "dev"), 0);
+        assert_int_equal(STORE_CALL(f->s, webhook_create, &w, NULL), 0);
+        w = mk_webhook("wh_2", "dev", "other", NULL);
+        assert_int_equal(STORE_CALL(f->s, webhook_create, &w, NULL), 0);
+        for (unsigned i = 1; i <= 1005; i++) {
+                struct cm_webhook_delivery d = mk_delivery(i, 1, "delivered");
+
+                assert_int_equal(STORE_CALL(f->s, webhook_record, "wh_1", i, &d), 0);
+        }
+        {
+                struct cm_webhook_delivery d = mk_delivery(1, 1, "failed");
+
+                assert_int_equal(STORE_CALL(f->s, webhook_record, "wh_2", -1, &d), 0);
+        }
+        assert_int_equal(STORE_CALL(f->s, webhook_deliveries, "wh_1", 5000, &a, &n), 0);
+        assert_int_equal(n, 1000);
+        assert_int_equal(a[0].event_seq, 1005);
+        assert_int_equal(a[999].event_seq, 6);
+        cm_webhook_delivery_array_free(a, n);
+        /* another webhook's log is its own */
+        assert_int_equal(STORE_CALL(f->s, webhook_deliveries, "wh_2", 5000, &a, &n), 0);
+        assert_int_equal(n, 1);
+        cm_webhook_delivery_array_free(a, n);
+        assert_int_equal(webhook_cursor(f->s, "dev", "ops"), 1005);
+}
+
+/* ---- settings of an environment by kind ---- */
+
+static void test_env_settings(void **state) {
+        struct fixture *f = *state;
+        char *got = NULL;
+        int64_t v = -1;
+
+        assert_int_equal(STORE_CALL(f->s, env_settings_get, "dev", "monitoring", &got, &v), -ENOENT);
+        assert_int_equal(STORE_CALL(f->s, env_settings_put, "dev", "monitoring", "{}", -1, T0, &v), -ENOENT);
+        assert_int_equal(make_env(f->s, "dev"), 0);
+        assert_int_equal(STORE_CALL(f->s, env_settings_get, "dev", "monitoring", &got, &v), 0);
+        assert_null(got);
+        assert_int_equal(v, 0);
+
+        assert_int_equal(STORE_CALL(f->s, env_settings_put, "dev", "monitoring", "{\"a\":1}", 1, T0, &v),
+                         -ESTALE);
+        assert_int_equal(STORE_CALL(f->s, env_settings_put, "dev", "monitoring", "{\"a\":1}", 0, T0, &v), 0);
+        assert_int_equal(v, 1);
+        assert_int_equal(STORE_CALL(f->s, env_settings_put, "dev", "monitoring", "{\"a\":2}", 0, T0, &v),
+                         -ESTALE);
+        assert_int_equal(STORE_CALL(f->s, env_settings_put, "dev", "monitoring", "{\"a\":2}", 1, T0, &v), 0);
+        assert_int_equal(v, 2);
+        assert_int_equal(STORE_CALL(f->s, env_settings_put, "dev", "monitoring", "{\"a\":3}", -1, T0, &v),
+                         0);
+        assert_int_equal(v, 3);
+        v = -1;
+        assert_int_equal(STORE_CALL(f->s, env_settings_get, "dev", "monitoring", &got, &v), 0);
+        assert_string_equal(got, "{\"a\":3}");
+        assert_int_equal(v, 3);
+        got = mfree(got);
+
+        /* kinds are apart, and apart from the policy settings */
+        assert_int_equal(STORE_CALL(f->s, env_settings_get, "dev", "other", &got, &v), 0);
+        assert_null(got);
+        assert_int_equal(v, 0);
+        assert_int_equal(STORE_CALL(f->s, env_policy_get, "dev", &got, &v), 0);
+        assert_null(got);
+        assert_int_equal(v, 0);
+        assert_int_equal(STORE_CALL(f->s, env_policy_put, "dev", "{\"rules\":{}}", 0, T0, &v), 0);
+        assert_int_equal(v, 1);
+        assert_int_equal(STORE_CALL(f->s, env_settings_get, "dev", "monitoring", &got, &v), 0);
+        assert_string_equal(got, "{\"a\":3}");
+        assert_int_equal(v, 3);
+        got = mfree(got);
+        assert_int_equal(STORE_CALL(f->s, env_settings_put, "dev", "other", "{\"b\":1}", 0, T0, &v), 0);
+        assert_int_equal(v, 1);
+
+        /* gone with the environment */
+        assert_int_equal(STORE_CALL(f->s, env_delete, "dev"), 0);
+        assert_int_equal(make_env(f->s, "dev"), 0);
+        assert_int_equal(STORE_CALL(f->s, env_settings_get, "dev", "monitoring", &got, &v), 0);
+        assert_null(got);
+        assert_int_equal(v, 0);
+}
+
+/* ---- health written by the monitor ---- */
+
+/* The condition of that type in a conditions array: status, reason, message, lastTransitionTime. */
+static void check_cond(const char *conditions, const char *type, const char *status, const char *reason,
+                       const char *message, uint64_t transition) {
+        json_t *a = json_loads(conditions, 0, NULL), *e;
+        char ts[40];
+        bool found = false;
+        size_t i;
+
+        assert_true(json_is_array(a));
+        cm_format_rfc3339(transition, ts, sizeof(ts));
+        json_array_foreach(a, i, e) {
+                if (!streq(json_string_value(json_object_get(e, "type")) ?: "", type))
+                        continue;
+                assert_false(found);
+                found = true;
+                assert_string_equal(json_string_value(json_object_get(e, "status")), status);
+                assert_string_equal(json_string_value(json_object_get(e, "reason")), reason);
+                assert_string_equal(json_string_value(json_object_get(e, "message")), message);
+                assert_string_equal(json_string_value(json_object_get(e, "lastTransitionTime")), ts);
+        }
+        json_decref(a);
+        assert_true(found);
+}
+
+static void test_cluster_set_health(void **state) {
+        struct fixture *f = *state;
+        struct cm_cluster c = {};
+        struct cm_event *a = NULL;
+        int64_t last, version;
+
+        assert_int_equal(make_env(f->s, "dev"), 0);
+        assert_int_equal(make_cluster(f->s, "dev", "c1", "cl_1", "op_1", T0), 0);
+        run_op(f->s, "op_1", T0);
+        assert_int_equal(STORE_CALL(f->s, cluster_set_status, "cl_1", CM_PHASE_READY,
+                                    "[{\"type\":\"Ready\",\"status\":\"True\",\"reason\":\"Created\"}]",
+                                    NULL),
+                         0);
+        c = get_cluster(f->s, "dev", "c1");
+        assert_null(c.health_json); /* never probed */
+        assert_int_equal(c.resource_version, 3);
+        cm_cluster_done(&c);
+        last = last_event(f->s);
+
+        assert_int_equal(STORE_CALL(f->s, cluster_set_health, "cl_nope", "[]", "{}", T0), -ENOENT);
+
+        /* The first probe: two conditions added to the engine's, health set. */
+        assert_int_equal(STORE_CALL(f->s, cluster_set_health, "cl_1",
+                                    "[{\"type\":\"APIServerAvailable\",\"status\":\"True\",\"reason\":"
+                                    "\"Available\",\"message\":\"\"},{\"type\":\"Healthy\",\"status\":"
+                                    "\"True\",\"reason\":\"Healthy\",\"message\":\"ok\"}]",
+                                    "{\"nodesReady\":3,\"nodesTotal\":3}", T0 + 10 * SEC),
+                         0);
+        c = get_cluster(f->s, "dev", "c1");
+        assert_int_equal(c.resource_version, 4);
+        assert_int_equal(c.generation, 1);
+        assert_int_equal(c.phase, CM_PHASE_READY);
+        assert_string_equal(c.health_json, "{\"nodesReady\":3,\"nodesTotal\":3}");
+        check_cond(c.conditions_json, "APIServerAvailable", "True", "Available", "", T0 + 10 * SEC);
+        check_cond(c.conditions_json, "Healthy", "True", "Healthy", "ok", T0 + 10 * SEC);
+        {
+                json_t *conds = json_loads(c.conditions_json, 0, NULL), *ready = json_array_get(conds, 0);
+                size_t i;
+                json_t *e;
+
+                /* the engine's condition is kept as it was */
+                assert_int_equal(json_array_size(conds), 3);
+                json_array_foreach(conds, i, e) if (streq(json_string_value(json_object_get(e, "type")),
+                                                          "Ready")) ready = e;
+                assert_string_equal(json_string_value(json_object_get(ready, "type")), "Ready");
+                assert_string_equal(json_string_value(json_object_get(ready, "reason")), "Created");
+                json_decref(conds);
+        }
+        cm_cluster_done(&c);
+        assert_int_equal(list_events(f->s, NULL, NULL, last, 100, &a), 2);
+        assert_string_equal(a[0].type, "ConditionChanged");
+        assert_string_equal(a[1].type, "ConditionChanged");
+        last = a[1].seq;
+        cm_event_array_free(a, 2);
+
+        /* The same again (later): nothing is written, not even lastTransitionTime. */
+        version = version_of(f->s, "dev");
+        assert_int_equal(STORE_CALL(f->s, cluster_set_health, "cl_1",
+                                    "[{\"type\":\"Healthy\",\"status\":\"True\",\"reason\":\"Healthy\","
+                                    "\"message\":\"ok\"}]",
+                                    "{\"nodesReady\":3,\"nodesTotal\":3}", T0 + 20 * SEC),
+                         0);
+        assert_int_equal(STORE_CALL(f->s, cluster_set_health, "cl_1", NULL, NULL, T0 + 20 * SEC), 0);
+        assert_int_equal(version_of(f->s, "dev"), version); /* cached pages of clusters stay valid */
+        c = get_cluster(f->s, "dev", "c1");
+        assert_int_equal(c.resource_version, 4);
+        check_cond(c.conditions_json, "Healthy", "True", "Healthy", "ok", T0 + 10 * SEC);
+        cm_cluster_done(&c);
+        assert_int_equal(last_event(f->s), last);
+
+        /* A new message: written, the transition time kept, no event. */
+        assert_int_equal(STORE_CALL(f->s, cluster_set_health, "cl_1",
+                                    "[{\"type\":\"Healthy\",\"status\":\"True\",\"reason\":\"Healthy\","
+                                    "\"message\":\"still ok\"}]",
+                                    NULL, T0 + 30 * SEC),
+                         0);
+        assert_true(version_of(f->s, "dev") != version);
+        c = get_cluster(f->s, "dev", "c1");
+        assert_int_equal(c.resource_version, 5);
+        check_cond(c.conditions_json, "Healthy", "True", "Healthy", "still ok", T0 + 10 * SEC);
+        assert_string_equal(c.health_json, "{\"nodesReady\":3,\"nodesTotal\":3}"); /* NULL keeps it */
+        cm_cluster_done(&c);
+        assert_int_equal(last_event(f->s), last);
+
+        /* Only the health: written, no event. */
+        assert_int_equal(STORE_CALL(f->s, cluster_set_health, "cl_1", NULL,
+                                    "{\"nodesReady\":2,\"nodesTotal\":3}", T0 + 40 * SEC),
+                         0);
+        c = get_cluster(f->s, "dev", "c1");
+        assert_int_equal(c.resource_version, 6);
+        assert_string_equal(c.health_json, "{\"nodesReady\":2,\"nodesTotal\":3}");
+        cm_cluster_done(&c);
+        assert_int_equal(last_event(f->s), last);
+
+        /* A new status: a new transition time, and the event with the previous status. */
+        assert_int_equal(
+                STORE_CALL(f->s, cluster_set_health, "cl_1",
+                           "[{\"type\":\"Healthy\",\"status\":\"False\",\"reason\":\"NodesNotReady\","
+                           "\"message\":\"1 of 3 nodes not ready\"}]",
+                           NULL, T0 + 50 * SEC),
+                0);
+        c = get_cluster(f->s, "dev", "c1");
+        assert_int_equal(c.resource_version, 7);
+        check_cond(c.conditions_json, "Healthy", "False", "NodesNotReady", "1 of 3 nodes not ready",
+                   T0 + 50 * SEC);
+        check_cond(c.conditions_json, "APIServerAvailable", "True", "Available", "", T0 + 10 * SEC);
+        cm_cluster_done(&c);
+        assert_int_equal(list_events(f->s, NULL, NULL, last, 100, &a), 1);
+        check_event(
+                &a[0], "dev", "c1", "cl_1", "ConditionChanged",
+                "{\"condition\":\"Healthy\",\"status\":\"False\",\"reason\":\"NodesNotReady\",\"message\":"
+                "\"1 of 3 nodes not ready\",\"previousStatus\":\"True\",\"previousReason\":\"Healthy\"}");
+        cm_event_array_free(a, 1);
+
+        /* the written conditions are what the cluster's readers see (lists too) */
+        {
+                struct cm_cluster *list = NULL;
+                size_t n = 0;
+
+                assert_int_equal(STORE_CALL(f->s, cluster_list, "dev", NULL, 10, &list, &n), 0);
+                assert_int_equal(n, 1);
+                assert_string_equal(list[0].health_json, "{\"nodesReady\":2,\"nodesTotal\":3}");
+                cm_cluster_array_free(list, n);
+        }
+}
+
+/*
+ * Migration 5 on a database of version 4 with clusters: they keep everything, have no health yet,
+ * no events are made up for them, and from then on their changes are events.
+ */
+static void test_sqlite_migration_5(void **state) {
+        struct fixture *f = *state;
+        const char *path = f->url + strlen("sqlite://");
+        struct cm_webhook w = mk_webhook("wh_1", "dev", "ops", NULL);
+        _cleanup_(cm_cluster_done) struct cm_cluster c = {};
+        struct cm_event *a = NULL;
+        sqlite3 *db = NULL;
+        char *err = NULL;
+        int64_t cursor = -1;
+
+        f->s = cm_store_close(f->s);
+        assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+        assert_int_equal(sqlite3_exec(db,
+                                      "PRAGMA foreign_keys = ON; CREATE TABLE schema_migrations ("
+                                      "version INTEGER PRIMARY KEY, applied INTEGER NOT NULL);",
+                                      NULL, NULL, &err),
+                         SQLITE_OK);
+        for (size_t i = 0; i < 4; i++) {
+                char sql[128];
+
+                assert_int_equal(sqlite_migrations[i].version, (int64_t) i + 1);
+                assert_int_equal(sqlite3_exec(db, "BEGIN", NULL, NULL, &err), SQLITE_OK);
+                assert_int_equal(sqlite3_exec(db, sqlite_migrations[i].sql, NULL, NULL, &err), SQLITE_OK);
+                assert_true(cm_snprintf(sql, sizeof(sql),
+                                        "INSERT INTO schema_migrations VALUES (%zu, 0); COMMIT", i + 1) > 0);
+                assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, &err), SQLITE_OK);
+        }
+        assert_int_equal(
+                sqlite3_exec(db,
+                             "INSERT INTO environments (name, labels, created) VALUES ('dev', '{}', 1);"
+                             "INSERT INTO clusters (id, env, name, engine, labels, spec, generation, "
+                             "resource_version, phase, conditions, status, observed_generation, created, "
+                             "updated) "
+                             "VALUES ('cl_1', 'dev', 'c1', 'local', '{}', '" SPEC "', 1, 2, 'Ready', "
+                             "'[{\"type\":\"Ready\",\"status\":\"True\"}]', '{}', 1, 5, 6),"
+                             "('cl_2', 'dev', 'c2', 'local', '{}', '" SPEC
+                             "', 1, 1, 'Pending', '[]', '{}', 0, 5, 5);",
+                             NULL, NULL, &err),
+                SQLITE_OK);
+        sqlite3_free(err);
+        assert_int_equal(sqlite3_close(db), SQLITE_OK);
+
+        assert_int_equal(cm_store_open(f->url, &f->s), 0);
+        assert_int_equal(STORE_CALL(f->s, ping), -EPROTO);
+        assert_int_equal(STORE_CALL(f->s, migrate), (int) ELEMENTSOF(sqlite_migrations) - 4);
+        assert_int_equal(STORE_CALL(f->s, ping), 0);
+
+        c = get_cluster(f->s, "dev", "c1");
+        assert_int_equal(c.resource_version, 2);
+        assert_int_equal(c.phase, CM_PHASE_READY);
+        assert_string_equal(c.conditions_json, "[{\"type\":\"Ready\",\"status\":\"True\"}]");
+        assert_null(c.health_json);
+        assert_int_equal(last_event(f->s), 0);
+
+        assert_int_equal(STORE_CALL(f->s, webhook_create, &w, &cursor), 0);
+        assert_int_equal(cursor, 0);
+        assert_int_equal(STORE_CALL(f->s, cluster_set_health, "cl_1",
+                                    "[{\"type\":\"Healthy\",\"status\":\"True\",\"reason\":\"Healthy\"}]",
+                                    "{\"nodesReady\":1,\"nodesTotal\":1}", T0),
+                         0);
+        assert_int_equal(STORE_CALL(f->s, cluster_set_status, "cl_2", CM_PHASE_FAILED, NULL, NULL), 0);
+        assert_int_equal(list_events(f->s, "dev", NULL, cursor, 100, &a), 2);
+        check_event(&a[0], "dev", "c1", "cl_1", "ConditionChanged",
+                    "{\"condition\":\"Healthy\",\"status\":\"True\",\"reason\":\"Healthy\",\"message\":\"\","
+                    "\"previousStatus\":\"\",\"previousReason\":\"\"}");
+        check_event(&a[1], "dev", "c2", "cl_2", "PhaseChanged",
+                    "{\"phase\":\"Failed\",\"previousPhase\":\"Pending\"}");
+        cm_event_array_free(a, 2);
+        cm_cluster_done(&c);
+        c = get_cluster(f->s, "dev", "c1");
+        assert_int_equal(c.resource_version, 3);
+        assert_string_equal(c.health_json, "{\"nodesReady\":1,\"nodesTotal\":1}");
+}
+
 int main(void) {
         const struct CMUnitTest conformance[] = {
                 CASE_UNMIGRATED(test_migrate_ping),
@@ -2019,6 +2953,17 @@ int main(void) {
                 CASE(test_env_policy),
                 CASE(test_apikeys_and_rolebindings),
                 CASE(test_audit_chain),
+                CASE(test_events_phase),
+                CASE(test_events_conditions),
+                CASE(test_events_operations),
+                CASE(test_event_list_filters),
+                CASE(test_event_history),
+                CASE(test_event_prune),
+                CASE(test_webhook_crud),
+                CASE(test_webhook_record),
+                CASE(test_webhook_deliveries_trimmed),
+                CASE(test_env_settings),
+                CASE(test_cluster_set_health),
         };
         const struct CMUnitTest sqlite_only[] = {
                 CASE(test_sqlite_urls),
@@ -2026,6 +2971,7 @@ int main(void) {
                 CASE(test_sqlite_one_process),
                 CASE(test_change_counter),
                 CASE_UNMIGRATED(test_sqlite_migration_2_keeps_history),
+                CASE_UNMIGRATED(test_sqlite_migration_5),
         };
         int failed = 0;
 
