@@ -56,6 +56,13 @@ struct cm_service {
         const char *policy_url; /* for messages (no credentials in it) */
         bool policy_fail_open; /* remote unreachable: accept with a warning instead of 503 */
         struct cm_compliance_loop *compliance; /* periodic re-validation; NULL when off */
+
+        /* Health monitoring (monitor/monitor.h) and webhook delivery (monitor/webhooks.h); NULL: off. */
+        struct cm_monitor *monitor;
+        struct cm_webhooks *webhooks;
+        unsigned monitor_interval_sec; /* the default interval of environments without settings */
+        unsigned monitor_threshold;
+        unsigned monitor_cert_warning_days;
 };
 
 int cm_service_new(struct cm_store *store, const struct cm_service_config *cfg, struct cm_service **ret);

@@ -14,6 +14,8 @@
 #include "lifecycle/service.h"
 #include "lifecycle/statefiles.h"
 #include "lifecycle/worker.h"
+#include "monitor/monitor.h"
+#include "monitor/webhooks.h"
 #include "vault/vault.h"
 
 struct worker_slot {
@@ -333,6 +335,9 @@ static int finish(struct worker_slot *slot, const struct cm_operation *op, const
         else if (r < 0)
                 log_error_errno(r, "record the outcome of operation %s: %m", op->id);
         cm_service_notify_log(svc);
+        /* A cluster may have become Ready (probe it now) or gone; the operation's events are stored. */
+        cm_monitor_poke(svc->monitor);
+        cm_webhooks_poke(svc->webhooks);
         return r;
 }
 

@@ -17,6 +17,8 @@
 #include "engine/local/local.h"
 #include "engine/rke/rke.h"
 #include "lifecycle/service.h"
+#include "monitor/monitor.h"
+#include "monitor/webhooks.h"
 #include "serve/serve.h"
 #include "server/server.h"
 #include "policy/remote.h"
@@ -57,6 +59,11 @@ struct serve_options {
         const char *tls_cert;
         const char *tls_key;
         bool insecure_allow_plain_http;
+        unsigned monitor_interval_seconds;
+        unsigned monitor_concurrency;
+        unsigned monitor_timeout_ms;
+        unsigned monitor_threshold;
+        bool no_monitor;
         unsigned max_connections;
         unsigned max_connections_per_ip;
         unsigned idle_timeout_seconds;
@@ -121,6 +128,18 @@ static void serve_usage(FILE *f) {
               "  --oidc-groups-claim NAME    CLUSTERMGMT_OIDC_GROUPS_CLAIM  default groups\n"
               "  --oidc-max-token-age-seconds N  CLUSTERMGMT_OIDC_MAX_TOKEN_AGE_SECONDS  refuse tokens\n"
               "                              issued longer ago; 0 (default) only exp counts\n"
+              "\n"
+              "Health monitoring (conditions, events, webhooks):\n"
+              "  --monitor-interval-seconds N  CLUSTERMGMT_MONITOR_INTERVAL_SECONDS  probe interval of\n"
+              "                              environments without their own settings, default 30\n"
+              "  --monitor-concurrency N     CLUSTERMGMT_MONITOR_CONCURRENCY  probes in flight, default "
+              "256\n"
+              "  --monitor-timeout-ms N      CLUSTERMGMT_MONITOR_TIMEOUT_MS  one probe, default 10000\n"
+              "  --monitor-threshold N       CLUSTERMGMT_MONITOR_THRESHOLD  failed probes in a row before "
+              "the\n"
+              "                              API server counts as unavailable, default 2\n"
+              "  --no-monitor                CLUSTERMGMT_NO_MONITOR=1  probe nothing (no health "
+              "conditions)\n"
               "\n"
               "Transport and limits:\n"
               "  --auth-failure-limit N      CLUSTERMGMT_AUTH_FAILURE_LIMIT  failed authentications of an\n"
@@ -199,6 +218,11 @@ static int parse_options(int argc, char *argv[], struct serve_options *o) {
                 OPT_TLS_CERT,
                 OPT_TLS_KEY,
                 OPT_INSECURE_PLAIN,
+                OPT_MONITOR_INTERVAL,
+                OPT_MONITOR_CONCURRENCY,
+                OPT_MONITOR_TIMEOUT,
+                OPT_MONITOR_THRESHOLD,
+                OPT_NO_MONITOR,
                 OPT_MAX_CONNECTIONS,
                 OPT_MAX_CONNECTIONS_PER_IP,
                 OPT_IDLE_TIMEOUT,
@@ -240,6 +264,11 @@ static int parse_options(int argc, char *argv[], struct serve_options *o) {
                 { "tls-cert", required_argument, NULL, OPT_TLS_CERT },
                 { "tls-key", required_argument, NULL, OPT_TLS_KEY },
                 { "insecure-allow-plain-http", no_argument, NULL, OPT_INSECURE_PLAIN },
+                { "monitor-interval-seconds", required_argument, NULL, OPT_MONITOR_INTERVAL },
+                { "monitor-concurrency", required_argument, NULL, OPT_MONITOR_CONCURRENCY },
+                { "monitor-timeout-ms", required_argument, NULL, OPT_MONITOR_TIMEOUT },
+                { "monitor-threshold", required_argument, NULL, OPT_MONITOR_THRESHOLD },
+                { "no-monitor", no_argument, NULL, OPT_NO_MONITOR },
                 { "max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS },
                 { "max-connections-per-ip", required_argument, NULL, OPT_MAX_CONNECTIONS_PER_IP },
                 { "idle-timeout-seconds", required_argument, NULL, OPT_IDLE_TIMEOUT },
@@ -287,6 +316,11 @@ static int parse_options(int argc, char *argv[], struct serve_options *o) {
                 { "CLUSTERMGMT_TLS_CERT", OPT_TLS_CERT },
                 { "CLUSTERMGMT_TLS_KEY", OPT_TLS_KEY },
                 { "CLUSTERMGMT_INSECURE_ALLOW_PLAIN_HTTP", OPT_INSECURE_PLAIN },
+                { "CLUSTERMGMT_MONITOR_INTERVAL_SECONDS", OPT_MONITOR_INTERVAL },
+                { "CLUSTERMGMT_MONITOR_CONCURRENCY", OPT_MONITOR_CONCURRENCY },
+                { "CLUSTERMGMT_MONITOR_TIMEOUT_MS", OPT_MONITOR_TIMEOUT },
+                { "CLUSTERMGMT_MONITOR_THRESHOLD", OPT_MONITOR_THRESHOLD },
+                { "CLUSTERMGMT_NO_MONITOR", OPT_NO_MONITOR },
                 { "CLUSTERMGMT_MAX_CONNECTIONS", OPT_MAX_CONNECTIONS },
                 { "CLUSTERMGMT_MAX_CONNECTIONS_PER_IP", OPT_MAX_CONNECTIONS_PER_IP },
                 { "CLUSTERMGMT_IDLE_TIMEOUT_SECONDS", OPT_IDLE_TIMEOUT },
@@ -446,6 +480,30 @@ static int parse_options(int argc, char *argv[], struct serve_options *o) {
                                         return -EINVAL;
                                 }
                                 o->insecure_allow_plain_http = pass != 0 || streq(arg, "1");
+                                break;
+                        case OPT_NO_MONITOR:
+                                if (pass == 0 && !streq(arg, "1") && !streq(arg, "0")) {
+                                        fprintf(stderr, "clustermgmt serve: %s must be 1 or 0, not '%s'\n",
+                                                name, arg);
+                                        return -EINVAL;
+                                }
+                                o->no_monitor = pass != 0 || streq(arg, "1");
+                                break;
+                        case OPT_MONITOR_INTERVAL:
+                                if (parse_uint_opt(name, arg, 1, 3600, &o->monitor_interval_seconds) < 0)
+                                        return -EINVAL;
+                                break;
+                        case OPT_MONITOR_CONCURRENCY:
+                                if (parse_uint_opt(name, arg, 1, 65536, &o->monitor_concurrency) < 0)
+                                        return -EINVAL;
+                                break;
+                        case OPT_MONITOR_TIMEOUT:
+                                if (parse_uint_opt(name, arg, 100, 600000, &o->monitor_timeout_ms) < 0)
+                                        return -EINVAL;
+                                break;
+                        case OPT_MONITOR_THRESHOLD:
+                                if (parse_uint_opt(name, arg, 1, 10, &o->monitor_threshold) < 0)
+                                        return -EINVAL;
                                 break;
                         case OPT_MAX_CONNECTIONS:
                                 if (parse_uint_opt(name, arg, 1, 1000000, &o->max_connections) < 0)
@@ -659,7 +717,11 @@ int cm_serve_main(int argc, char *argv[]) {
         struct serve_options o = { .listen = "127.0.0.1:8080",
                                    .data_dir = "./data",
                                    .state_retention_days = 30,
-                                   .policy_recheck_seconds = 300 };
+                                   .policy_recheck_seconds = 300,
+                                   .monitor_interval_seconds = 30,
+                                   .monitor_concurrency = 256,
+                                   .monitor_timeout_ms = 10000,
+                                   .monitor_threshold = 2 };
         struct cm_vault *vault = NULL;
         struct cm_oidc *oidc = NULL;
         struct cm_service_config scfg;
@@ -819,6 +881,26 @@ int cm_serve_main(int argc, char *argv[]) {
                 log_info("OIDC bearer tokens of %s (audience %s) are accepted", o.oidc_issuer,
                          o.oidc_audience);
         }
+        /* Before the HTTP threads and the workers, which use them (set before any thread reads them). */
+        r = cm_webhooks_start(svc, &svc->webhooks);
+        if (r < 0) {
+                log_error_errno(r, "start the webhook delivery: %m");
+                goto out;
+        }
+        if (!o.no_monitor) {
+                struct cm_monitor_config mcfg;
+
+                cm_monitor_config_default(&mcfg);
+                mcfg.interval_sec = o.monitor_interval_seconds;
+                mcfg.concurrency = o.monitor_concurrency;
+                mcfg.timeout_ms = o.monitor_timeout_ms;
+                mcfg.threshold = o.monitor_threshold;
+                r = cm_monitor_start(svc, &mcfg, &svc->monitor);
+                if (r < 0) {
+                        log_error_errno(r, "start the health monitor: %m");
+                        goto out;
+                }
+        }
         hcfg.oidc = oidc;
         hcfg.listen = o.listen;
         hcfg.threads = o.http_threads;
@@ -874,6 +956,12 @@ int cm_serve_main(int argc, char *argv[]) {
 out:
         /* Stop taking requests first, then let running steps finish or give their leases back. */
         srv = cm_server_stop(srv);
+        if (svc) {
+                /* Workers first: they poke the monitor, whose writer pokes the webhooks. */
+                cm_service_stop(svc);
+                svc->monitor = cm_monitor_stop(svc->monitor);
+                svc->webhooks = cm_webhooks_stop(svc->webhooks);
+        }
         {
                 /* After the service: its re-validation thread asks the policy service too. */
                 struct cm_policy_remote *policy = svc ? svc->policy : NULL;
