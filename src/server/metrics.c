@@ -2,6 +2,8 @@
 #include "base/common.h"
 
 #include "base/util.h"
+#include "monitor/monitor.h"
+#include "monitor/webhooks.h"
 #include "server/server_internal.h"
 
 const int cm_metric_codes[CM_METRIC_CODES] = { 200, 201, 202, 204, 304, 400, 401, 403, 404, 405,
@@ -146,9 +148,16 @@ int cm_metrics_render(struct cm_server *s, struct strbuf *out) {
                         if (r < 0)
                                 return r;
                 }
-        return strbuf_addf(out,
-                           "# HELP clustermgmt_operation_queue_depth Pending operations due to run now.\n"
-                           "# TYPE clustermgmt_operation_queue_depth gauge\n"
-                           "clustermgmt_operation_queue_depth %" PRIu64 "\n",
-                           st.queue_depth);
+        r = strbuf_addf(out,
+                        "# HELP clustermgmt_operation_queue_depth Pending operations due to run now.\n"
+                        "# TYPE clustermgmt_operation_queue_depth gauge\n"
+                        "clustermgmt_operation_queue_depth %" PRIu64 "\n",
+                        st.queue_depth);
+        if (r < 0)
+                return r;
+        /* Health monitoring and webhook delivery (each appends nothing when it is off). */
+        r = cm_monitor_metrics(s->svc->monitor, out);
+        if (r < 0)
+                return r;
+        return cm_webhooks_metrics(s->svc->webhooks, out);
 }
