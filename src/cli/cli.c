@@ -13,9 +13,10 @@
 #define PAGE_TOKEN_MAX 1024U
 
 static const struct cm_cli_noun *const nouns[] = {
-        &cm_cli_noun_env,    &cm_cli_noun_cluster, &cm_cli_noun_op,     &cm_cli_noun_sshkey,
-        &cm_cli_noun_secret, &cm_cli_noun_policy,  &cm_cli_noun_apikey, &cm_cli_noun_rolebinding,
-        &cm_cli_noun_audit,  &cm_cli_noun_whoami,  &cm_cli_noun_vault,
+        &cm_cli_noun_env,     &cm_cli_noun_cluster,    &cm_cli_noun_op,          &cm_cli_noun_events,
+        &cm_cli_noun_webhook, &cm_cli_noun_monitoring, &cm_cli_noun_sshkey,      &cm_cli_noun_secret,
+        &cm_cli_noun_policy,  &cm_cli_noun_apikey,     &cm_cli_noun_rolebinding, &cm_cli_noun_audit,
+        &cm_cli_noun_whoami,  &cm_cli_noun_vault,
 };
 
 static const char global_usage[] = "usage: clustermgmt [--server URL] [--token TOKEN] [--env ENV] [-o "
@@ -28,10 +29,10 @@ static void print_global_help(FILE *f) {
               "Service.\n\nCommands:\n",
               f);
         for (size_t i = 0; i < ELEMENTSOF(nouns); i++)
-                fprintf(f, "  %-9s %s\n", nouns[i]->name, nouns[i]->summary);
-        fputs("  serve     run the service (`clustermgmt serve --help`)\n"
-              "  version   print the version\n"
-              "  help      this text; `clustermgmt help NOUN` or `clustermgmt NOUN --help` for a command\n"
+                fprintf(f, "  %-11s %s\n", nouns[i]->name, nouns[i]->summary);
+        fputs("  serve       run the service (`clustermgmt serve --help`)\n"
+              "  version     print the version\n"
+              "  help        this text; `clustermgmt help NOUN` or `clustermgmt NOUN --help` for a command\n"
               "\n"
               "Global flags (also accepted after the noun and verb):\n"
               "  --server URL      the service (CLUSTERMGMT_SERVER, default " CM_CLI_DEFAULT_SERVER ")\n"
@@ -51,6 +52,12 @@ static void print_global_help(FILE *f) {
 }
 
 static void print_noun_help(FILE *f, const struct cm_cli_noun *noun) {
+        if (noun->direct) {
+                fprintf(f, "usage: clustermgmt %s %s [global flags]\n\n%s\n\n%s\n", noun->name,
+                        noun->direct->synopsis, noun->direct->summary, noun->description);
+                fputs("\nGlobal flags: see `clustermgmt help`.\n", f);
+                return;
+        }
         fprintf(f, "usage: clustermgmt %s <verb> [args] [global flags]\n\n%s\n\nVerbs:\n", noun->name,
                 noun->description);
         for (size_t i = 0; i < noun->n_verbs; i++)
@@ -89,7 +96,9 @@ int cm_cli_usage_error(struct cm_cli *cli, const struct cm_cli_noun *noun, const
         vfprintf(cli->err, fmt, ap);
         va_end(ap);
         fputc('\n', cli->err);
-        if (noun && verb)
+        if (noun && verb && verb == noun->direct)
+                fprintf(cli->err, "usage: clustermgmt %s %s\n", noun->name, verb->synopsis);
+        else if (noun && verb)
                 fprintf(cli->err, "usage: clustermgmt %s %s %s\n", noun->name, verb->name, verb->synopsis);
         else if (!noun)
                 fputs(global_usage, cli->err);
@@ -749,6 +758,94 @@ int cm_cli_print_document(struct cm_cli *cli, const json_t *v) {
         return CM_EXIT_OK;
 }
 
+void cm_cli_table_done(struct cm_cli_table *t) {
+        if (!t)
+                return;
+        for (size_t i = 0; i < t->n_cells; i++)
+                free(t->cells[i]);
+        free(t->cells);
+        *t = (struct cm_cli_table){};
+}
+
+int cm_cli_table_init(struct cm_cli_table *t, const char *const *headers, size_t n) {
+        int r;
+
+        if (n == 0 || n > CM_CLI_TABLE_COLUMNS_MAX)
+                return -EINVAL;
+        *t = (struct cm_cli_table){ .n_columns = n };
+        for (size_t i = 0; i < n; i++) {
+                r = cm_cli_table_add(t, headers[i]);
+                if (r < 0) {
+                        cm_cli_table_done(t);
+                        return r;
+                }
+        }
+        return 0;
+}
+
+/* Characters, not bytes: continuation bytes of UTF-8 do not count. */
+static size_t text_width(const char *s) {
+        size_t w = 0;
+
+        for (const unsigned char *p = (const unsigned char *) s; *p; p++)
+                if ((*p & 0xC0) != 0x80)
+                        w++;
+        return w;
+}
+
+int cm_cli_table_add(struct cm_cli_table *t, const char *text) {
+        _cleanup_strbuf_ struct strbuf cell = STRBUF_INIT(CM_CLI_CELL_MAX * 2);
+        size_t n, col = t->n_cells % t->n_columns;
+        char *c;
+        int r;
+
+        if (isempty(text))
+                text = "-";
+        n = strlen(text);
+        if (n > CM_CLI_CELL_MAX) {
+                n = CM_CLI_CELL_MAX;
+                while (n > 0 && ((unsigned char) text[n] & 0xC0) == 0x80)
+                        n--;
+        }
+        {
+                _cleanup_free_ char *cut = strndup(text, n);
+
+                if (!cut)
+                        return -ENOMEM;
+                r = cm_output_add_clean(&cell, cut);
+                if (r < 0)
+                        return r;
+        }
+        if (t->n_cells == t->alloc) {
+                size_t alloc = t->alloc ? t->alloc * 2 : 32;
+                char **p = reallocarray(t->cells, alloc, sizeof(char *));
+
+                if (!p)
+                        return -ENOMEM;
+                t->cells = p;
+                t->alloc = alloc;
+        }
+        c = strbuf_detach(&cell, NULL);
+        if (!c)
+                return -ENOMEM;
+        t->widths[col] = MAX(t->widths[col], text_width(c));
+        t->cells[t->n_cells++] = c;
+        return 0;
+}
+
+int cm_cli_table_print(struct cm_cli *cli, const struct cm_cli_table *t) {
+        for (size_t i = 0; i < t->n_cells; i++) {
+                size_t col = i % t->n_columns;
+
+                if (col == t->n_columns - 1 || i == t->n_cells - 1)
+                        fprintf(cli->out, "%s\n", t->cells[i]);
+                else
+                        fprintf(cli->out, "%s%*s   ", t->cells[i],
+                                (int) (t->widths[col] - text_width(t->cells[i])), "");
+        }
+        return CM_EXIT_OK;
+}
+
 /* The global flags, accepted anywhere before "--". */
 struct globals {
         const char *server;
@@ -886,6 +983,12 @@ int cm_cli_run(FILE *out, FILE *err, int argc, char *argv[]) {
         if (g.help || (n >= 2 && streq(rest[1], "help"))) {
                 print_noun_help(out, noun);
                 return CM_EXIT_OK;
+        }
+        if (noun->direct) {
+                r = noun->direct->run(&cli, noun, noun->direct, n, rest);
+                fflush(out);
+                cli.client = cm_client_free(cli.client);
+                return r;
         }
         if (n < 2) {
                 fprintf(err, "error: missing verb: clustermgmt %s <verb>, with <verb> one of:", noun->name);

@@ -4,6 +4,7 @@
 #include "base/fileio.h"
 #include "base/parse.h"
 #include "base/strbuf.h"
+#include "base/util.h"
 #include "cli/internal.h"
 #include "cli/yaml.h"
 
@@ -184,9 +185,73 @@ out:
         return ret;
 }
 
+/* The cluster table of output.h with a HEALTH column after PHASE. */
+static int print_cluster_table(struct cm_cli *cli, const json_t *items) {
+        static const char *const headers[] = { "NAME",       "ENGINE", "PHASE", "HEALTH",
+                                               "GENERATION", "NODES",  "AGE" };
+        struct cm_cli_table t = {};
+        uint64_t now = cm_now_usec(), usec;
+        const json_t *c;
+        size_t i;
+        int r;
+
+        r = cm_cli_table_init(&t, headers, ELEMENTSOF(headers));
+        json_array_foreach(items, i, c) {
+                const json_t *status = json_object_get(c, "status"), *gen = json_object_get(c, "generation"),
+                             *nodes = json_object_get(status, "nodes");
+                const char *created = cm_cli_json_str(c, "createdAt");
+                char health[96], gen_s[32] = "-", nodes_s[32] = "-", age[32] = "-";
+
+                if (r < 0)
+                        break;
+                cm_cli_health_cell(c, health, sizeof(health));
+                if (json_is_integer(gen))
+                        (void) snprintf(gen_s, sizeof(gen_s), "%" JSON_INTEGER_FORMAT,
+                                        json_integer_value(gen));
+                if (json_is_integer(nodes))
+                        (void) snprintf(nodes_s, sizeof(nodes_s), "%" JSON_INTEGER_FORMAT,
+                                        json_integer_value(nodes));
+                if (created && cm_parse_rfc3339(created, &usec) >= 0)
+                        cm_output_age(usec, now, age, sizeof(age));
+                if ((r = cm_cli_table_add(&t, cm_cli_json_str(c, "name"))) < 0 ||
+                    (r = cm_cli_table_add(&t, cm_cli_json_str(json_object_get(c, "spec"), "engine"))) < 0 ||
+                    (r = cm_cli_table_add(&t, cm_cli_json_str(status, "phase"))) < 0 ||
+                    (r = cm_cli_table_add(&t, health)) < 0 || (r = cm_cli_table_add(&t, gen_s)) < 0 ||
+                    (r = cm_cli_table_add(&t, nodes_s)) < 0 || (r = cm_cli_table_add(&t, age)) < 0)
+                        break;
+        }
+        if (r >= 0)
+                (void) cm_cli_table_print(cli, &t);
+        cm_cli_table_done(&t);
+        return r < 0 ? cm_cli_error(cli, "out of memory") : CM_EXIT_OK;
+}
+
 static int cluster_list(struct cm_cli *cli, const struct cm_cli_noun *noun, const struct cm_cli_verb *verb,
                         int argc, char **argv) {
-        return cm_cli_list_command(cli, noun, verb, argc, argv, "clusters", CM_RESOURCE_CLUSTER);
+        const char *limit_s = NULL;
+        const struct cm_cli_opt opts[] = {
+                { "limit", 0, CM_CLI_OPT_STRING, &limit_s },
+        };
+        _cleanup_strbuf_ struct strbuf path = STRBUF_INIT(1024);
+        json_t *items = NULL;
+        unsigned limit = 0;
+        size_t n_pos;
+        int r;
+
+        if (cli->output != CM_OUTPUT_TABLE)
+                return cm_cli_list_command(cli, noun, verb, argc, argv, "clusters", CM_RESOURCE_CLUSTER);
+        if (cm_cli_parse_args(cli, noun, verb, argc, argv, opts, ELEMENTSOF(opts), NULL, 0, 0, &n_pos) < 0)
+                return CM_EXIT_USAGE;
+        if (limit_s && (safe_atou(limit_s, &limit) < 0 || limit < 1 || limit > 500))
+                return cm_cli_usage_error(cli, noun, verb, "--limit takes a number from 1 to 500, not '%s'",
+                                          limit_s);
+        if (cm_cli_env_path(cli, &path, "clusters", NULL, NULL) < 0)
+                return cm_cli_error(cli, "the environment name is too long");
+        if (cm_cli_list(cli, path.buf, limit, &items) < 0)
+                return CM_EXIT_FAILURE;
+        r = print_cluster_table(cli, items);
+        json_decref(items);
+        return r;
 }
 
 static int get_cluster(struct cm_cli *cli, const char *name, json_t **ret) {
@@ -220,6 +285,8 @@ static int cluster_get(struct cm_cli *cli, const struct cm_cli_noun *noun, const
         if (get_cluster(cli, pos[0], &c) < 0)
                 return CM_EXIT_FAILURE;
         r = cm_cli_print(cli, CM_RESOURCE_CLUSTER, c);
+        if (r == CM_EXIT_OK && cli->output == CM_OUTPUT_TABLE)
+                r = cm_cli_print_health_summary(cli, c);
         json_decref(c);
         return r;
 }
@@ -622,7 +689,11 @@ static const struct cm_cli_verb cluster_verbs[] = {
           "Create a cluster from a document (YAML or JSON; - reads stdin) or from flags.", cluster_create },
         { "list", "[--limit N]", "List the clusters of the environment (all pages unless --limit).",
           cluster_list },
-        { "get", "NAME", "Show one cluster: spec, phase, conditions.", cluster_get },
+        { "get", "NAME", "Show one cluster: spec, phase, conditions, health.", cluster_get },
+        { "health", "NAME [--history N]",
+          "Show the cluster's health: conditions, nodes, version, probes, availability and the latest\n"
+          "      changes (N of them, up to 500).",
+          cm_cli_cluster_health },
         { "update", "NAME -f FILE [--label KEY=VALUE]... [--force] [--wait [--timeout SECONDS]]",
           "Change a cluster's spec (and labels); refused when it changed since you read it, unless --force.",
           cluster_update },
@@ -649,8 +720,8 @@ static const struct cm_cli_verb cluster_verbs[] = {
 
 const struct cm_cli_noun cm_cli_noun_cluster = {
         .name = "cluster",
-        .summary = "clusters: create, list, get, update, delete, kubeconfig, operations, snapshot, restore, "
-                   "rotate-certs, state",
+        .summary = "clusters: create, list, get, health, update, delete, kubeconfig, operations, snapshot, "
+                   "restore, rotate-certs, state",
         .description =
                 "Kubernetes clusters in the environment chosen with --env. A cluster document looks like:\n"
                 "\n"

@@ -40,6 +40,8 @@ struct cm_cli_noun {
         const char *description; /* printed by `clustermgmt NOUN --help` above the verbs */
         const struct cm_cli_verb *verbs;
         size_t n_verbs;
+        /* Non-NULL for a noun without verbs (`clustermgmt events -f`): runs with the noun as argv[0]. */
+        const struct cm_cli_verb *direct;
 };
 
 struct cm_cli_verb {
@@ -61,6 +63,9 @@ extern const struct cm_cli_noun cm_cli_noun_rolebinding;
 extern const struct cm_cli_noun cm_cli_noun_audit;
 extern const struct cm_cli_noun cm_cli_noun_whoami;
 extern const struct cm_cli_noun cm_cli_noun_vault;
+extern const struct cm_cli_noun cm_cli_noun_events;
+extern const struct cm_cli_noun cm_cli_noun_webhook;
+extern const struct cm_cli_noun cm_cli_noun_monitoring;
 
 /* Repeated flag values (--label), in the order given. */
 struct cm_cli_list {
@@ -173,3 +178,43 @@ int cm_cli_operation_accepted(struct cm_cli *cli, json_t *op, bool wait, unsigne
 
 /* String member of a JSON object, or NULL. */
 const char *cm_cli_json_str(const json_t *obj, const char *key);
+
+/*
+ * A table for people of something that is not one of output.h's resources (health conditions, webhook
+ * deliveries): the header row, then cells row after row. Cells are cleaned of control characters and cut
+ * to CM_CLI_CELL_MAX bytes (NULL and "" show as "-"); columns are as wide as their widest cell (in
+ * characters), three spaces apart, and the last one is not padded: the same layout as output.h's tables.
+ */
+#define CM_CLI_TABLE_COLUMNS_MAX 8U
+#define CM_CLI_CELL_MAX 256U
+
+struct cm_cli_table {
+        size_t n_columns;
+        size_t n_cells;
+        size_t alloc;
+        char **cells;
+        size_t widths[CM_CLI_TABLE_COLUMNS_MAX];
+};
+
+/* Starts t with its header row; -EINVAL for 0 or more than CM_CLI_TABLE_COLUMNS_MAX columns, -ENOMEM. */
+_warn_unused_result_ int cm_cli_table_init(struct cm_cli_table *t, const char *const *headers, size_t n);
+/* Appends the next cell; -ENOMEM. */
+_warn_unused_result_ int cm_cli_table_add(struct cm_cli_table *t, const char *text);
+/* Prints the table to cli->out; returns an exit status. */
+int cm_cli_table_print(struct cm_cli *cli, const struct cm_cli_table *t);
+/* Frees the cells; accepts a zeroed or half-built table and leaves it zeroed. */
+void cm_cli_table_done(struct cm_cli_table *t);
+
+/* Monitoring (cmd_monitor.c): the parts `cluster` shows. */
+
+/*
+ * The HEALTH cell of a cluster, from its Healthy condition: "Healthy" (with a short reason other than
+ * Healthy: "Healthy (ExpiringSoon)"), the reason when it is False ("Unreachable"), "Unknown", or "-"
+ * before the first probe. Server text: clean it before it reaches a terminal.
+ */
+void cm_cli_health_cell(const json_t *cluster, char *buf, size_t size);
+/* Prints the health lines of `cluster get` (status, nodes, version, last probe); returns an exit status. */
+int cm_cli_print_health_summary(struct cm_cli *cli, const json_t *cluster);
+/* `cluster health NAME [--history N]`. */
+int cm_cli_cluster_health(struct cm_cli *cli, const struct cm_cli_noun *noun, const struct cm_cli_verb *verb,
+                          int argc, char **argv);

@@ -166,6 +166,19 @@ static size_t write_cb(char *data, size_t size, size_t nmemb, void *userdata) {
         return n;
 }
 
+static int xferinfo_cb(void *userdata, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                       curl_off_t ulnow) {
+        struct transfer *t = userdata;
+        int r;
+
+        r = t->req->on_tick(t->req->userdata);
+        if (r < 0) {
+                t->error = r;
+                return 1; /* the transfer ends with CURLE_ABORTED_BY_CALLBACK */
+        }
+        return 0;
+}
+
 /* Copies a header value, trimmed of surrounding blanks and the line end. */
 static int header_value_dup(const char *v, size_t n, char **ret) {
         char *p;
@@ -413,6 +426,11 @@ int cm_client_perform(struct cm_client *c, const struct cm_client_request *req,
         SETOPT(c, CURLOPT_WRITEDATA, &t);
         SETOPT(c, CURLOPT_HEADERFUNCTION, header_cb);
         SETOPT(c, CURLOPT_HEADERDATA, &t);
+        if (req->on_tick) {
+                SETOPT(c, CURLOPT_XFERINFOFUNCTION, xferinfo_cb);
+                SETOPT(c, CURLOPT_XFERINFODATA, &t);
+                SETOPT(c, CURLOPT_NOPROGRESS, 0L);
+        }
 
         if (req->body) {
                 /* POSTFIELDS does not copy: the body (which may hold a private key) stays the caller's. */

@@ -50,6 +50,13 @@ void cm_client_response_done(struct cm_client_response *r);
  */
 typedef int (*cm_client_chunk_fn)(const char *data, size_t n, void *userdata);
 
+/*
+ * Called about once a second while a transfer runs, also while nothing arrives (a stream that waits for
+ * events), so that the caller can stop it: on a signal, or when a stream has been silent for too long.
+ * Returning a negative errno aborts the transfer and makes cm_client_perform() return that value.
+ */
+typedef int (*cm_client_tick_fn)(void *userdata);
+
 struct cm_client_request {
         const char *method; /* "GET", "POST", "PUT", "DELETE" */
         const char *path; /* starts with '/', segments already escaped, may carry a query */
@@ -61,7 +68,8 @@ struct cm_client_request {
         bool secret_body; /* the answer holds secrets (kubeconfig): wiped, never realloc'd */
         long timeout_sec; /* 0: 120 s, negative: none (streams) */
         cm_client_chunk_fn on_chunk; /* non-NULL: 2xx body goes here instead of into the response */
-        void *userdata;
+        cm_client_tick_fn on_tick; /* non-NULL: called about once a second until the transfer ends */
+        void *userdata; /* of on_chunk and on_tick */
 };
 
 /*
@@ -86,7 +94,7 @@ const char *cm_client_server(const struct cm_client *c);
  * left in cm_client_last_error() and the result is one of: -ECONNREFUSED (nobody listens),
  * -EHOSTUNREACH (name does not resolve), -ETIMEDOUT, -EPROTO (TLS), -ECONNRESET (connection lost),
  * -EFBIG (answer larger than the cap), -EINVAL (bad URL or request), -ENOMEM, -EIO, or the value an
- * on_chunk callback returned. A streaming request may have delivered chunks before it fails.
+ * on_chunk or on_tick callback returned. A streaming request may have delivered chunks before it fails.
  */
 _warn_unused_result_ int cm_client_perform(struct cm_client *c, const struct cm_client_request *req,
                                            struct cm_client_response *ret);

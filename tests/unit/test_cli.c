@@ -11,6 +11,7 @@
 #include "cli/cli.h"
 #include "cli/internal.h"
 #include "cli/output.h"
+#include "cli/sse.h"
 #include "cli/yaml.h"
 #include "client/client.h"
 
@@ -828,6 +829,301 @@ static void test_client_refused(void **state) {
         c = cm_client_free(c);
 }
 
+/* ---- server-sent events --------------------------------------------------------------------- */
+
+/* What the parser reported: "[type|id|data]" per event. */
+struct sse_log {
+        struct strbuf text;
+        size_t n;
+        size_t fail_at; /* the callback fails on this event (1-based); 0: never */
+};
+
+static int sse_collect(const struct cm_sse_event *ev, void *userdata) {
+        struct sse_log *log = userdata;
+
+        log->n++;
+        if (log->fail_at > 0 && log->n == log->fail_at)
+                return -ECANCELED;
+        assert_non_null(ev->type);
+        assert_non_null(ev->id);
+        assert_non_null(ev->data);
+        assert_true(ev->data_len <= CM_SSE_EVENT_MAX);
+        assert_int_equal(ev->data[ev->data_len], 0);
+        assert_int_equal(strbuf_addf(&log->text, "[%s|%s|", ev->type, ev->id), 0);
+        assert_int_equal(strbuf_add(&log->text, ev->data, ev->data_len), 0);
+        assert_int_equal(strbuf_addch(&log->text, ']'), 0);
+        return 0;
+}
+
+/* Parses input fed as its first `first` bytes (perhaps none), then the rest in pieces of `piece` bytes. */
+static int sse_parse(const char *input, size_t n, size_t first, size_t piece, struct sse_log *log,
+                     char *last_id, size_t last_id_size) {
+        struct cm_sse_parser p;
+        size_t off = MIN(first, n);
+        int r;
+
+        *log = (struct sse_log){ .text = STRBUF_INIT(1 << 20), .fail_at = log->fail_at };
+        cm_sse_parser_init(&p, sse_collect, log);
+        r = cm_sse_parser_feed(&p, input, off);
+        while (off < n && r >= 0) {
+                size_t k = MIN(piece, n - off);
+
+                r = cm_sse_parser_feed(&p, input + off, k);
+                off += k;
+        }
+        if (last_id)
+                assert_int_equal(cm_strlcpy(last_id, cm_sse_parser_last_id(&p), last_id_size), 0);
+        cm_sse_parser_done(&p);
+        return r;
+}
+
+/* A string literal and its length, NUL bytes included. */
+#define SSE_TEXT(s) s, sizeof(s) - 1
+
+static void test_sse_parse(void **state) {
+        static const struct {
+                const char *input;
+                size_t len;
+                const char *events;
+                size_t events_len;
+                const char *last_id;
+        } cases[] = {
+                { SSE_TEXT("data: hello\n\n"), SSE_TEXT("[message||hello]"), "" },
+                { SSE_TEXT(": keepalive\n\nid: 7\nevent: PhaseChanged\ndata: {\"a\":1}\n\n: keepalive\n"),
+                  SSE_TEXT("[PhaseChanged|7|{\"a\":1}]"), "7" },
+                /* Data lines are joined with "\n"; one space after the colon is dropped, no more. */
+                { SSE_TEXT("data: one\ndata:two\ndata:  three\ndata\n\n"),
+                  SSE_TEXT("[message||one\ntwo\n three\n]"), "" },
+                { SSE_TEXT("id: 1\r\nevent: x\r\ndata: a\r\ndata: b\r\n\r\n"), SSE_TEXT("[x|1|a\nb]"), "1" },
+                { SSE_TEXT("data: a\r\rdata: b\r\r"), SSE_TEXT("[message||a][message||b]"), "" },
+                { SSE_TEXT("data: a\n\r\n\rdata: b\r\n\n"), SSE_TEXT("[message||a][message||b]"), "" },
+                /* An event without data is not dispatched, but its id counts. */
+                { SSE_TEXT("id: 5\nevent: ignored\n\ndata: x\n\n"), SSE_TEXT("[message|5|x]"), "5" },
+                { SSE_TEXT("id: 3\ndata: a\n\ndata: b\n\n"), SSE_TEXT("[message|3|a][message|3|b]"), "3" },
+                { SSE_TEXT("id: 4\ndata: a\n\nid\ndata: b\n\n"), SSE_TEXT("[message|4|a][message||b]"), "" },
+                { SSE_TEXT("retry: 1000\nfoo: bar\nDATA: no\ndata : no\ndata: x\n\n"),
+                  SSE_TEXT("[message||x]"), "" },
+                { SSE_TEXT("event:\ndata: a: b\n\n"), SSE_TEXT("[message||a: b]"), "" },
+                { SSE_TEXT("\xef\xbb\xbf"
+                           "data: x\n\n"),
+                  SSE_TEXT("[message||x]"), "" },
+                /* A byte order mark is only skipped at the start. */
+                { SSE_TEXT("data: a\n\n\xef\xbb\xbf"
+                           "data: b\n\n"),
+                  SSE_TEXT("[message||a]"), "" },
+                /* The end of the stream drops an unfinished event and its id. */
+                { SSE_TEXT("id: 1\ndata: a\n\nid: 2\ndata: b\n"), SSE_TEXT("[message|1|a]"), "1" },
+                { SSE_TEXT("id: 1\ndata: a\n\nid: 2\ndata: b"), SSE_TEXT("[message|1|a]"), "1" },
+                /* An id or event type with a NUL byte is ignored; NUL bytes in data are kept. */
+                { SSE_TEXT("id: 4\ndata: a\n\nid: 5\0x\nevent: y\0z\ndata: b\0c\n\n"),
+                  SSE_TEXT("[message|4|a][message|4|b\0c]"), "4" },
+                { SSE_TEXT("event: x\nevent: \0\ndata: a\n\n"), SSE_TEXT("[x||a]"), "" },
+                { SSE_TEXT(""), SSE_TEXT(""), "" },
+                { SSE_TEXT("\n\n\n:\n"), SSE_TEXT(""), "" },
+        };
+        static const size_t pieces[] = { 1, 2, 3, 7, SIZE_MAX };
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                size_t n = cases[i].len;
+
+                /* The first piece ends at every byte position; the rest comes in pieces of several sizes. */
+                for (size_t split = 0; split <= n; split++)
+                        for (size_t k = 0; k < ELEMENTSOF(pieces); k++) {
+                                struct sse_log log = {};
+                                char last_id[64];
+                                int r;
+
+                                r = sse_parse(cases[i].input, n, split, pieces[k], &log, last_id,
+                                              sizeof(last_id));
+                                if (r != 0 || log.text.len != cases[i].events_len ||
+                                    memcmp(log.text.buf ?: "", cases[i].events, log.text.len) != 0 ||
+                                    !streq(last_id, cases[i].last_id))
+                                        fail_msg("case %zu, split at %zu, pieces of %zu: r %d, events %s "
+                                                 "(want "
+                                                 "%s), last id '%s' (want '%s')",
+                                                 i, split, pieces[k], r, log.text.buf ?: "", cases[i].events,
+                                                 last_id, cases[i].last_id);
+                                strbuf_release(&log.text);
+                        }
+        }
+}
+
+/* Writes an event of data lines of the given lengths (0-terminated list) into buf; returns its length. */
+static size_t sse_event_of(char *buf, const size_t *lengths) {
+        size_t n = 0;
+
+        for (; *lengths; lengths++) {
+                for (const char *f = "data:"; *f; f++)
+                        buf[n++] = *f;
+                memset(buf + n, 'b', *lengths);
+                n += *lengths;
+                buf[n++] = '\n';
+        }
+        buf[n++] = '\n';
+        return n;
+}
+
+static void test_sse_limits(void **state) {
+        _cleanup_free_ char *big = malloc(3 * CM_SSE_LINE_MAX);
+        const size_t fits[] = { 40000, CM_SSE_EVENT_MAX - 40000 - 1, 0 },
+                     too_big[] = { 40001, CM_SSE_EVENT_MAX - 40000 - 1, 0 },
+                     one_line[] = { CM_SSE_LINE_MAX - 5, 0 }, long_line[] = { CM_SSE_LINE_MAX - 4, 0 };
+        struct sse_log log = {};
+        size_t n;
+
+        assert_non_null(big);
+
+        /* A line of exactly CM_SSE_LINE_MAX bytes is read; one more byte is too long. */
+        n = sse_event_of(big, one_line);
+        assert_int_equal(sse_parse(big, n, n, 1, &log, NULL, 0), 0);
+        assert_int_equal(log.n, 1);
+        assert_int_equal(log.text.len, strlen("[message||]") + CM_SSE_LINE_MAX - 5);
+        strbuf_release(&log.text);
+        n = sse_event_of(big, long_line);
+        for (size_t piece = 1; piece <= 4096; piece *= 64) {
+                assert_int_equal(sse_parse(big, n, piece, piece, &log, NULL, 0), -EMSGSIZE);
+                assert_int_equal(log.n, 0);
+                strbuf_release(&log.text);
+        }
+        /* Without a line end, and as a comment, too. */
+        memset(big, ':', CM_SSE_LINE_MAX + 1);
+        assert_int_equal(sse_parse(big, CM_SSE_LINE_MAX + 1, 100, 100, &log, NULL, 0), -EMSGSIZE);
+        strbuf_release(&log.text);
+        assert_int_equal(sse_parse(big, CM_SSE_LINE_MAX, 100, 100, &log, NULL, 0), 0);
+        strbuf_release(&log.text);
+
+        /* Data lines joined: exactly CM_SSE_EVENT_MAX bytes is an event; one more is too large. */
+        n = sse_event_of(big, fits);
+        assert_int_equal(sse_parse(big, n, 7, 8192, &log, NULL, 0), 0);
+        assert_int_equal(log.n, 1);
+        assert_int_equal(log.text.len, strlen("[message||]") + CM_SSE_EVENT_MAX);
+        strbuf_release(&log.text);
+        n = sse_event_of(big, too_big);
+        assert_int_equal(sse_parse(big, n, n, 1, &log, NULL, 0), -EFBIG);
+        assert_int_equal(log.n, 0);
+        strbuf_release(&log.text);
+}
+
+static void test_sse_callback_and_reset(void **state) {
+        static const char three[] = "id: 1\ndata: a\n\nid: 2\ndata: b\n\nid: 3\ndata: c\n\n";
+        struct sse_log log = { .fail_at = 2 };
+        struct cm_sse_parser p;
+        char big[CM_SSE_LINE_MAX + 1];
+
+        /* The callback's error stops the parser and is returned. */
+        assert_int_equal(sse_parse(three, strlen(three), strlen(three), 1, &log, NULL, 0), -ECANCELED);
+        assert_int_equal(log.n, 2);
+        assert_string_equal(log.text.buf, "[message|1|a]");
+        strbuf_release(&log.text);
+
+        /* A reconnection: the partial event is dropped, the last id kept. */
+        log = (struct sse_log){ .text = STRBUF_INIT(4096) };
+        cm_sse_parser_init(&p, sse_collect, &log);
+        assert_int_equal(cm_sse_parser_feed(&p, "id: 9\ndata: a\n\nid: 10\ndata: part", 32), 0);
+        assert_string_equal(cm_sse_parser_last_id(&p), "9");
+        cm_sse_parser_reset(&p);
+        assert_int_equal(cm_sse_parser_feed(&p, "ial\n\ndata: b\n\n", 14), 0);
+        /* "ial" is a line of its own in the new stream: an unknown field. */
+        assert_string_equal(log.text.buf, "[message|9|a][message|9|b]");
+        assert_string_equal(cm_sse_parser_last_id(&p), "9");
+
+        /* After an oversized line, a reset starts over. */
+        memset(big, 'x', sizeof(big));
+        assert_int_equal(cm_sse_parser_feed(&p, big, sizeof(big)), -EMSGSIZE);
+        cm_sse_parser_reset(&p);
+        strbuf_reset(&log.text);
+        assert_int_equal(cm_sse_parser_feed(&p, "data: ok\r", 9), 0);
+        assert_int_equal(cm_sse_parser_feed(&p, "\n\r\n", 3), 0);
+        assert_string_equal(log.text.buf, "[message|9|ok]");
+        cm_sse_parser_done(&p);
+        strbuf_release(&log.text);
+
+        /* A parser that never saw a byte. */
+        cm_sse_parser_init(&p, sse_collect, &log);
+        assert_string_equal(cm_sse_parser_last_id(&p), "");
+        cm_sse_parser_done(&p);
+}
+
+/* ---- monitoring output ---------------------------------------------------------------------- */
+
+static void test_health_cell(void **state) {
+        static const struct {
+                const char *cluster;
+                const char *want;
+        } cases[] = {
+                { "{}", "-" },
+                { "{\"status\":{\"conditions\":[{\"type\":\"Ready\",\"status\":\"True\"}]}}", "-" },
+                { "{\"status\":{\"conditions\":[{\"type\":\"Healthy\",\"status\":\"True\",\"reason\":"
+                  "\"Healthy\"}]}}",
+                  "Healthy" },
+                { "{\"status\":{\"conditions\":[{\"type\":\"Healthy\",\"status\":\"True\"}]}}", "Healthy" },
+                { "{\"status\":{\"conditions\":[{\"type\":\"Healthy\",\"status\":\"True\",\"reason\":"
+                  "\"ExpiringSoon\"}]}}",
+                  "Healthy (ExpiringSoon)" },
+                { "{\"status\":{\"conditions\":[{\"type\":\"Healthy\",\"status\":\"True\",\"reason\":"
+                  "\"AVeryLongReasonIndeed\"}]}}",
+                  "Healthy" },
+                { "{\"status\":{\"conditions\":[{\"type\":\"Ready\",\"status\":\"True\"},{\"type\":"
+                  "\"Healthy\","
+                  "\"status\":\"False\",\"reason\":\"Unreachable\"}]}}",
+                  "Unreachable" },
+                { "{\"status\":{\"conditions\":[{\"type\":\"Healthy\",\"status\":\"False\"}]}}",
+                  "Unhealthy" },
+                { "{\"status\":{\"conditions\":[{\"type\":\"Healthy\",\"status\":\"Unknown\",\"reason\":"
+                  "\"APIServerUnavailable\"}]}}",
+                  "Unknown" },
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                json_t *c = json_loads(cases[i].cluster, 0, NULL);
+                char buf[96];
+
+                assert_non_null(c);
+                cm_cli_health_cell(c, buf, sizeof(buf));
+                if (!streq(buf, cases[i].want))
+                        fail_msg("case %zu: got '%s', want '%s'", i, buf, cases[i].want);
+                json_decref(c);
+        }
+}
+
+static void test_cli_table(void **state) {
+        static const char *const headers[] = { "NAME", "STATUS", "MESSAGE" };
+        struct cm_cli cli = {};
+        struct cm_cli_table t = {};
+        _cleanup_free_ char *out = NULL;
+        size_t len = 0;
+        char long_cell[CM_CLI_CELL_MAX + 10];
+
+        cli.out = open_memstream(&out, &len);
+        assert_non_null(cli.out);
+        assert_int_equal(cm_cli_table_init(&t, headers, 0), -EINVAL);
+        assert_int_equal(cm_cli_table_init(&t, headers, ELEMENTSOF(headers)), 0);
+        memset(long_cell, 'z', sizeof(long_cell) - 1);
+        long_cell[sizeof(long_cell) - 1] = 0;
+        assert_int_equal(cm_cli_table_add(&t, "caf\xc3\xa9"), 0);
+        assert_int_equal(cm_cli_table_add(&t, NULL), 0);
+        assert_int_equal(cm_cli_table_add(&t, "esc\x1b[31m"), 0);
+        assert_int_equal(cm_cli_table_add(&t, "a-longer-name"), 0);
+        assert_int_equal(cm_cli_table_add(&t, "True"), 0);
+        assert_int_equal(cm_cli_table_add(&t, long_cell), 0);
+        assert_int_equal(cm_cli_table_print(&cli, &t), CM_EXIT_OK);
+        cm_cli_table_done(&t);
+        cm_cli_table_done(&t);
+        assert_int_equal(fclose(cli.out), 0);
+        long_cell[CM_CLI_CELL_MAX] = 0;
+        {
+                _cleanup_free_ char *want = NULL;
+
+                assert_true(asprintf(&want,
+                                     "NAME            STATUS   MESSAGE\n"
+                                     "caf\xc3\xa9            -        esc?[31m\n"
+                                     "a-longer-name   True     %s\n",
+                                     long_cell) > 0);
+                if (!streq(out, want))
+                        fail_msg("got\n%s\nwant\n%s", out, want);
+        }
+}
+
 /* ---- the command line ----------------------------------------------------------------------- */
 
 struct run {
@@ -961,6 +1257,45 @@ static void test_cli_usage(void **state) {
         assert_run(ARGS("env", "list", "--output"), CM_EXIT_USAGE, NULL, "flag --output needs a value");
         assert_run(ARGS("--server", "ftp://x", "env", "list"), CM_EXIT_USAGE, NULL,
                    "must start with http:// or https://");
+
+        /* Monitoring: events (a noun without verbs), webhook, monitoring, cluster health. */
+        assert_run(ARGS("help"), CM_EXIT_OK, "  monitoring  how clusters are probed", NULL);
+        assert_run(ARGS("events", "--help"), CM_EXIT_OK,
+                   "usage: clustermgmt events [-f|--follow] [--cluster NAME] [--all-environments] "
+                   "[--since-id ID]",
+                   NULL);
+        assert_run(ARGS("help", "events"), CM_EXIT_OK, "--follow keeps", NULL);
+        assert_run(ARGS("cluster", "--help"), CM_EXIT_OK, "health NAME [--history N]", NULL);
+        assert_run(ARGS("webhook", "help"), CM_EXIT_OK, "deliveries NAME [--limit N]", NULL);
+        assert_run(ARGS("monitoring", "--help"), CM_EXIT_OK, "set [--interval SECONDS]", NULL);
+        assert_run(ARGS("events", "now"), CM_EXIT_USAGE, NULL,
+                   "error: unexpected argument 'now'\nusage: clustermgmt events [-f|--follow]");
+        assert_run(ARGS("events", "--since-id", "-1"), CM_EXIT_USAGE, NULL,
+                   "--since-id takes an event id (a number), not '-1'");
+        assert_run(ARGS("events", "--cluster", ""), CM_EXIT_USAGE, NULL, "--cluster needs a cluster name");
+        assert_run(ARGS("events", "-f", "--bogus"), CM_EXIT_USAGE, NULL, "unknown flag '--bogus'");
+        assert_run(ARGS("cluster", "health"), CM_EXIT_USAGE, NULL, "error: missing NAME");
+        assert_run(ARGS("cluster", "health", "demo", "--history", "501"), CM_EXIT_USAGE, NULL,
+                   "--history takes a number from 0 to 500, not '501'");
+        assert_run(ARGS("cluster", "list", "--limit", "501"), CM_EXIT_USAGE, NULL,
+                   "--limit takes a number from 1 to 500");
+        assert_run(ARGS("webhook", "create", "ops"), CM_EXIT_USAGE, NULL, "--url URL is required");
+        assert_run(ARGS("webhook", "create", "ops", "--url", "ftp://x", "--secret", "k"), CM_EXIT_USAGE,
+                   NULL, "--url must start with http:// or https://, not 'ftp://x'");
+        assert_run(ARGS("webhook", "create", "ops", "--url", "https://x"), CM_EXIT_USAGE, NULL,
+                   "--secret SECRETNAME is required");
+        assert_run(ARGS("webhook", "create", "ops", "--url", "https://x", "--secret", "k", "--events", "A,"),
+                   CM_EXIT_USAGE, NULL, "--events takes event types separated by commas");
+        assert_run(ARGS("webhook", "deliveries", "ops", "--limit", "0"), CM_EXIT_USAGE, NULL,
+                   "--limit takes a number from 1 to 500, not '0'");
+        assert_run(ARGS("monitoring", "set"), CM_EXIT_USAGE, NULL, "say what to change: --interval SECONDS");
+        assert_run(ARGS("monitoring", "set", "--interval", "0"), CM_EXIT_USAGE, NULL,
+                   "--interval takes a number from 1 to 3600, not '0'");
+        assert_run(ARGS("monitoring", "set", "--failure-threshold", "11"), CM_EXIT_USAGE, NULL,
+                   "--failure-threshold takes a number from 1 to 10");
+        assert_run(ARGS("monitoring", "set", "--cert-warning-days", "366"), CM_EXIT_USAGE, NULL,
+                   "--cert-warning-days takes a number from 0 to 365");
+        assert_run(ARGS("monitoring", "get", "x"), CM_EXIT_USAGE, NULL, "unexpected argument 'x'");
 }
 
 static void test_cli_documents(void **state) {
@@ -1014,6 +1349,12 @@ static void test_cli_token_and_transport(void **state) {
         assert_run(ARGS("--token", "has space", "env", "list"), CM_EXIT_FAILURE, NULL,
                    "must not contain blanks");
 
+        /* The first connection of `events -f` failing is an error, not a reason to retry forever. */
+        assert_run(ARGS("--token", "t", "events", "-f"), CM_EXIT_FAILURE, NULL,
+                   "error: cannot connect to http://127.0.0.1:1: Connection refused");
+        assert_run(ARGS("--token", "t", "webhook", "list"), CM_EXIT_FAILURE, NULL,
+                   "error: cannot connect to http://127.0.0.1:1");
+
         /* Plain HTTP off loopback warns (0.0.0.0 then refuses the connection). */
         r = run_cli(ARGS("--server", "http://0.0.0.0:1", "--token", "t", "env", "get", "x"));
         assert_int_equal(r.rc, CM_EXIT_FAILURE);
@@ -1041,6 +1382,11 @@ int main(void) {
                 cmocka_unit_test(test_problem_bounds),
                 cmocka_unit_test(test_client_basics),
                 cmocka_unit_test(test_client_refused),
+                cmocka_unit_test(test_sse_parse),
+                cmocka_unit_test(test_sse_limits),
+                cmocka_unit_test(test_sse_callback_and_reset),
+                cmocka_unit_test(test_health_cell),
+                cmocka_unit_test(test_cli_table),
                 cmocka_unit_test(test_cli_usage),
                 cmocka_unit_test(test_cli_documents),
                 cmocka_unit_test(test_cli_token_and_transport),
