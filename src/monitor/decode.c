@@ -60,13 +60,8 @@ const char *cm_workload_resource(enum cm_workload_kind k) {
 
 /* ---- text from the server ------------------------------------------------------------------- */
 
-/*
- * Measures the character at s (n > 0 bytes available) into *ret_len: the length of a well-formed UTF-8
- * sequence, 1 for a byte that starts none. Returns whether it is harmless to show: false for invalid
- * UTF-8 and for characters that would disturb a reader (C0 and C1 controls, DEL, line and paragraph
- * separators, bidirectional formatting, the byte order mark).
- */
-static bool shown_char(const unsigned char *s, size_t n, size_t *ret_len) {
+/* health.h: shared by the decoders and the condition messages. */
+bool cm_monitor_char_shown(const unsigned char *s, size_t n, size_t *ret_len) {
         uint32_t cp;
         size_t k;
 
@@ -101,7 +96,7 @@ static bool shown_char(const unsigned char *s, size_t n, size_t *ret_len) {
 
 /*
  * Appends src[0..n) to dst (size bytes, NUL-terminated, *pos its length), each character that
- * shown_char() refuses replaced by one '?'. Stops before the first character that does not fit and
+ * cm_monitor_char_shown() refuses replaced by one '?'. Stops before the first character that does not fit and
  * returns false then; true when all of src was appended.
  */
 static bool text_append(char *dst, size_t size, size_t *pos, const char *src, size_t n) {
@@ -113,7 +108,7 @@ static bool text_append(char *dst, size_t size, size_t *pos, const char *src, si
                 return n == 0;
         while (i < n) {
                 size_t k;
-                bool shown = shown_char(s + i, n - i, &k);
+                bool shown = cm_monitor_char_shown(s + i, n - i, &k);
                 size_t w = shown ? k : 1;
 
                 if (*pos + w >= size) {

@@ -29,32 +29,6 @@ const char *cm_health_cond_type(enum cm_health_cond c) {
 /* ---- text ------------------------------------------------------------------------------------ */
 
 /*
- * Measures the character at s (n > 0 bytes available) into *ret_len (a well-formed UTF-8 sequence, or
- * 1 byte); true when it is valid and not a control or a line separator.
- */
-static bool utf8_shown(const unsigned char *s, size_t n, size_t *ret_len) {
-        size_t k = s[0] < 0x80 ? 1 : s[0] >= 0xf0 ? 4 : s[0] >= 0xe0 ? 3 : s[0] >= 0xc2 ? 2 : 0;
-        uint32_t cp;
-
-        *ret_len = 1;
-        if (k == 1)
-                return s[0] >= 0x20 && s[0] != 0x7f;
-        if (k == 0 || s[0] > 0xf4 || n < k)
-                return false;
-        cp = s[0] & (0x7fU >> k);
-        for (size_t i = 1; i < k; i++) {
-                if ((s[i] & 0xc0) != 0x80)
-                        return false;
-                cp = cp << 6 | (s[i] & 0x3fU);
-        }
-        if ((k == 3 && cp < 0x800) || (k == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-            (cp >= 0xd800 && cp <= 0xdfff))
-                return false;
-        *ret_len = k;
-        return cp >= 0xa0 && cp != 0x2028 && cp != 0x2029;
-}
-
-/*
  * Copies the text src into dst (size bytes), each invalid or control character replaced by '?'. Text
  * that does not fit is cut at a character and ends with an ellipsis.
  */
@@ -66,7 +40,7 @@ static void text_fit(char *dst, size_t size, const char *src) {
                 return;
         while (i < n) {
                 size_t k;
-                bool shown = utf8_shown(s + i, n - i, &k);
+                bool shown = cm_monitor_char_shown(s + i, n - i, &k);
                 size_t w = shown ? k : 1;
 
                 if (o + w >= size) {

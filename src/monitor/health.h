@@ -52,6 +52,14 @@ struct cm_probe_result {
 };
 
 /*
+ * Measures the character at s (n > 0 bytes available) into *ret_len: the length of a well-formed UTF-8
+ * sequence, 1 for a byte that starts none. Returns whether it is harmless to show in a message: false
+ * for invalid UTF-8 and for characters that would disturb a reader (C0 and C1 controls, DEL, line and
+ * paragraph separators, bidirectional formatting, the byte order mark).
+ */
+bool cm_monitor_char_shown(const unsigned char *s, size_t n, size_t *ret_len);
+
+/*
  * Lists that reach CM_PROBE_TEXT_MAX end with ", …" and stay valid UTF-8 (a first entry too long on its
  * own is cut and ends with "…"). Text from the server is copied with control characters, invalid UTF-8
  * and bidirectional formatting replaced by '?'; names are shown up to 128 bytes. The decoders refuse
