@@ -23,9 +23,10 @@ struct cm_monitor_config {
         unsigned threshold; /* consecutive failures before the API server counts as unavailable */
         unsigned cert_warning_days;
         unsigned rescan_ms; /* how often the cluster list is re-read (at most) */
+        unsigned keep_alive_max; /* clusters up to which idle connections are kept between probes */
 };
 
-/* The defaults: 30 s, 256, 10000 ms, 2, 30 days, 5000 ms. */
+/* The defaults: 30 s, 256, 10000 ms, 2, 30 days, 5000 ms, 1000 clusters. */
 void cm_monitor_config_default(struct cm_monitor_config *cfg);
 
 /* Starts the monitor thread and its writer. Returns 0 or a negative errno; ret is set on success. */

@@ -57,6 +57,17 @@ enum step {
         STEP_DONE,
 };
 
+/*
+ * An easy handle of the pool: probes borrow one for their requests. Connections live in the multi
+ * handle's cache, not in easy handles, so a target finds its connection again with any handle.
+ */
+struct handle {
+        struct handle *next_free;
+        CURL *easy;
+        struct curl_slist *headers; /* one may carry a token: wiped when the probe ends */
+        char errbuf[CURL_ERROR_SIZE];
+};
+
 struct target {
         char id[64];
         char env[64];
@@ -68,9 +79,7 @@ struct target {
         struct cm_kubeconfig kc;
         char kc_error[CM_PROBE_TEXT_MAX]; /* why the kubeconfig is not usable ("" when it is) */
 
-        CURL *easy;
-        struct curl_slist *headers;
-        char errbuf[CURL_ERROR_SIZE];
+        struct handle *h; /* while a probe runs */
         struct strbuf body;
         enum step step;
         unsigned pages;
@@ -125,6 +134,10 @@ struct cm_monitor {
         struct target **heap;
         size_t n_heap, alloc_heap;
         unsigned running;
+        struct handle *free_handles;
+        struct handle **handles; /* every handle made, for the cleanup */
+        size_t n_handles;
+        bool keep_alive; /* idle connections are kept for the next probe of their cluster */
         uint64_t last_scan_mono, last_counter;
         bool scanned;
 
@@ -231,19 +244,25 @@ static uint64_t jitter(uint64_t span) {
         return r % span;
 }
 
-/* Drops the connection settings (the handle holds pointers into kc): before kc changes or goes. */
-static void target_reset_handle(struct target *t) {
-        if (t->easy)
-                curl_easy_cleanup(t->easy);
-        t->easy = NULL;
-        cm_curl_slist_free_wiped(t->headers);
-        t->headers = NULL;
+/* Gives the target's handle back to the pool (a target never holds one between probes). */
+static void handle_release(struct cm_monitor *m, struct target *t) {
+        struct handle *h = t->h;
+
+        if (!h)
+                return;
+        (void) curl_multi_remove_handle(m->multi, h->easy);
+        cm_curl_slist_free_wiped(h->headers);
+        h->headers = NULL;
+        /* The handle points into t->kc (blobs, private data): drop that before t goes. */
+        curl_easy_reset(h->easy);
+        h->next_free = m->free_handles;
+        m->free_handles = h;
+        t->h = NULL;
 }
 
 static void target_free(struct target *t) {
         if (!t)
                 return;
-        target_reset_handle(t);
         cm_kubeconfig_done(&t->kc);
         strbuf_release(&t->body);
         free(t->cur);
@@ -439,7 +458,6 @@ static int target_load_kubeconfig(struct cm_monitor *m, struct target *t) {
                 return r;
         r = cm_kubeconfig_parse(data, n, &kc, err, sizeof(err));
         cm_vault_data_free(data, n);
-        target_reset_handle(t);
         cm_kubeconfig_done(&t->kc);
         t->kc_version = version;
         t->kc_recheck = false;
@@ -457,21 +475,37 @@ static int target_load_kubeconfig(struct cm_monitor *m, struct target *t) {
 
 static size_t body_write(char *ptr, size_t size, size_t nmemb, void *userdata);
 
-static int target_handle(struct cm_monitor *m, struct target *t) {
+/* Borrows a handle from the pool (or makes one) and sets it up for t's cluster. */
+static int handle_acquire(struct cm_monitor *m, struct target *t) {
         struct curl_blob ca = { .data = t->kc.ca_pem, .len = t->kc.ca_len, .flags = CURL_BLOB_NOCOPY };
         struct curl_blob cert = { .data = t->kc.cert_pem, .len = t->kc.cert_len, .flags = CURL_BLOB_NOCOPY };
         struct curl_blob key = { .data = t->kc.key_pem, .len = t->kc.key_len, .flags = CURL_BLOB_NOCOPY };
+        struct handle *h = m->free_handles;
         CURL *e;
         int r;
 
-        if (t->easy)
-                return 0;
-        e = curl_easy_init();
-        if (!e)
-                return -ENOMEM;
-        r = cm_curl_slist_add(&t->headers, "Accept: application/json");
+        if (h)
+                m->free_handles = h->next_free;
+        else {
+                struct handle **all = reallocarray(m->handles, m->n_handles + 1, sizeof(*all));
+
+                if (!all)
+                        return -ENOMEM;
+                m->handles = all;
+                h = new0(struct handle, 1);
+                if (!h)
+                        return -ENOMEM;
+                h->easy = curl_easy_init();
+                if (!h->easy) {
+                        free(h);
+                        return -ENOMEM;
+                }
+                m->handles[m->n_handles++] = h;
+        }
+        e = h->easy;
+        r = cm_curl_slist_add(&h->headers, "Accept: application/json");
         if (r >= 0)
-                r = cm_curl_slist_add(&t->headers, "User-Agent: clustermgmt-monitor/" CM_VERSION);
+                r = cm_curl_slist_add(&h->headers, "User-Agent: clustermgmt-monitor/" CM_VERSION);
         if (r >= 0 && t->kc.token) {
                 _cleanup_free_ char *auth = NULL;
                 size_t n = strlen(t->kc.token) + sizeof("Authorization: Bearer ");
@@ -481,14 +515,13 @@ static int target_handle(struct cm_monitor *m, struct target *t) {
                         r = -ENOMEM;
                 else {
                         (void) cm_snprintf(auth, n, "Authorization: Bearer %s", t->kc.token);
-                        r = cm_curl_slist_add(&t->headers, auth);
+                        r = cm_curl_slist_add(&h->headers, auth);
                         cm_wipe(auth, n);
                 }
         }
+        t->h = h;
         if (r < 0) {
-                curl_easy_cleanup(e);
-                cm_curl_slist_free_wiped(t->headers);
-                t->headers = NULL;
+                handle_release(m, t);
                 return r;
         }
         (void) curl_easy_setopt(e, CURLOPT_PRIVATE, t);
@@ -496,8 +529,8 @@ static int target_handle(struct cm_monitor *m, struct target *t) {
         (void) curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "https");
         (void) curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
         (void) curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long) CURL_HTTP_VERSION_1_1);
-        (void) curl_easy_setopt(e, CURLOPT_HTTPHEADER, t->headers);
-        (void) curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t->errbuf);
+        (void) curl_easy_setopt(e, CURLOPT_HTTPHEADER, h->headers);
+        (void) curl_easy_setopt(e, CURLOPT_ERRORBUFFER, h->errbuf);
         (void) curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, body_write);
         (void) curl_easy_setopt(e, CURLOPT_WRITEDATA, t);
         (void) curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long) MIN(m->cfg.timeout_ms, 5000u));
@@ -505,13 +538,14 @@ static int target_handle(struct cm_monitor *m, struct target *t) {
         (void) curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
         (void) curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
         (void) curl_easy_setopt(e, CURLOPT_SSLVERSION, (long) CURL_SSLVERSION_TLSv1_2);
+        /* No TLS session cache: it would keep a copy of the peer's chain per cluster for nothing. */
+        (void) curl_easy_setopt(e, CURLOPT_SSL_SESSIONID_CACHE, 0L);
         if (t->kc.cert_pem) {
                 (void) curl_easy_setopt(e, CURLOPT_SSLCERT_BLOB, &cert);
                 (void) curl_easy_setopt(e, CURLOPT_SSLCERTTYPE, "PEM");
                 (void) curl_easy_setopt(e, CURLOPT_SSLKEY_BLOB, &key);
                 (void) curl_easy_setopt(e, CURLOPT_SSLKEYTYPE, "PEM");
         }
-        t->easy = e;
         return 0;
 }
 
@@ -525,7 +559,7 @@ static size_t body_write(char *ptr, size_t size, size_t nmemb, void *userdata) {
         if (t->cur && t->cur->cert_not_after == 0) {
                 const struct curl_tlssessioninfo *info = NULL;
 
-                if (curl_easy_getinfo(t->easy, CURLINFO_TLS_SSL_PTR, &info) == CURLE_OK && info &&
+                if (curl_easy_getinfo(t->h->easy, CURLINFO_TLS_SSL_PTR, &info) == CURLE_OK && info &&
                     info->backend == CURLSSLBACKEND_OPENSSL && info->internals) {
                         X509 *peer = SSL_get0_peer_certificate((SSL *) info->internals);
                         struct tm tm = {};
@@ -596,11 +630,11 @@ static void step_start(struct cm_monitor *m, struct target *t) {
         }
         strbuf_reset(&t->body);
         t->body.cap = t->step == STEP_NODES ? NODES_BODY_MAX : BODY_MAX;
-        t->errbuf[0] = '\0';
-        (void) curl_easy_setopt(t->easy, CURLOPT_URL, url);
-        (void) curl_easy_setopt(t->easy, CURLOPT_TIMEOUT_MS,
+        t->h->errbuf[0] = '\0';
+        (void) curl_easy_setopt(t->h->easy, CURLOPT_URL, url);
+        (void) curl_easy_setopt(t->h->easy, CURLOPT_TIMEOUT_MS,
                                 (long) MAX((deadline - now) / USEC_PER_MSEC, 1));
-        if (curl_multi_add_handle(m->multi, t->easy) != CURLM_OK) {
+        if (curl_multi_add_handle(m->multi, t->h->easy) != CURLM_OK) {
                 t->cur->outcome = CM_PROBE_ERROR;
                 (void) cm_strlcpy(t->cur->detail, "could not start a request", sizeof(t->cur->detail));
                 probe_finish(m, t);
@@ -658,7 +692,7 @@ static void probe_start(struct cm_monitor *m, struct target *t) {
                 probe_finish(m, t);
                 return;
         }
-        r = target_handle(m, t);
+        r = handle_acquire(m, t);
         if (r < 0) {
                 t->cur->outcome = CM_PROBE_ERROR;
                 (void) cm_strlcpy(t->cur->detail, "out of memory", sizeof(t->cur->detail));
@@ -675,7 +709,7 @@ static void step_done(struct cm_monitor *m, struct target *t, CURLcode cc) {
         const char *what;
         int r = 0;
 
-        (void) curl_multi_remove_handle(m->multi, t->easy);
+        (void) curl_multi_remove_handle(m->multi, t->h->easy);
         what = t->step == STEP_LIVEZ     ? "/livez"
                : t->step == STEP_READYZ  ? "/readyz"
                : t->step == STEP_VERSION ? "/version"
@@ -694,11 +728,11 @@ static void step_done(struct cm_monitor *m, struct target *t, CURLcode cc) {
                         res->outcome =
                                 cc == CURLE_SSL_CERTPROBLEM ? CM_PROBE_BAD_KUBECONFIG : CM_PROBE_UNREACHABLE;
                 (void) cm_snprintf(res->detail, sizeof(res->detail), "%s",
-                                   isempty(t->errbuf) ? curl_easy_strerror(cc) : t->errbuf);
+                                   isempty(t->h->errbuf) ? curl_easy_strerror(cc) : t->h->errbuf);
                 probe_finish(m, t);
                 return;
         }
-        (void) curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status);
+        (void) curl_easy_getinfo(t->h->easy, CURLINFO_RESPONSE_CODE, &status);
         if (status == 401 || status == 403) {
                 res->outcome = CM_PROBE_UNAUTHORIZED;
                 (void) cm_snprintf(res->detail, sizeof(res->detail),
@@ -812,8 +846,7 @@ static void probe_finish(struct cm_monitor *m, struct target *t) {
         bool changed, removed;
         char material[sizeof(t->persisted)];
 
-        if (t->easy)
-                (void) curl_multi_remove_handle(m->multi, t->easy);
+        handle_release(m, t);
         m->running--;
         t->busy = false;
         res->time_usec = cm_now_usec();
@@ -1101,8 +1134,16 @@ static void rescan(struct cm_monitor *m) {
                         target_free(t);
         }
         m->n_targets = kept;
-        (void) curl_multi_setopt(m->multi, CURLMOPT_MAXCONNECTS,
-                                 (long) (m->n_targets + m->cfg.concurrency + 16));
+        /*
+         * Idle connections are kept for the next probe while there are not too many: each costs tens of
+         * KB in libcurl and OpenSSL, and libcurl looks a connection up among all those to the same
+         * host and port. Past the limit a probe opens a connection and its requests share it; the
+         * cache keeps only as many as run at once.
+         */
+        m->keep_alive = m->n_targets <= m->cfg.keep_alive_max;
+        (void) curl_multi_setopt(
+                m->multi, CURLMOPT_MAXCONNECTS,
+                (long) (m->keep_alive ? m->n_targets + m->cfg.concurrency + 16 : m->cfg.concurrency));
         pthread_mutex_unlock(&m->lock);
 }
 
@@ -1217,12 +1258,17 @@ struct cm_monitor *cm_monitor_stop(struct cm_monitor *m) {
         for (size_t i = 0; i < m->n_targets; i++) {
                 struct target *t = m->targets[i];
 
-                if (t->easy && t->busy)
-                        (void) curl_multi_remove_handle(m->multi, t->easy);
+                handle_release(m, t);
                 target_free(t);
         }
         free(m->targets);
         free(m->heap);
+        for (size_t i = 0; i < m->n_handles; i++) {
+                cm_curl_slist_free_wiped(m->handles[i]->headers);
+                curl_easy_cleanup(m->handles[i]->easy);
+                free(m->handles[i]);
+        }
+        free(m->handles);
         if (m->multi)
                 curl_multi_cleanup(m->multi);
         pthread_cond_destroy(&m->wcond);

@@ -33,6 +33,7 @@ void cm_monitor_config_default(struct cm_monitor_config *cfg) {
                 .threshold = 2,
                 .cert_warning_days = 30,
                 .rescan_ms = 5000,
+                .keep_alive_max = 1000,
         };
 }
 

@@ -63,6 +63,7 @@ struct serve_options {
         unsigned monitor_concurrency;
         unsigned monitor_timeout_ms;
         unsigned monitor_threshold;
+        unsigned monitor_keep_alive_max;
         bool no_monitor;
         unsigned max_connections;
         unsigned max_connections_per_ip;
@@ -138,6 +139,10 @@ static void serve_usage(FILE *f) {
               "  --monitor-threshold N       CLUSTERMGMT_MONITOR_THRESHOLD  failed probes in a row before "
               "the\n"
               "                              API server counts as unavailable, default 2\n"
+              "  --monitor-keep-alive-max N  CLUSTERMGMT_MONITOR_KEEP_ALIVE_MAX  keep each cluster's "
+              "connection\n"
+              "                              between probes while at most this many are monitored,\n"
+              "                              default 1000\n"
               "  --no-monitor                CLUSTERMGMT_NO_MONITOR=1  probe nothing (no health "
               "conditions)\n"
               "\n"
@@ -222,6 +227,7 @@ static int parse_options(int argc, char *argv[], struct serve_options *o) {
                 OPT_MONITOR_CONCURRENCY,
                 OPT_MONITOR_TIMEOUT,
                 OPT_MONITOR_THRESHOLD,
+                OPT_MONITOR_KEEP_ALIVE_MAX,
                 OPT_NO_MONITOR,
                 OPT_MAX_CONNECTIONS,
                 OPT_MAX_CONNECTIONS_PER_IP,
@@ -268,6 +274,7 @@ static int parse_options(int argc, char *argv[], struct serve_options *o) {
                 { "monitor-concurrency", required_argument, NULL, OPT_MONITOR_CONCURRENCY },
                 { "monitor-timeout-ms", required_argument, NULL, OPT_MONITOR_TIMEOUT },
                 { "monitor-threshold", required_argument, NULL, OPT_MONITOR_THRESHOLD },
+                { "monitor-keep-alive-max", required_argument, NULL, OPT_MONITOR_KEEP_ALIVE_MAX },
                 { "no-monitor", no_argument, NULL, OPT_NO_MONITOR },
                 { "max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS },
                 { "max-connections-per-ip", required_argument, NULL, OPT_MAX_CONNECTIONS_PER_IP },
@@ -320,6 +327,7 @@ static int parse_options(int argc, char *argv[], struct serve_options *o) {
                 { "CLUSTERMGMT_MONITOR_CONCURRENCY", OPT_MONITOR_CONCURRENCY },
                 { "CLUSTERMGMT_MONITOR_TIMEOUT_MS", OPT_MONITOR_TIMEOUT },
                 { "CLUSTERMGMT_MONITOR_THRESHOLD", OPT_MONITOR_THRESHOLD },
+                { "CLUSTERMGMT_MONITOR_KEEP_ALIVE_MAX", OPT_MONITOR_KEEP_ALIVE_MAX },
                 { "CLUSTERMGMT_NO_MONITOR", OPT_NO_MONITOR },
                 { "CLUSTERMGMT_MAX_CONNECTIONS", OPT_MAX_CONNECTIONS },
                 { "CLUSTERMGMT_MAX_CONNECTIONS_PER_IP", OPT_MAX_CONNECTIONS_PER_IP },
@@ -499,6 +507,10 @@ static int parse_options(int argc, char *argv[], struct serve_options *o) {
                                 break;
                         case OPT_MONITOR_TIMEOUT:
                                 if (parse_uint_opt(name, arg, 100, 600000, &o->monitor_timeout_ms) < 0)
+                                        return -EINVAL;
+                                break;
+                        case OPT_MONITOR_KEEP_ALIVE_MAX:
+                                if (parse_uint_opt(name, arg, 0, 1000000, &o->monitor_keep_alive_max) < 0)
                                         return -EINVAL;
                                 break;
                         case OPT_MONITOR_THRESHOLD:
@@ -721,7 +733,8 @@ int cm_serve_main(int argc, char *argv[]) {
                                    .monitor_interval_seconds = 30,
                                    .monitor_concurrency = 256,
                                    .monitor_timeout_ms = 10000,
-                                   .monitor_threshold = 2 };
+                                   .monitor_threshold = 2,
+                                   .monitor_keep_alive_max = 1000 };
         struct cm_vault *vault = NULL;
         struct cm_oidc *oidc = NULL;
         struct cm_service_config scfg;
@@ -895,6 +908,7 @@ int cm_serve_main(int argc, char *argv[]) {
                 mcfg.concurrency = o.monitor_concurrency;
                 mcfg.timeout_ms = o.monitor_timeout_ms;
                 mcfg.threshold = o.monitor_threshold;
+                mcfg.keep_alive_max = o.monitor_keep_alive_max;
                 r = cm_monitor_start(svc, &mcfg, &svc->monitor);
                 if (r < 0) {
                         log_error_errno(r, "start the health monitor: %m");
