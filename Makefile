@@ -11,7 +11,7 @@ JOBS ?= $(shell nproc)
 FUZZ_SECONDS ?= 60
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps release debug run test unit integration check format format-check lint fuzz bench tools localk8s rke opa valgrind clean
+.PHONY: all deps release debug run test test-slow unit integration check format format-check lint fuzz bench tools localk8s rke opa valgrind clean
 
 all: release
 
@@ -47,6 +47,12 @@ run: release localk8s
 # it is built first).
 test: debug localk8s rke opa valgrind
 	ctest --test-dir build/debug --output-on-failure -j$(JOBS)
+
+# The slow integration tests that `make test` leaves out (pytest marker `slow`): each takes ten minutes or
+# more, such as a customer token expiring (kube-apiserver issues none shorter than ten minutes).
+test-slow: debug localk8s
+	cd tests/integration && $(PYTHON) -m pytest -q -p no:cacheprovider -m slow . \
+		--binary $(CURDIR)/build/debug/tests/clustermgmt-testbin
 
 unit: debug
 	ctest --test-dir build/debug --output-on-failure -L unit -j$(JOBS)

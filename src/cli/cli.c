@@ -13,10 +13,21 @@
 #define PAGE_TOKEN_MAX 1024U
 
 static const struct cm_cli_noun *const nouns[] = {
-        &cm_cli_noun_env,     &cm_cli_noun_cluster,    &cm_cli_noun_op,          &cm_cli_noun_events,
-        &cm_cli_noun_webhook, &cm_cli_noun_monitoring, &cm_cli_noun_sshkey,      &cm_cli_noun_secret,
-        &cm_cli_noun_policy,  &cm_cli_noun_apikey,     &cm_cli_noun_rolebinding, &cm_cli_noun_audit,
-        &cm_cli_noun_whoami,  &cm_cli_noun_vault,
+        &cm_cli_noun_env,
+        &cm_cli_noun_cluster,
+        &cm_cli_noun_op,
+        &cm_cli_noun_events,
+        &cm_cli_noun_webhook,
+        &cm_cli_noun_monitoring,
+        &cm_cli_noun_customer_access,
+        &cm_cli_noun_sshkey,
+        &cm_cli_noun_secret,
+        &cm_cli_noun_policy,
+        &cm_cli_noun_apikey,
+        &cm_cli_noun_rolebinding,
+        &cm_cli_noun_audit,
+        &cm_cli_noun_whoami,
+        &cm_cli_noun_vault,
 };
 
 static const char global_usage[] = "usage: clustermgmt [--server URL] [--token TOKEN] [--env ENV] [-o "
@@ -28,8 +39,13 @@ static void print_global_help(FILE *f) {
         fputs("\nManage Kubernetes clusters through the CrateKube Cluster Management "
               "Service.\n\nCommands:\n",
               f);
-        for (size_t i = 0; i < ELEMENTSOF(nouns); i++)
-                fprintf(f, "  %-11s %s\n", nouns[i]->name, nouns[i]->summary);
+        for (size_t i = 0; i < ELEMENTSOF(nouns); i++) {
+                /* A name longer than the column gets a line of its own; its summary stays in the column. */
+                if (strlen(nouns[i]->name) > 11)
+                        fprintf(f, "  %s\n  %-11s %s\n", nouns[i]->name, "", nouns[i]->summary);
+                else
+                        fprintf(f, "  %-11s %s\n", nouns[i]->name, nouns[i]->summary);
+        }
         fputs("  serve       run the service (`clustermgmt serve --help`)\n"
               "  version     print the version\n"
               "  help        this text; `clustermgmt help NOUN` or `clustermgmt NOUN --help` for a command\n"

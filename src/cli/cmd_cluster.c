@@ -466,17 +466,31 @@ static int print_secret(struct cm_cli *cli, const char *path, const char *what) 
 static int cluster_kubeconfig(struct cm_cli *cli, const struct cm_cli_noun *noun,
                               const struct cm_cli_verb *verb, int argc, char **argv) {
         bool customer = false;
+        const char *lifetime_s = NULL;
         const struct cm_cli_opt opts[] = {
                 { "customer", 0, CM_CLI_OPT_FLAG, &customer },
+                { "lifetime", 0, CM_CLI_OPT_STRING, &lifetime_s },
         };
         _cleanup_strbuf_ struct strbuf path = STRBUF_INIT(1024);
         const char *pos[1];
+        unsigned lifetime = 0;
         size_t n_pos;
 
         if (cm_cli_parse_args(cli, noun, verb, argc, argv, opts, ELEMENTSOF(opts), pos, 1, 1, &n_pos) < 0)
                 return CM_EXIT_USAGE;
+        if (lifetime_s && !customer)
+                return cm_cli_usage_error(cli, noun, verb,
+                                          "--lifetime is the customer token's: use it with --customer");
+        /* The bounds of a TokenRequest: 10 minutes to a year. */
+        if (lifetime_s && (safe_atou(lifetime_s, &lifetime) < 0 || lifetime < 600 || lifetime > 31536000))
+                return cm_cli_usage_error(
+                        cli, noun, verb,
+                        "--lifetime takes seconds from 600 (10 minutes) to 31536000 (a year), "
+                        "not '%s'",
+                        lifetime_s);
         if (cm_cli_env_path(cli, &path, "clusters", pos[0],
-                            customer ? "kubeconfig/customer" : "kubeconfig") < 0)
+                            customer ? "kubeconfig/customer" : "kubeconfig") < 0 ||
+            (lifetime_s && strbuf_addf(&path, "?lifetimeSeconds=%u", lifetime) < 0))
                 return cm_cli_error(cli, "the name is too long");
         return print_secret(cli, path.buf, "the kubeconfig");
 }
@@ -698,8 +712,10 @@ static const struct cm_cli_verb cluster_verbs[] = {
           "Change a cluster's spec (and labels); refused when it changed since you read it, unless --force.",
           cluster_update },
         { "delete", "NAME [--wait [--timeout SECONDS]]", "Tear a cluster down.", cluster_delete },
-        { "kubeconfig", "NAME [--customer]",
-          "Print the cluster's admin kubeconfig (--customer: the customer's) to stdout.",
+        { "kubeconfig", "NAME [--customer [--lifetime SECONDS]]",
+          "Print the cluster's admin kubeconfig to stdout, or with --customer the customer's: a token of\n"
+          "      the customer service account minted now, valid for the environment's token lifetime or\n"
+          "      --lifetime (600 s to a year).",
           cluster_kubeconfig },
         { "operations", "NAME [--limit N]", "List the cluster's operations, newest first.",
           cluster_operations },

@@ -66,6 +66,7 @@ extern const struct cm_cli_noun cm_cli_noun_vault;
 extern const struct cm_cli_noun cm_cli_noun_events;
 extern const struct cm_cli_noun cm_cli_noun_webhook;
 extern const struct cm_cli_noun cm_cli_noun_monitoring;
+extern const struct cm_cli_noun cm_cli_noun_customer_access;
 
 /* Repeated flag values (--label), in the order given. */
 struct cm_cli_list {

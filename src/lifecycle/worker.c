@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+#include "addons/addons.h"
 #include "base/log.h"
 #include "base/secret.h"
 #include "base/spawn.h"
@@ -438,6 +439,10 @@ static void run_operation(struct worker_slot *slot, struct cm_operation *op) {
                                    eng->name, type);
                 r = -EOPNOTSUPP;
         }
+        /* A built or changed cluster is then configured (customer access), as part of the operation. */
+        if (step && r >= 0 && (op->type == CM_OP_CREATE || op->type == CM_OP_UPDATE) &&
+            !atomic_load(&slot->lease_lost))
+                r = cm_addons_after_apply(svc, &ctx, &res);
         json_decref(spec);
         json_decref(params);
 

@@ -60,3 +60,5 @@ void cm_handle_webhook_delete(struct cm_req *req);
 void cm_handle_webhook_deliveries(struct cm_req *req);
 void cm_handle_monitoring_get(struct cm_req *req);
 void cm_handle_monitoring_put(struct cm_req *req);
+void cm_handle_customer_access_get(struct cm_req *req);
+void cm_handle_customer_access_put(struct cm_req *req);

@@ -2,7 +2,9 @@
 /* Kubeconfig routes: the admin kubeconfig and the customer kubeconfig of a cluster. */
 #include "base/common.h"
 
+#include "addons/customer.h"
 #include "api/problem.h"
+#include "base/parse.h"
 #include "base/secret.h"
 #include "base/strbuf.h"
 #include "lifecycle/statefiles.h"
@@ -81,13 +83,79 @@ void cm_handle_cluster_kubeconfig(struct cm_req *req) {
         cm_reply_secret(req, 200, "application/yaml", data, n);
 }
 
+/* ?lifetimeSeconds=N within the token bounds; replies 422 naming the parameter and returns -EINVAL otherwise. */
+static int query_lifetime(struct cm_req *req, unsigned def, unsigned *ret) {
+        const char *v = cm_req_query(req, "lifetimeSeconds");
+        struct cm_problem p;
+        unsigned n;
+
+        if (!v) {
+                *ret = def;
+                return 0;
+        }
+        if (safe_atou(v, &n) >= 0 && n >= CM_CUSTOMER_TOKEN_MIN && n <= CM_CUSTOMER_TOKEN_MAX) {
+                *ret = n;
+                return 0;
+        }
+        cm_problem_init(&p);
+        cm_problem_add(
+                &p, "lifetimeSeconds",
+                "must be an integer from %u (10 minutes, the shortest token the API server issues) to %u "
+                "(a year)",
+                CM_CUSTOMER_TOKEN_MIN, CM_CUSTOMER_TOKEN_MAX);
+        (void) cm_problem_validation(&p, "the token lifetime is out of bounds");
+        cm_reply_problem(req, &p);
+        cm_problem_done(&p);
+        return -EINVAL;
+}
+
+/*
+ * The customer kubeconfig: a token minted now for the cluster's customer service account (TokenRequest),
+ * with the server and CA of the admin kubeconfig. Never the admin credentials; the answer is wiped once
+ * sent. Every read is audited (the route is marked secret).
+ */
 void cm_handle_cluster_kubeconfig_customer(struct cm_req *req) {
         _cleanup_(cm_cluster_done) struct cm_cluster c = {};
-        char detail[256];
+        struct cm_customer_settings s = {};
+        char *data = NULL, detail[512] = "";
+        unsigned lifetime = 0;
+        size_t n = 0;
+        int r;
 
         if (cm_req_load_cluster(req, &c) < 0)
                 return;
-        (void) cm_snprintf(detail, sizeof(detail),
-                           "the customer kubeconfig of cluster '%s' is not configured", c.name);
-        cm_reply_problem_simple(req, 404, "kubeconfig-unavailable", "Not found", detail);
+        r = cm_customer_settings_get(req->svc, c.env, &s, NULL);
+        if (r < 0)
+                return cm_reply_error(req, r, NULL);
+        if (query_lifetime(req, s.token_lifetime_sec, &lifetime) < 0)
+                return;
+        if (!s.enabled) {
+                (void) cm_snprintf(detail, sizeof(detail),
+                                   "customer access is turned off in environment '%s'", c.env);
+                return cm_reply_problem_simple(req, 404, "kubeconfig-unavailable", "Not found", detail);
+        }
+        if (c.phase != CM_PHASE_READY) {
+                (void) cm_snprintf(
+                        detail, sizeof(detail),
+                        "cluster '%s' is %s; its customer kubeconfig is available once it is Ready", c.name,
+                        cm_phase_to_string(c.phase) ?: "not ready");
+                return cm_reply_problem_simple(req, 404, "kubeconfig-unavailable", "Not found", detail);
+        }
+
+        r = cm_customer_kubeconfig_issue(req->svc, &c, lifetime, &data, &n, detail, sizeof(detail));
+        if (r == -ENOENT || r == -EOPNOTSUPP)
+                return cm_reply_problem_simple(req, 404, "kubeconfig-unavailable", "Not found", detail);
+        if (r == -EREMOTEIO) {
+                struct cm_problem p;
+
+                cm_problem_init(&p);
+                (void) cm_problem_set(&p, 502, "cluster-api-error", "Bad gateway", "cluster '%s': %s",
+                                      c.name, detail);
+                cm_reply_problem(req, &p);
+                cm_problem_done(&p);
+                return;
+        }
+        if (r < 0)
+                return cm_reply_error(req, r, NULL);
+        cm_reply_secret(req, 200, "application/yaml", data, n);
 }

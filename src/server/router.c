@@ -89,6 +89,10 @@ const struct cm_route cm_routes[] = {
           false, false },
         { "PUT", "/v1/environments/{env}/monitoring", cm_handle_monitoring_put, CM_ROLE_ADMIN, CM_SCOPE_ENV,
           false, false },
+        { "GET", "/v1/environments/{env}/customer-access", cm_handle_customer_access_get, CM_ROLE_VIEWER,
+          CM_SCOPE_ENV, false, false },
+        { "PUT", "/v1/environments/{env}/customer-access", cm_handle_customer_access_put, CM_ROLE_ADMIN,
+          CM_SCOPE_ENV, false, false },
         /* the handler checks the role: in ?environment=, or in every environment without it */
         { "GET", "/v1/events", cm_handle_events, CM_ROLE_VIEWER, CM_SCOPE_ANY, true, false },
         { "GET", "/v1/engines/{engine}/versions", cm_handle_engine_versions, CM_ROLE_VIEWER, CM_SCOPE_ANY,

@@ -81,10 +81,10 @@ def test_kubeconfig_route_serves_a_working_kubeconfig(local_cluster, tmp_path):
     assert r.headers["Cache-Control"] == "no-store"
     assert b"client-key-data" in r.content
     assert ready_nodes(path) == ["shared-node-0", "shared-node-1", "shared-node-2"]
-    # The customer kubeconfig is not configured yet.
+    # The customer kubeconfig: a token of the customer service account, no admin credential.
     r = local_cluster.server.get(local_cluster.path + "/kubeconfig/customer")
-    assert r.status_code == 404 and r.headers["Content-Type"] == PROBLEM
-    assert "not configured" in r.json()["detail"]
+    assert r.status_code == 200 and r.headers["Content-Type"] == "application/yaml", r.text
+    assert b"client-key-data" not in r.content and b"token:" in r.content
 
 
 def test_deployment_gets_running_pods_on_simulated_nodes(local_cluster, tmp_path):
