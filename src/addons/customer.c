@@ -59,15 +59,8 @@ void cm_customer_settings_default(struct cm_customer_settings *ret) {
 }
 
 bool cm_customer_role_valid(const char *s) {
-        size_t n = s ? strlen(s) : 0;
-
-        if (n == 0 || n > CM_CUSTOMER_ROLE_MAX || streq(s, ".") || streq(s, ".."))
-                return false;
-        for (size_t i = 0; i < n; i++)
-                if ((unsigned char) s[i] <= 0x20 || (unsigned char) s[i] >= 0x7f || s[i] == '/' ||
-                    s[i] == '%')
-                        return false;
-        return true;
+        _Static_assert(CM_CUSTOMER_ROLE_MAX == CM_KUBE_NAME_MAX, "a role is a Kubernetes object name");
+        return cm_kube_name_valid(s);
 }
 
 /* ---- settings -------------------------------------------------------------------------------- */
@@ -376,17 +369,6 @@ int cm_customer_objects_build(const struct cm_customer_settings *s, struct cm_cu
 
 /* ---- the customer kubeconfig ----------------------------------------------------------------- */
 
-static bool token_valid(const char *t) {
-        size_t n = t ? strlen(t) : 0;
-
-        if (n == 0 || n > TOKEN_MAX)
-                return false;
-        for (size_t i = 0; i < n; i++)
-                if ((unsigned char) t[i] <= 0x20 || (unsigned char) t[i] >= 0x7f)
-                        return false;
-        return true;
-}
-
 int cm_customer_kubeconfig_build(const struct cm_kubeconfig *admin, const char *cluster,
                                  const struct cm_customer_record *rec, const char *token,
                                  uint64_t expires_usec, struct strbuf *out) {
@@ -398,7 +380,7 @@ int cm_customer_kubeconfig_build(const struct cm_kubeconfig *admin, const char *
         if (!admin || !admin->server || !admin->ca_pem || admin->ca_len == 0 || admin->ca_len > INT_MAX / 2)
                 return -EINVAL;
         if (!cm_dns_label_valid(cluster) || !cm_dns_label_valid(rec->namespace) ||
-            !cm_dns_label_valid(rec->service_account) || !token_valid(token))
+            !cm_dns_label_valid(rec->service_account) || !cm_ascii_text_valid(token, TOKEN_MAX, false))
                 return -EINVAL;
         n = 4 * ((admin->ca_len + 2) / 3) + 1;
         ca = malloc(n);
@@ -637,39 +619,12 @@ fail:
 
 /* ---- issuing a kubeconfig --------------------------------------------------------------------- */
 
-/* Overwrites every string of a decoded answer (the token is one of them). */
-static void tree_wipe(json_t *v) {
-        const char *key;
-        json_t *child;
-        size_t i;
-
-        if (json_is_string(v))
-                cm_wipe(CM_UNCONST(char *, json_string_value(v)), json_string_length(v));
-        else if (json_is_object(v)) {
-                json_object_foreach(v, key, child) {
-                        tree_wipe(child);
-                }
-        } else if (json_is_array(v)) {
-                json_array_foreach(v, i, child) {
-                        tree_wipe(child);
-                }
-        }
-}
-
-static void tree_wipe_and_free(json_t **v) {
-        if (*v) {
-                tree_wipe(*v);
-                json_decref(*v);
-                *v = NULL;
-        }
-}
-
 int cm_customer_kubeconfig_issue(struct cm_service *svc, const struct cm_cluster *c, unsigned lifetime_sec,
                                  char **ret, size_t *ret_len, char *error, size_t error_size) {
         _cleanup_(cm_kube_closep) struct cm_kube *k = NULL;
         _cleanup_strbuf_ struct strbuf path = STRBUF_INIT(512), body = STRBUF_INIT(256), answer = {},
                                        out = {};
-        _cleanup_(tree_wipe_and_free) json_t *doc = NULL;
+        _cleanup_(cm_json_wipe_and_free) json_t *doc = NULL;
         struct cm_customer_record rec;
         struct cm_kube_error err = {};
         char *data = NULL, what[256];
@@ -733,7 +688,7 @@ int cm_customer_kubeconfig_issue(struct cm_service *svc, const struct cm_cluster
         doc = json_loadb(answer.buf, answer.len, JSON_REJECT_DUPLICATES, NULL);
         token = json_string_value(json_object_get(json_object_get(doc, "status"), "token"));
         exp = json_string_value(json_object_get(json_object_get(doc, "status"), "expirationTimestamp"));
-        if (!token_valid(token)) {
+        if (!cm_ascii_text_valid(token, TOKEN_MAX, false)) {
                 (void) cm_snprintf(error, error_size, "%s: the API server's answer holds no usable token",
                                    what);
                 return -EREMOTEIO;

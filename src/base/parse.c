@@ -78,3 +78,17 @@ bool cm_dns_label_valid(const char *s) {
         }
         return s[0] != '-' && s[n - 1] != '-';
 }
+
+bool cm_ascii_text_valid(const char *s, size_t max, bool space_ok) {
+        size_t n = s ? strlen(s) : 0;
+
+        if (n == 0 || n > max)
+                return false;
+        for (size_t i = 0; i < n; i++) {
+                unsigned char c = (unsigned char) s[i];
+
+                if (c < 0x20 || c >= 0x7f || (c == ' ' && !space_ok))
+                        return false;
+        }
+        return true;
+}

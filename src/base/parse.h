@@ -11,3 +11,5 @@ _warn_unused_result_ int safe_atoi(const char *s, int *ret);
 
 /* A DNS label (RFC 1123): 1..63 of [a-z0-9-], starting and ending alphanumeric. */
 bool cm_dns_label_valid(const char *s);
+/* 1..max bytes of printable ASCII (0x21-0x7e, and ' ' too when space_ok): a token, a header-safe name. */
+bool cm_ascii_text_valid(const char *s, size_t max, bool space_ok);

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "base/common.h"
 
+#include <jansson.h>
 #include <openssl/crypto.h>
 
 #include "base/secret.h"
@@ -134,4 +135,30 @@ size_t cm_redact(char *text) {
                 }
         }
         return count;
+}
+
+static void json_wipe(json_t *v) {
+        const char *key;
+        json_t *child;
+        size_t i;
+
+        if (json_is_string(v))
+                cm_wipe(CM_UNCONST(char *, json_string_value(v)), json_string_length(v));
+        else if (json_is_object(v)) {
+                json_object_foreach(v, key, child) {
+                        json_wipe(child);
+                }
+        } else if (json_is_array(v)) {
+                json_array_foreach(v, i, child) {
+                        json_wipe(child);
+                }
+        }
+}
+
+void cm_json_wipe_and_free(json_t **v) {
+        if (*v) {
+                json_wipe(*v);
+                json_decref(*v);
+                *v = NULL;
+        }
 }

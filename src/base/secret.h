@@ -27,3 +27,10 @@ static inline void cm_erase_and_freep(char **s) {
         cm_erase_and_free(*s);
 }
 #define _cleanup_erase_free_ _cleanup_(cm_erase_and_freep)
+
+/*
+ * Wipes every string of a decoded JSON document (object keys are names, never secrets, and stay),
+ * drops the reference and sets *v to NULL; accepts a NULL *v. For answers that carry a credential.
+ */
+struct json_t;
+void cm_json_wipe_and_free(struct json_t **v);

@@ -641,6 +641,67 @@ int cm_cli_get_command(struct cm_cli *cli, const struct cm_cli_noun *noun, const
         return r;
 }
 
+int cm_cli_settings_get(struct cm_cli *cli, const char *what, const char *doc_name, struct strbuf *path,
+                        json_t **ret) {
+        json_t *doc = NULL;
+
+        if (cm_cli_env_path(cli, path, what, NULL, NULL) < 0) {
+                cm_cli_error(cli, "the environment name is too long");
+                return -ENAMETOOLONG;
+        }
+        if (cm_cli_call(cli, "GET", path->buf, NULL, NULL, &doc, NULL) < 0)
+                return -EREMOTEIO;
+        if (doc_name && !json_is_object(doc)) {
+                json_decref(doc);
+                cm_cli_error(cli, "the answer is not a %s document", doc_name);
+                return -EBADMSG;
+        }
+        *ret = doc;
+        return 0;
+}
+
+int cm_cli_settings_get_command(struct cm_cli *cli, const struct cm_cli_noun *noun,
+                                const struct cm_cli_verb *verb, int argc, char **argv, const char *what,
+                                const char *doc_name, cm_cli_print_fn print) {
+        _cleanup_strbuf_ struct strbuf path = STRBUF_INIT(1024);
+        json_t *doc = NULL;
+        size_t n_pos;
+        int r;
+
+        if (cm_cli_parse_args(cli, noun, verb, argc, argv, NULL, 0, NULL, 0, 0, &n_pos) < 0)
+                return CM_EXIT_USAGE;
+        if (cm_cli_settings_get(cli, what, doc_name, &path, &doc) < 0)
+                return CM_EXIT_FAILURE;
+        r = print(cli, doc);
+        json_decref(doc);
+        return r;
+}
+
+int cm_cli_settings_put(struct cm_cli *cli, const char *path, json_t *doc, cm_cli_print_fn print) {
+        const json_t *version = json_object_get(doc, "version");
+        const char *headers[2] = {};
+        json_t *answer = NULL;
+        char if_match[64];
+        long status = 0;
+        int r;
+
+        if (json_is_integer(version)) {
+                (void) snprintf(if_match, sizeof(if_match), "If-Match: \"%" JSON_INTEGER_FORMAT "\"",
+                                json_integer_value(version));
+                headers[0] = if_match;
+        }
+        (void) json_object_del(doc, "version");
+        if (cm_cli_call(cli, "PUT", path, doc, headers, &answer, &status) < 0) {
+                if (status == 412)
+                        fputs("hint: the settings changed since they were read; run the command again\n",
+                              cli->err);
+                return CM_EXIT_FAILURE;
+        }
+        r = answer ? print(cli, answer) : CM_EXIT_OK;
+        json_decref(answer);
+        return r;
+}
+
 int cm_cli_delete_command(struct cm_cli *cli, const struct cm_cli_noun *noun, const struct cm_cli_verb *verb,
                           int argc, char **argv, const char *collection, const char *what) {
         _cleanup_strbuf_ struct strbuf path = STRBUF_INIT(1024);
@@ -774,90 +835,17 @@ int cm_cli_print_document(struct cm_cli *cli, const json_t *v) {
         return CM_EXIT_OK;
 }
 
-void cm_cli_table_done(struct cm_cli_table *t) {
-        if (!t)
-                return;
-        for (size_t i = 0; i < t->n_cells; i++)
-                free(t->cells[i]);
-        free(t->cells);
-        *t = (struct cm_cli_table){};
-}
-
-int cm_cli_table_init(struct cm_cli_table *t, const char *const *headers, size_t n) {
-        int r;
-
-        if (n == 0 || n > CM_CLI_TABLE_COLUMNS_MAX)
-                return -EINVAL;
-        *t = (struct cm_cli_table){ .n_columns = n };
-        for (size_t i = 0; i < n; i++) {
-                r = cm_cli_table_add(t, headers[i]);
-                if (r < 0) {
-                        cm_cli_table_done(t);
-                        return r;
-                }
-        }
-        return 0;
-}
-
-/* Characters, not bytes: continuation bytes of UTF-8 do not count. */
-static size_t text_width(const char *s) {
-        size_t w = 0;
-
-        for (const unsigned char *p = (const unsigned char *) s; *p; p++)
-                if ((*p & 0xC0) != 0x80)
-                        w++;
-        return w;
-}
-
-int cm_cli_table_add(struct cm_cli_table *t, const char *text) {
-        _cleanup_strbuf_ struct strbuf cell = STRBUF_INIT(CM_CLI_CELL_MAX * 2);
-        size_t n, col = t->n_cells % t->n_columns;
-        char *c;
-        int r;
-
-        if (isempty(text))
-                text = "-";
-        n = strlen(text);
-        if (n > CM_CLI_CELL_MAX) {
-                n = CM_CLI_CELL_MAX;
-                while (n > 0 && ((unsigned char) text[n] & 0xC0) == 0x80)
-                        n--;
-        }
-        {
-                _cleanup_free_ char *cut = strndup(text, n);
-
-                if (!cut)
-                        return -ENOMEM;
-                r = cm_output_add_clean(&cell, cut);
-                if (r < 0)
-                        return r;
-        }
-        if (t->n_cells == t->alloc) {
-                size_t alloc = t->alloc ? t->alloc * 2 : 32;
-                char **p = reallocarray(t->cells, alloc, sizeof(char *));
-
-                if (!p)
-                        return -ENOMEM;
-                t->cells = p;
-                t->alloc = alloc;
-        }
-        c = strbuf_detach(&cell, NULL);
-        if (!c)
-                return -ENOMEM;
-        t->widths[col] = MAX(t->widths[col], text_width(c));
-        t->cells[t->n_cells++] = c;
-        return 0;
-}
-
 int cm_cli_table_print(struct cm_cli *cli, const struct cm_cli_table *t) {
-        for (size_t i = 0; i < t->n_cells; i++) {
-                size_t col = i % t->n_columns;
+        /* a row: every cell, its padding and the gap after it */
+        _cleanup_strbuf_ struct strbuf line =
+                STRBUF_INIT(CM_CLI_TABLE_COLUMNS_MAX * (2 * CM_CLI_CELL_MAX + 8));
+        size_t n = cm_output_table_rows(&t->table);
 
-                if (col == t->n_columns - 1 || i == t->n_cells - 1)
-                        fprintf(cli->out, "%s\n", t->cells[i]);
-                else
-                        fprintf(cli->out, "%s%*s   ", t->cells[i],
-                                (int) (t->widths[col] - text_width(t->cells[i])), "");
+        for (size_t row = 0; row < n; row++) {
+                strbuf_reset(&line);
+                if (cm_output_table_render_row(&t->table, row, &line) < 0)
+                        return cm_cli_error(cli, "out of memory");
+                fputs(line.buf, cli->out);
         }
         return CM_EXIT_OK;
 }

@@ -77,38 +77,10 @@ static int print_settings(struct cm_cli *cli, const json_t *doc) {
         return r < 0 ? cm_cli_error(cli, "out of memory") : CM_EXIT_OK;
 }
 
-static int get_settings(struct cm_cli *cli, struct strbuf *path, json_t **ret) {
-        json_t *doc = NULL;
-
-        if (cm_cli_env_path(cli, path, "customer-access", NULL, NULL) < 0) {
-                cm_cli_error(cli, "the environment name is too long");
-                return -ENAMETOOLONG;
-        }
-        if (cm_cli_call(cli, "GET", path->buf, NULL, NULL, &doc, NULL) < 0)
-                return -EREMOTEIO;
-        if (!json_is_object(doc)) {
-                json_decref(doc);
-                cm_cli_error(cli, "the answer is not a customer access settings document");
-                return -EBADMSG;
-        }
-        *ret = doc;
-        return 0;
-}
-
 static int customer_get(struct cm_cli *cli, const struct cm_cli_noun *noun, const struct cm_cli_verb *verb,
                         int argc, char **argv) {
-        _cleanup_strbuf_ struct strbuf path = STRBUF_INIT(1024);
-        json_t *doc = NULL;
-        size_t n_pos;
-        int r;
-
-        if (cm_cli_parse_args(cli, noun, verb, argc, argv, NULL, 0, NULL, 0, 0, &n_pos) < 0)
-                return CM_EXIT_USAGE;
-        if (get_settings(cli, &path, &doc) < 0)
-                return CM_EXIT_FAILURE;
-        r = print_settings(cli, doc);
-        json_decref(doc);
-        return r;
+        return cm_cli_settings_get_command(cli, noun, verb, argc, argv, "customer-access",
+                                           "customer access settings", print_settings);
 }
 
 static int customer_set(struct cm_cli *cli, const struct cm_cli_noun *noun, const struct cm_cli_verb *verb,
@@ -134,14 +106,10 @@ static int customer_set(struct cm_cli *cli, const struct cm_cli_noun *noun, cons
                 { "roleScope", &scope },
         };
         _cleanup_strbuf_ struct strbuf path = STRBUF_INIT(1024);
-        json_t *doc = NULL, *answer = NULL;
-        const json_t *version;
-        const char *headers[2] = {};
-        char if_match[64];
+        json_t *doc = NULL;
         unsigned lifetime = 0;
-        long status = 0;
         size_t n_pos;
-        int ret = CM_EXIT_FAILURE;
+        int ret;
 
         if (cm_cli_parse_args(cli, noun, verb, argc, argv, opts, ELEMENTSOF(opts), NULL, 0, 0, &n_pos) < 0)
                 return CM_EXIT_USAGE;
@@ -175,15 +143,8 @@ static int customer_set(struct cm_cli *cli, const struct cm_cli_noun *noun, cons
                         TOKEN_LIFETIME_MIN, TOKEN_LIFETIME_MAX, lifetime_s);
 
         /* Read, change what was asked, write back only if nobody changed the settings in between. */
-        if (get_settings(cli, &path, &doc) < 0)
+        if (cm_cli_settings_get(cli, "customer-access", "customer access settings", &path, &doc) < 0)
                 return CM_EXIT_FAILURE;
-        version = json_object_get(doc, "version");
-        if (json_is_integer(version)) {
-                (void) snprintf(if_match, sizeof(if_match), "If-Match: \"%" JSON_INTEGER_FORMAT "\"",
-                                json_integer_value(version));
-                headers[0] = if_match;
-        }
-        (void) json_object_del(doc, "version");
         for (size_t i = 0; i < ELEMENTSOF(strings); i++)
                 if (*strings[i].value &&
                     json_object_set_new(doc, strings[i].key, json_string(*strings[i].value)) < 0)
@@ -193,20 +154,12 @@ static int customer_set(struct cm_cli *cli, const struct cm_cli_noun *noun, cons
                 goto oom;
         if ((enable || disable) && json_object_set_new(doc, "enabled", json_boolean(enable)) < 0)
                 goto oom;
-        if (cm_cli_call(cli, "PUT", path.buf, doc, headers, &answer, &status) < 0) {
-                if (status == 412)
-                        fputs("hint: the settings changed since they were read; run the command again\n",
-                              cli->err);
-                goto out;
-        }
-        ret = answer ? print_settings(cli, answer) : CM_EXIT_OK;
-        goto out;
-oom:
-        ret = cm_cli_error(cli, "out of memory");
-out:
-        json_decref(answer);
+        ret = cm_cli_settings_put(cli, path.buf, doc, print_settings);
         json_decref(doc);
         return ret;
+oom:
+        json_decref(doc);
+        return cm_cli_error(cli, "out of memory");
 }
 
 static const struct cm_cli_verb customer_verbs[] = {

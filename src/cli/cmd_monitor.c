@@ -1142,38 +1142,10 @@ static int print_settings(struct cm_cli *cli, const json_t *doc) {
         return r < 0 ? cm_cli_error(cli, "out of memory") : CM_EXIT_OK;
 }
 
-static int get_settings(struct cm_cli *cli, struct strbuf *path, json_t **ret) {
-        json_t *doc = NULL;
-
-        if (cm_cli_env_path(cli, path, "monitoring", NULL, NULL) < 0) {
-                cm_cli_error(cli, "the environment name is too long");
-                return -ENAMETOOLONG;
-        }
-        if (cm_cli_call(cli, "GET", path->buf, NULL, NULL, &doc, NULL) < 0)
-                return -EREMOTEIO;
-        if (!json_is_object(doc)) {
-                json_decref(doc);
-                cm_cli_error(cli, "the answer is not a monitoring settings document");
-                return -EBADMSG;
-        }
-        *ret = doc;
-        return 0;
-}
-
 static int monitoring_get(struct cm_cli *cli, const struct cm_cli_noun *noun, const struct cm_cli_verb *verb,
                           int argc, char **argv) {
-        _cleanup_strbuf_ struct strbuf path = STRBUF_INIT(1024);
-        json_t *doc = NULL;
-        size_t n_pos;
-        int r;
-
-        if (cm_cli_parse_args(cli, noun, verb, argc, argv, NULL, 0, NULL, 0, 0, &n_pos) < 0)
-                return CM_EXIT_USAGE;
-        if (get_settings(cli, &path, &doc) < 0)
-                return CM_EXIT_FAILURE;
-        r = print_settings(cli, doc);
-        json_decref(doc);
-        return r;
+        return cm_cli_settings_get_command(cli, noun, verb, argc, argv, "monitoring", "monitoring settings",
+                                           print_settings);
 }
 
 static int monitoring_set(struct cm_cli *cli, const struct cm_cli_noun *noun, const struct cm_cli_verb *verb,
@@ -1196,13 +1168,9 @@ static int monitoring_set(struct cm_cli *cli, const struct cm_cli_noun *noun, co
                 { "cert-warning-days", "certificateWarningDays", &days_s, 0, 365 },
         };
         unsigned values[ELEMENTSOF(fields)] = {};
-        json_t *doc = NULL, *answer = NULL;
-        const json_t *version;
-        const char *headers[2] = {};
-        char if_match[64];
-        long status = 0;
+        json_t *doc = NULL;
         size_t n_pos;
-        int ret = CM_EXIT_FAILURE;
+        int ret;
 
         if (cm_cli_parse_args(cli, noun, verb, argc, argv, opts, ELEMENTSOF(opts), NULL, 0, 0, &n_pos) < 0)
                 return CM_EXIT_USAGE;
@@ -1216,30 +1184,15 @@ static int monitoring_set(struct cm_cli *cli, const struct cm_cli_noun *noun, co
                         return CM_EXIT_USAGE;
 
         /* Read, change what was asked, write back only if nobody changed the settings in between. */
-        if (get_settings(cli, &path, &doc) < 0)
+        if (cm_cli_settings_get(cli, "monitoring", "monitoring settings", &path, &doc) < 0)
                 return CM_EXIT_FAILURE;
-        version = json_object_get(doc, "version");
-        if (json_is_integer(version)) {
-                (void) snprintf(if_match, sizeof(if_match), "If-Match: \"%" JSON_INTEGER_FORMAT "\"",
-                                json_integer_value(version));
-                headers[0] = if_match;
-        }
-        (void) json_object_del(doc, "version");
         for (size_t i = 0; i < ELEMENTSOF(fields); i++)
                 if (*fields[i].value &&
                     json_object_set_new(doc, fields[i].key, json_integer((json_int_t) values[i])) < 0) {
-                        ret = cm_cli_error(cli, "out of memory");
-                        goto out;
+                        json_decref(doc);
+                        return cm_cli_error(cli, "out of memory");
                 }
-        if (cm_cli_call(cli, "PUT", path.buf, doc, headers, &answer, &status) < 0) {
-                if (status == 412)
-                        fputs("hint: the settings changed since they were read; run the command again\n",
-                              cli->err);
-                goto out;
-        }
-        ret = answer ? print_settings(cli, answer) : CM_EXIT_OK;
-out:
-        json_decref(answer);
+        ret = cm_cli_settings_put(cli, path.buf, doc, print_settings);
         json_decref(doc);
         return ret;
 }

@@ -41,20 +41,7 @@ static int print_rules(struct cm_cli *cli, const json_t *doc) {
 
 static int policy_get(struct cm_cli *cli, const struct cm_cli_noun *noun, const struct cm_cli_verb *verb,
                       int argc, char **argv) {
-        _cleanup_strbuf_ struct strbuf path = STRBUF_INIT(1024);
-        json_t *doc = NULL;
-        size_t n_pos;
-        int r;
-
-        if (cm_cli_parse_args(cli, noun, verb, argc, argv, NULL, 0, NULL, 0, 0, &n_pos) < 0)
-                return CM_EXIT_USAGE;
-        if (cm_cli_env_path(cli, &path, "policies", NULL, NULL) < 0)
-                return cm_cli_error(cli, "the environment name is too long");
-        if (cm_cli_call(cli, "GET", path.buf, NULL, NULL, &doc, NULL) < 0)
-                return CM_EXIT_FAILURE;
-        r = print_rules(cli, doc);
-        json_decref(doc);
-        return r;
+        return cm_cli_settings_get_command(cli, noun, verb, argc, argv, "policies", NULL, print_rules);
 }
 
 static int policy_set(struct cm_cli *cli, const struct cm_cli_noun *noun, const struct cm_cli_verb *verb,

@@ -159,6 +159,24 @@ int cm_cli_get_command(struct cm_cli *cli, const struct cm_cli_noun *noun, const
 int cm_cli_delete_command(struct cm_cli *cli, const struct cm_cli_noun *noun, const struct cm_cli_verb *verb,
                           int argc, char **argv, const char *collection, const char *what);
 
+/* Prints a document for people (or as -o asks); returns an exit status. */
+typedef int (*cm_cli_print_fn)(struct cm_cli *cli, const json_t *doc);
+
+/*
+ * Settings documents of the environment (what: "monitoring", "policies"), which carry their "version".
+ * cm_cli_settings_get() GETs the document into *ret and its path into path; doc_name names it in the
+ * error when the answer is not an object ("monitoring settings"; NULL takes any answer). It prints why
+ * it fails. cm_cli_settings_get_command() is a `get` verb without arguments that prints the document.
+ * cm_cli_settings_put() PUTs the changed doc with If-Match: "<its version>" (the member is taken out),
+ * prints the answer, and explains a 412; it returns an exit status.
+ */
+_warn_unused_result_ int cm_cli_settings_get(struct cm_cli *cli, const char *what, const char *doc_name,
+                                             struct strbuf *path, json_t **ret);
+int cm_cli_settings_get_command(struct cm_cli *cli, const struct cm_cli_noun *noun,
+                                const struct cm_cli_verb *verb, int argc, char **argv, const char *what,
+                                const char *doc_name, cm_cli_print_fn print);
+int cm_cli_settings_put(struct cm_cli *cli, const char *path, json_t *doc, cm_cli_print_fn print);
+
 /* Builds "/v1/environments/<env>[/<what>[/<name>[/<rest>]]]" with the segments escaped. */
 _warn_unused_result_ int cm_cli_env_path(struct cm_cli *cli, struct strbuf *sb, const char *what,
                                          const char *name, const char *rest);
@@ -182,29 +200,31 @@ const char *cm_cli_json_str(const json_t *obj, const char *key);
 
 /*
  * A table for people of something that is not one of output.h's resources (health conditions, webhook
- * deliveries): the header row, then cells row after row. Cells are cleaned of control characters and cut
- * to CM_CLI_CELL_MAX bytes (NULL and "" show as "-"); columns are as wide as their widest cell (in
- * characters), three spaces apart, and the last one is not padded: the same layout as output.h's tables.
+ * deliveries): output.h's table (struct cm_output_table, the same layout as its resource tables),
+ * printed to cli->out.
  */
-#define CM_CLI_TABLE_COLUMNS_MAX 8U
-#define CM_CLI_CELL_MAX 256U
+#define CM_CLI_TABLE_COLUMNS_MAX CM_OUTPUT_TABLE_COLUMNS_MAX
+#define CM_CLI_CELL_MAX CM_OUTPUT_CELL_MAX
 
 struct cm_cli_table {
-        size_t n_columns;
-        size_t n_cells;
-        size_t alloc;
-        char **cells;
-        size_t widths[CM_CLI_TABLE_COLUMNS_MAX];
+        struct cm_output_table table;
 };
 
 /* Starts t with its header row; -EINVAL for 0 or more than CM_CLI_TABLE_COLUMNS_MAX columns, -ENOMEM. */
-_warn_unused_result_ int cm_cli_table_init(struct cm_cli_table *t, const char *const *headers, size_t n);
+_warn_unused_result_ static inline int cm_cli_table_init(struct cm_cli_table *t, const char *const *headers,
+                                                         size_t n) {
+        return cm_output_table_init(&t->table, headers, n);
+}
 /* Appends the next cell; -ENOMEM. */
-_warn_unused_result_ int cm_cli_table_add(struct cm_cli_table *t, const char *text);
+_warn_unused_result_ static inline int cm_cli_table_add(struct cm_cli_table *t, const char *text) {
+        return cm_output_table_add(&t->table, text);
+}
 /* Prints the table to cli->out; returns an exit status. */
 int cm_cli_table_print(struct cm_cli *cli, const struct cm_cli_table *t);
-/* Frees the cells; accepts a zeroed or half-built table and leaves it zeroed. */
-void cm_cli_table_done(struct cm_cli_table *t);
+/* Frees the cells; accepts NULL and a zeroed or half-built table, and leaves it zeroed. */
+static inline void cm_cli_table_done(struct cm_cli_table *t) {
+        cm_output_table_done(t ? &t->table : NULL);
+}
 
 /* Monitoring (cmd_monitor.c): the parts `cluster` shows. */
 

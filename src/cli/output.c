@@ -5,9 +5,8 @@
 #include "cli/output.h"
 #include "cli/yaml.h"
 
-#define TABLE_MAX_COLUMNS 8U
 #define TABLE_GAP "   "
-#define CELL_MAX 256U
+#define CELL_MAX CM_OUTPUT_CELL_MAX
 
 int cm_output_format_from_string(const char *s, enum cm_output_format *ret) {
         if (streq(s, "table"))
@@ -88,22 +87,32 @@ int cm_output_labels(struct strbuf *out, const json_t *labels) {
         return 0;
 }
 
-/* A table being built: cells are cleaned copies, widths counted in characters (not bytes). */
-struct table {
-        size_t n_columns;
-        size_t n_cells;
-        char **cells;
-        size_t alloc;
-        size_t widths[TABLE_MAX_COLUMNS];
-};
-
-static void table_done(struct table *t) {
+void cm_output_table_done(struct cm_output_table *t) {
+        if (!t)
+                return;
         for (size_t i = 0; i < t->n_cells; i++)
                 free(t->cells[i]);
         free(t->cells);
-        *t = (struct table){};
+        *t = (struct cm_output_table){};
 }
 
+int cm_output_table_init(struct cm_output_table *t, const char *const *headers, size_t n) {
+        int r;
+
+        if (n == 0 || n > CM_OUTPUT_TABLE_COLUMNS_MAX)
+                return -EINVAL;
+        *t = (struct cm_output_table){ .n_columns = n };
+        for (size_t i = 0; i < n; i++) {
+                r = cm_output_table_add(t, headers[i]);
+                if (r < 0) {
+                        cm_output_table_done(t);
+                        return r;
+                }
+        }
+        return 0;
+}
+
+/* Characters, not bytes: continuation bytes of UTF-8 do not count. */
 static size_t utf8_width(const char *s) {
         size_t w = 0;
 
@@ -113,7 +122,7 @@ static size_t utf8_width(const char *s) {
         return w;
 }
 
-static int table_add(struct table *t, const char *text) {
+int cm_output_table_add(struct cm_output_table *t, const char *text) {
         _cleanup_strbuf_ struct strbuf sb = STRBUF_INIT(CELL_MAX * 2);
         _cleanup_free_ char *cut = NULL;
         size_t col = t->n_cells % t->n_columns, w, n;
@@ -153,22 +162,38 @@ static int table_add(struct table *t, const char *text) {
         return 0;
 }
 
-static int table_render(const struct table *t, struct strbuf *out) {
+size_t cm_output_table_rows(const struct cm_output_table *t) {
+        return t->n_columns ? (t->n_cells + t->n_columns - 1) / t->n_columns : 0;
+}
+
+int cm_output_table_render_row(const struct cm_output_table *t, size_t row, struct strbuf *out) {
+        size_t first = row * t->n_columns;
         int r;
 
-        for (size_t i = 0; i < t->n_cells; i++) {
-                size_t col = i % t->n_columns;
-                bool last = col == t->n_columns - 1;
+        for (size_t i = first; i < t->n_cells && i < first + t->n_columns; i++) {
+                size_t col = i - first;
 
                 r = strbuf_adds(out, t->cells[i]);
                 if (r < 0)
                         return r;
-                if (last) {
+                if (col == t->n_columns - 1 || i == t->n_cells - 1)
                         r = strbuf_addch(out, '\n');
-                } else {
+                else {
                         size_t pad = t->widths[col] - utf8_width(t->cells[i]);
                         r = strbuf_addf(out, "%*s" TABLE_GAP, (int) pad, "");
                 }
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+static int table_render(const struct cm_output_table *t, struct strbuf *out) {
+        size_t n = cm_output_table_rows(t);
+        int r;
+
+        for (size_t row = 0; row < n; row++) {
+                r = cm_output_table_render_row(t, row, out);
                 if (r < 0)
                         return r;
         }
@@ -193,7 +218,7 @@ static void int_of(const json_t *v, char *buf, size_t size) {
                 (void) snprintf(buf, size, "-");
 }
 
-static int row_environment(struct table *t, const json_t *item, uint64_t now_usec) {
+static int row_environment(struct cm_output_table *t, const json_t *item, uint64_t now_usec) {
         _cleanup_strbuf_ struct strbuf labels = STRBUF_INIT(CELL_MAX * 4);
         char age[32];
         int r;
@@ -202,13 +227,13 @@ static int row_environment(struct table *t, const json_t *item, uint64_t now_use
         if (r < 0 && r != -ENOBUFS)
                 return r;
         age_of(item, now_usec, age, sizeof(age));
-        if ((r = table_add(t, json_str(item, "name"))) < 0 || (r = table_add(t, labels.buf)) < 0 ||
-            (r = table_add(t, age)) < 0)
+        if ((r = cm_output_table_add(t, json_str(item, "name"))) < 0 ||
+            (r = cm_output_table_add(t, labels.buf)) < 0 || (r = cm_output_table_add(t, age)) < 0)
                 return r;
         return 0;
 }
 
-static int row_cluster(struct table *t, const json_t *item, uint64_t now_usec) {
+static int row_cluster(struct cm_output_table *t, const json_t *item, uint64_t now_usec) {
         const json_t *status = json_object_get(item, "status");
         char gen[32], nodes[32], age[32];
         int r;
@@ -216,15 +241,16 @@ static int row_cluster(struct table *t, const json_t *item, uint64_t now_usec) {
         int_of(json_object_get(item, "generation"), gen, sizeof(gen));
         int_of(json_object_get(status, "nodes"), nodes, sizeof(nodes));
         age_of(item, now_usec, age, sizeof(age));
-        if ((r = table_add(t, json_str(item, "name"))) < 0 ||
-            (r = table_add(t, json_str(json_object_get(item, "spec"), "engine"))) < 0 ||
-            (r = table_add(t, json_str(status, "phase"))) < 0 || (r = table_add(t, gen)) < 0 ||
-            (r = table_add(t, nodes)) < 0 || (r = table_add(t, age)) < 0)
+        if ((r = cm_output_table_add(t, json_str(item, "name"))) < 0 ||
+            (r = cm_output_table_add(t, json_str(json_object_get(item, "spec"), "engine"))) < 0 ||
+            (r = cm_output_table_add(t, json_str(status, "phase"))) < 0 ||
+            (r = cm_output_table_add(t, gen)) < 0 || (r = cm_output_table_add(t, nodes)) < 0 ||
+            (r = cm_output_table_add(t, age)) < 0)
                 return r;
         return 0;
 }
 
-static int row_operation(struct table *t, const json_t *item, uint64_t now_usec) {
+static int row_operation(struct cm_output_table *t, const json_t *item, uint64_t now_usec) {
         const json_t *attempts = json_object_get(item, "attempts"),
                      *max = json_object_get(item, "maxAttempts");
         char att[48], age[32];
@@ -236,15 +262,16 @@ static int row_operation(struct table *t, const json_t *item, uint64_t now_usec)
         else
                 int_of(attempts, att, sizeof(att));
         age_of(item, now_usec, age, sizeof(age));
-        if ((r = table_add(t, json_str(item, "id"))) < 0 || (r = table_add(t, json_str(item, "type"))) < 0 ||
-            (r = table_add(t, json_str(item, "state"))) < 0 ||
-            (r = table_add(t, json_str(item, "cluster"))) < 0 || (r = table_add(t, att)) < 0 ||
-            (r = table_add(t, age)) < 0)
+        if ((r = cm_output_table_add(t, json_str(item, "id"))) < 0 ||
+            (r = cm_output_table_add(t, json_str(item, "type"))) < 0 ||
+            (r = cm_output_table_add(t, json_str(item, "state"))) < 0 ||
+            (r = cm_output_table_add(t, json_str(item, "cluster"))) < 0 ||
+            (r = cm_output_table_add(t, att)) < 0 || (r = cm_output_table_add(t, age)) < 0)
                 return r;
         return 0;
 }
 
-static int row_sshkey(struct table *t, const json_t *item, uint64_t now_usec) {
+static int row_sshkey(struct cm_output_table *t, const json_t *item, uint64_t now_usec) {
         const char *pub = json_str(item, "publicKey");
         char type[64] = "", age[32];
         int r;
@@ -255,25 +282,28 @@ static int row_sshkey(struct table *t, const json_t *item, uint64_t now_usec) {
                 (void) snprintf(type, sizeof(type), "%.*s", (int) MIN(n, sizeof(type) - 1), pub);
         }
         age_of(item, now_usec, age, sizeof(age));
-        if ((r = table_add(t, json_str(item, "name"))) < 0 || (r = table_add(t, type)) < 0 ||
-            (r = table_add(t, json_str(item, "fingerprint"))) < 0 || (r = table_add(t, age)) < 0)
+        if ((r = cm_output_table_add(t, json_str(item, "name"))) < 0 ||
+            (r = cm_output_table_add(t, type)) < 0 ||
+            (r = cm_output_table_add(t, json_str(item, "fingerprint"))) < 0 ||
+            (r = cm_output_table_add(t, age)) < 0)
                 return r;
         return 0;
 }
 
-static int row_snapshot(struct table *t, const json_t *item, uint64_t now_usec) {
+static int row_snapshot(struct cm_output_table *t, const json_t *item, uint64_t now_usec) {
         char age[32];
         int r;
 
         age_of(item, now_usec, age, sizeof(age));
-        if ((r = table_add(t, json_str(item, "name"))) < 0 ||
-            (r = table_add(t, json_str(item, "operation"))) < 0 || (r = table_add(t, age)) < 0)
+        if ((r = cm_output_table_add(t, json_str(item, "name"))) < 0 ||
+            (r = cm_output_table_add(t, json_str(item, "operation"))) < 0 ||
+            (r = cm_output_table_add(t, age)) < 0)
                 return r;
         return 0;
 }
 
 /* A state file: its newest version (versions are listed newest first) and how many are kept. */
-static int row_statefile(struct table *t, const json_t *item, uint64_t now_usec) {
+static int row_statefile(struct cm_output_table *t, const json_t *item, uint64_t now_usec) {
         const json_t *versions = json_object_get(item, "versions"), *newest = json_array_get(versions, 0);
         char ver[32], kept[32], size[32], age[32];
         int r;
@@ -282,14 +312,16 @@ static int row_statefile(struct table *t, const json_t *item, uint64_t now_usec)
         (void) snprintf(kept, sizeof(kept), "%zu", json_array_size(versions));
         int_of(json_object_get(newest, "size"), size, sizeof(size));
         age_of(newest, now_usec, age, sizeof(age));
-        if ((r = table_add(t, json_str(item, "name"))) < 0 || (r = table_add(t, ver)) < 0 ||
-            (r = table_add(t, kept)) < 0 || (r = table_add(t, size)) < 0 ||
-            (r = table_add(t, json_str(newest, "keyId"))) < 0 || (r = table_add(t, age)) < 0)
+        if ((r = cm_output_table_add(t, json_str(item, "name"))) < 0 ||
+            (r = cm_output_table_add(t, ver)) < 0 || (r = cm_output_table_add(t, kept)) < 0 ||
+            (r = cm_output_table_add(t, size)) < 0 ||
+            (r = cm_output_table_add(t, json_str(newest, "keyId"))) < 0 ||
+            (r = cm_output_table_add(t, age)) < 0)
                 return r;
         return 0;
 }
 
-static int row_secret(struct table *t, const json_t *item, uint64_t now_usec) {
+static int row_secret(struct cm_output_table *t, const json_t *item, uint64_t now_usec) {
         char size[32], age[32], updated[32] = "-";
         const char *u = json_str(item, "updatedAt");
         uint64_t usec;
@@ -299,13 +331,14 @@ static int row_secret(struct table *t, const json_t *item, uint64_t now_usec) {
         age_of(item, now_usec, age, sizeof(age));
         if (u && cm_parse_rfc3339(u, &usec) >= 0)
                 cm_output_age(usec, now_usec, updated, sizeof(updated));
-        if ((r = table_add(t, json_str(item, "name"))) < 0 || (r = table_add(t, size)) < 0 ||
-            (r = table_add(t, updated)) < 0 || (r = table_add(t, age)) < 0)
+        if ((r = cm_output_table_add(t, json_str(item, "name"))) < 0 ||
+            (r = cm_output_table_add(t, size)) < 0 || (r = cm_output_table_add(t, updated)) < 0 ||
+            (r = cm_output_table_add(t, age)) < 0)
                 return r;
         return 0;
 }
 
-static int row_apikey(struct table *t, const json_t *item, uint64_t now_usec) {
+static int row_apikey(struct cm_output_table *t, const json_t *item, uint64_t now_usec) {
         _cleanup_strbuf_ struct strbuf roles = STRBUF_INIT(4096);
         const json_t *list = json_object_get(item, "roles"), *g;
         const char *state = json_is_true(json_object_get(item, "revoked")) ? "revoked" : "active";
@@ -329,14 +362,16 @@ static int row_apikey(struct table *t, const json_t *item, uint64_t now_usec) {
         if (u && cm_parse_rfc3339(u, &usec) >= 0)
                 cm_output_age(usec, now_usec, used, sizeof(used));
         age_of(item, now_usec, age, sizeof(age));
-        if ((r = table_add(t, json_str(item, "id"))) < 0 || (r = table_add(t, json_str(item, "name"))) < 0 ||
-            (r = table_add(t, roles.len ? roles.buf : "-")) < 0 || (r = table_add(t, state)) < 0 ||
-            (r = table_add(t, used)) < 0 || (r = table_add(t, age)) < 0)
+        if ((r = cm_output_table_add(t, json_str(item, "id"))) < 0 ||
+            (r = cm_output_table_add(t, json_str(item, "name"))) < 0 ||
+            (r = cm_output_table_add(t, roles.len ? roles.buf : "-")) < 0 ||
+            (r = cm_output_table_add(t, state)) < 0 || (r = cm_output_table_add(t, used)) < 0 ||
+            (r = cm_output_table_add(t, age)) < 0)
                 return r;
         return 0;
 }
 
-static int row_rolebinding(struct table *t, const json_t *item, uint64_t now_usec) {
+static int row_rolebinding(struct cm_output_table *t, const json_t *item, uint64_t now_usec) {
         const json_t *sub = json_object_get(item, "subject");
         char who[300], age[32];
         int r;
@@ -344,9 +379,11 @@ static int row_rolebinding(struct table *t, const json_t *item, uint64_t now_use
         (void) snprintf(who, sizeof(who), "%s:%s", json_str(sub, "kind") ?: "?",
                         json_str(sub, "name") ?: "?");
         age_of(item, now_usec, age, sizeof(age));
-        if ((r = table_add(t, json_str(item, "id"))) < 0 ||
-            (r = table_add(t, json_str(item, "environment"))) < 0 || (r = table_add(t, who)) < 0 ||
-            (r = table_add(t, json_str(item, "role"))) < 0 || (r = table_add(t, age)) < 0)
+        if ((r = cm_output_table_add(t, json_str(item, "id"))) < 0 ||
+            (r = cm_output_table_add(t, json_str(item, "environment"))) < 0 ||
+            (r = cm_output_table_add(t, who)) < 0 ||
+            (r = cm_output_table_add(t, json_str(item, "role"))) < 0 ||
+            (r = cm_output_table_add(t, age)) < 0)
                 return r;
         return 0;
 }
@@ -354,7 +391,7 @@ static int row_rolebinding(struct table *t, const json_t *item, uint64_t now_use
 struct table_kind {
         const char *const *headers;
         size_t n_columns;
-        int (*row)(struct table *t, const json_t *item, uint64_t now_usec);
+        int (*row)(struct cm_output_table *t, const json_t *item, uint64_t now_usec);
 };
 
 static const char *const env_headers[] = { "NAME", "LABELS", "AGE" };
@@ -461,13 +498,12 @@ static int operation_details(struct strbuf *out, const json_t *op) {
 
 static int render_table(struct strbuf *out, enum cm_resource kind, const json_t *v, uint64_t now_usec) {
         const struct table_kind *k = &table_kinds[kind];
-        struct table t = { .n_columns = k->n_columns };
+        struct cm_output_table t = {};
         const json_t *item;
         size_t i;
-        int r = 0;
+        int r;
 
-        for (i = 0; i < k->n_columns && r >= 0; i++)
-                r = table_add(&t, k->headers[i]);
+        r = cm_output_table_init(&t, k->headers, k->n_columns);
         if (json_is_array(v)) {
                 json_array_foreach(v, i, item) {
                         if (r < 0)
@@ -479,7 +515,7 @@ static int render_table(struct strbuf *out, enum cm_resource kind, const json_t 
                 r = k->row(&t, v, now_usec);
         if (r >= 0)
                 r = table_render(&t, out);
-        table_done(&t);
+        cm_output_table_done(&t);
         if (r < 0 || json_is_array(v))
                 return r;
         if (kind == CM_RESOURCE_CLUSTER)

@@ -60,3 +60,33 @@ _warn_unused_result_ int cm_output_problem(struct strbuf *out, const struct cm_c
 
 /* Appends "k=v,k2=v2" of a labels object, or "<none>". */
 _warn_unused_result_ int cm_output_labels(struct strbuf *out, const json_t *labels);
+
+/*
+ * An aligned table for people: the header row, then cells row after row. Cells are cleaned of control
+ * characters and cut to CM_OUTPUT_CELL_MAX bytes at a character boundary (NULL and "" show as "-");
+ * columns are as wide as their widest cell (in characters, not bytes), three spaces apart, and the last
+ * one is not padded. The tables of cm_output_render() and the CLI's own tables share it.
+ */
+#define CM_OUTPUT_TABLE_COLUMNS_MAX 8U
+#define CM_OUTPUT_CELL_MAX 256U
+
+struct cm_output_table {
+        size_t n_columns;
+        size_t n_cells;
+        size_t alloc;
+        char **cells;
+        size_t widths[CM_OUTPUT_TABLE_COLUMNS_MAX];
+};
+
+/* Starts t with its header row; -EINVAL for 0 or more than CM_OUTPUT_TABLE_COLUMNS_MAX columns, -ENOMEM. */
+_warn_unused_result_ int cm_output_table_init(struct cm_output_table *t, const char *const *headers,
+                                              size_t n);
+/* Appends the next cell; -ENOMEM. */
+_warn_unused_result_ int cm_output_table_add(struct cm_output_table *t, const char *text);
+/* The rows so far, the header row included (the last one may be incomplete). */
+size_t cm_output_table_rows(const struct cm_output_table *t);
+/* Appends row (0: the header) to out, ending in a newline (an incomplete last row too). */
+_warn_unused_result_ int cm_output_table_render_row(const struct cm_output_table *t, size_t row,
+                                                    struct strbuf *out);
+/* Frees the cells; accepts NULL and a zeroed or half-built table, and leaves it zeroed. */
+void cm_output_table_done(struct cm_output_table *t);

@@ -5,6 +5,7 @@
 #include <curl/curl.h>
 #include <jansson.h>
 
+#include "base/parse.h"
 #include "base/secret.h"
 #include "base/strbuf.h"
 #include "client/curlx.h"
@@ -13,7 +14,6 @@
 #define KUBE_CONNECT_TIMEOUT_MS 5000U
 #define KUBE_TIMEOUT_MS 30000U
 #define KUBE_PATH_MAX 4096U /* a request's path with its query */
-#define KUBE_NAME_MAX 253U /* an object's name or namespace */
 #define KUBE_GV_MAX 256U /* group versions cached per client */
 #define KUBE_KINDS_MAX 4096U /* kinds kept of one group version */
 #define KUBE_STATUS_MAX (64U * 1024U) /* an error answer is decoded for its Status up to this size */
@@ -438,20 +438,9 @@ int cm_kube_request(struct cm_kube *k, const char *method, const char *path, con
 
 /* ---- names and paths ------------------------------------------------------------------------- */
 
-/* An object name or namespace as it may appear in a path segment. */
-static bool name_valid(const char *s) {
-        size_t n;
-
-        if (isempty(s))
-                return false;
-        n = strlen(s);
-        if (n > KUBE_NAME_MAX || streq(s, ".") || streq(s, ".."))
-                return false;
-        for (size_t i = 0; i < n; i++)
-                if ((unsigned char) s[i] <= 0x20 || (unsigned char) s[i] >= 0x7f || s[i] == '/' ||
-                    s[i] == '%')
-                        return false;
-        return true;
+bool cm_kube_name_valid(const char *s) {
+        return cm_ascii_text_valid(s, CM_KUBE_NAME_MAX, false) && !streq(s, ".") && !streq(s, "..") &&
+               !strpbrk(s, "/%");
 }
 
 static bool kind_valid(const char *s) {
@@ -556,7 +545,8 @@ static int gv_decode(const char *body, size_t len, struct kube_gv *ret) {
                 if (n >= KUBE_KINDS_MAX)
                         break;
                 if (!name || !kind || !json_is_boolean(namespaced) || strchr(name, '/') ||
-                    !kind_valid(kind) || !name_valid(name) || strlen(name) >= sizeof(kinds[n].res.name))
+                    !kind_valid(kind) || !cm_kube_name_valid(name) ||
+                    strlen(name) >= sizeof(kinds[n].res.name))
                         continue;
                 kinds[n].kind = strdup(kind);
                 if (!kinds[n].kind) {
@@ -711,9 +701,9 @@ int cm_kube_object_path(struct cm_kube *k, const struct cm_kube_ref *ref, struct
         if (!ref || !ref->api_version || !ref->kind)
                 return kube_fail(err, -EINVAL, "no object: an apiVersion and a kind are needed");
         has_ns = !isempty(ref->namespace);
-        if (has_ns && !name_valid(ref->namespace))
+        if (has_ns && !cm_kube_name_valid(ref->namespace))
                 return kube_fail(err, -EINVAL, "the namespace of %s is not a valid name", strna(ref->kind));
-        if (ref->name && !name_valid(ref->name))
+        if (ref->name && !cm_kube_name_valid(ref->name))
                 return kube_fail(err, -EINVAL, "the name of %s is not a valid name", strna(ref->kind));
         r = cm_kube_resolve(k, ref->api_version, ref->kind, &res, err);
         if (r < 0)
@@ -821,17 +811,6 @@ static int object_ref(const json_t *object, struct cm_kube_ref *ret, struct cm_k
         return 0;
 }
 
-static bool field_manager_valid(const char *s) {
-        size_t n = s ? strlen(s) : 0;
-
-        if (n == 0 || n > KUBE_FIELD_MANAGER_MAX)
-                return false;
-        for (size_t i = 0; i < n; i++)
-                if ((unsigned char) s[i] < 0x20 || (unsigned char) s[i] >= 0x7f)
-                        return false;
-        return true;
-}
-
 int cm_kube_apply(struct cm_kube *k, const json_t *object, const char *field_manager, bool dry_run,
                   bool force, json_t **ret_live, struct cm_kube_error *err) {
         _cleanup_strbuf_ struct strbuf path = STRBUF_INIT(KUBE_PATH_MAX), body = {};
@@ -845,7 +824,7 @@ int cm_kube_apply(struct cm_kube *k, const json_t *object, const char *field_man
         if (r < 0)
                 return r;
         ref_what(dry_run ? "apply (dry run)" : "apply", &ref, what, sizeof(what));
-        if (!field_manager_valid(field_manager))
+        if (!cm_ascii_text_valid(field_manager, KUBE_FIELD_MANAGER_MAX, true))
                 return kube_fail(err, -EINVAL, "%s: the field manager must be 1-%u printable characters",
                                  what, KUBE_FIELD_MANAGER_MAX);
         r = cm_kube_object_path(k, &ref, &path, err);

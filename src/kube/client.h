@@ -124,6 +124,13 @@ _warn_unused_result_ int cm_kube_resolve(struct cm_kube *k, const char *api_vers
                                          struct cm_kube_resource *ret, struct cm_kube_error *err);
 
 /*
+ * An object name or namespace as it may stand in a path segment: 1 to CM_KUBE_NAME_MAX bytes of
+ * printable ASCII without ' ', '/' or '%', and not "." or "..".
+ */
+#define CM_KUBE_NAME_MAX 253U
+bool cm_kube_name_valid(const char *s);
+
+/*
  * The object's path ("/api/v1/namespaces/x/serviceaccounts/y"; without the name when ref->name is NULL)
  * appended to out. A namespaced kind needs a namespace; a cluster-scoped kind must have none (-EINVAL).
  * Names and namespaces are checked (1-253 printable characters, no '/', not "." or "..") and escaped.

@@ -30,33 +30,6 @@ static int kc_oom(const struct kc_error *e) {
         return -ENOMEM;
 }
 
-/* Overwrites every string value of a decoded kubeconfig (keys are names, never secrets). */
-static void tree_wipe(json_t *v) {
-        const char *key;
-        json_t *child;
-        size_t i;
-
-        if (json_is_string(v))
-                cm_wipe(CM_UNCONST(char *, json_string_value(v)), json_string_length(v));
-        else if (json_is_object(v)) {
-                json_object_foreach(v, key, child) {
-                        tree_wipe(child);
-                }
-        } else if (json_is_array(v)) {
-                json_array_foreach(v, i, child) {
-                        tree_wipe(child);
-                }
-        }
-}
-
-static void tree_wipe_and_free(json_t **v) {
-        if (*v) {
-                tree_wipe(*v);
-                json_decref(*v);
-                *v = NULL;
-        }
-}
-
 /* ---- base64 (RFC 4648 §4, padded, no whitespace) -------------------------------------------- */
 
 static int b64_digit(unsigned char c) {
@@ -386,7 +359,7 @@ static int kc_build(const struct kc_error *e, const json_t *root, struct cm_kube
 int cm_kubeconfig_parse(const char *data, size_t len, struct cm_kubeconfig *ret, char *error,
                         size_t error_size) {
         const struct kc_error e = { .buf = error, .size = error_size };
-        _cleanup_(tree_wipe_and_free) json_t *root = NULL;
+        _cleanup_(cm_json_wipe_and_free) json_t *root = NULL;
         _cleanup_(cm_kubeconfig_done) struct cm_kubeconfig k = {};
         struct cm_doc_error derr = {};
         int r;

@@ -3,6 +3,7 @@
 
 #include "api/documents.h"
 #include "api/encode.h"
+#include "api/json.h"
 #include "base/log.h"
 #include "base/parse.h"
 #include "base/util.h"
@@ -57,32 +58,98 @@ static int parse_name_token(struct cm_req *req, const char **ret) {
         return 0;
 }
 
-/* If-Match: "<resourceVersion>" (quotes optional); -1 when absent. Replies 400 when malformed. */
-static int parse_if_match(struct cm_req *req, int64_t *ret) {
-        const char *v = cm_req_header(req, "If-Match");
+/*
+ * The version in an If-Match value: "<n>" with at most max_digits characters between the quotes, or
+ * (unless quoted_only) n alone; -1 for none and "*". -EINVAL otherwise.
+ */
+static int if_match_version(const char *v, bool quoted_only, size_t max_digits, int64_t *ret) {
         char buf[32];
         size_t n;
-        uint64_t rv;
+        uint64_t u;
 
-        *ret = -1;
-        if (!v || streq(v, "*"))
+        if (!v || streq(v, "*")) {
+                *ret = -1;
                 return 0;
+        }
         n = strlen(v);
         if (n >= 2 && v[0] == '"' && v[n - 1] == '"') {
-                if (n - 2 >= sizeof(buf))
-                        goto bad;
+                if (n - 2 > max_digits || n - 2 >= sizeof(buf))
+                        return -EINVAL;
                 memcpy(buf, v + 1, n - 2);
                 buf[n - 2] = 0;
-        } else if (cm_strlcpy(buf, v, sizeof(buf)) < 0)
-                goto bad;
-        if (safe_atou64(buf, &rv) < 0 || rv > INT64_MAX)
-                goto bad;
-        *ret = (int64_t) rv;
+        } else if (quoted_only || cm_strlcpy(buf, v, sizeof(buf)) < 0)
+                return -EINVAL;
+        if (safe_atou64(buf, &u) < 0 || u > INT64_MAX)
+                return -EINVAL;
+        *ret = (int64_t) u;
         return 0;
-bad:
+}
+
+/* If-Match: "<resourceVersion>" (quotes optional); -1 when absent. Replies 400 when malformed. */
+static int parse_if_match(struct cm_req *req, int64_t *ret) {
+        if (if_match_version(cm_req_header(req, "If-Match"), false, 31, ret) >= 0)
+                return 0;
         cm_reply_problem_simple(req, 400, "malformed", "Malformed request",
                                 "If-Match must be the cluster's resourceVersion in quotes, like \"12\"");
         return -EINVAL;
+}
+
+/* ---- settings documents of an environment (monitoring, customer access, policies) ---- */
+
+int cm_settings_if_match(struct cm_req *req, int64_t *ret) {
+        /* only the quoted version, as GET's ETag has it */
+        if (if_match_version(cm_req_header(req, "If-Match"), true, 29, ret) >= 0)
+                return 0;
+        cm_reply_problem_simple(req, 400, "malformed", "Malformed request",
+                                "If-Match must be the quoted version of the settings (the ETag of GET)");
+        return -EINVAL;
+}
+
+void cm_settings_etag(struct cm_req *req, int64_t version) {
+        char etag[32];
+
+        (void) cm_snprintf(etag, sizeof(etag), "\"%" PRIi64 "\"", version);
+        (void) cm_reply_header(req, "ETag", etag);
+}
+
+int cm_settings_add_document(struct cm_req *req, const struct strbuf *doc, int64_t version) {
+        int r;
+
+        if (doc->len < 2 || doc->buf[doc->len - 1] != '}')
+                return -EBADMSG;
+        r = strbuf_add(&req->out, doc->buf, doc->len - 1);
+        if (r >= 0)
+                r = strbuf_addf(&req->out, ",\"version\":%" PRIi64 "}", version);
+        if (r >= 0)
+                cm_settings_etag(req, version);
+        return r;
+}
+
+int cm_settings_store(struct cm_req *req, const char *kind, const json_t *doc, int64_t expected,
+                      int64_t *ret_version) {
+        _cleanup_free_ char *stored = cm_json_canonical(doc);
+
+        if (!stored)
+                return -ENOMEM;
+        return STORE_CALL(req->svc->store, env_settings_put, req->params[0], kind, stored, expected,
+                          cm_now_usec(), ret_version);
+}
+
+void cm_settings_reply(struct cm_req *req, int r, struct cm_problem *p, const char *what, int64_t expected) {
+        const char *env = req->params[0];
+
+        if (r == -ENOENT && !p)
+                return cm_reply_not_found(req, "environment", env);
+        if (r == -ENOENT)
+                cm_problem_not_found(p, "environment", env);
+        else if (r == -ESTALE && p)
+                cm_problem_set(p, 412, "precondition-failed", "Precondition failed",
+                               "the %s settings of environment '%s' changed since version %" PRIi64
+                               "; read them again and retry",
+                               what, env, expected);
+        if (r < 0)
+                return cm_reply_error(req, r, p);
+        cm_reply(req, 200);
 }
 
 void cm_handle_healthz(struct cm_req *req) {

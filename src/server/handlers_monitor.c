@@ -1068,21 +1068,10 @@ void cm_handle_webhook_deliveries(struct cm_req *req) {
 /* The effective settings with their version, and ETag: "<version>". */
 static int settings_document(struct cm_req *req, const struct cm_monitor_settings *s, int64_t version) {
         _cleanup_strbuf_ struct strbuf doc = STRBUF_INIT(1024);
-        char etag[32];
         int r;
 
         r = cm_monitor_settings_encode(s, &doc);
-        if (r >= 0 && (doc.len < 2 || doc.buf[doc.len - 1] != '}'))
-                r = -EBADMSG;
-        if (r >= 0)
-                r = strbuf_add(&req->out, doc.buf, doc.len - 1);
-        if (r >= 0)
-                r = strbuf_addf(&req->out, ",\"version\":%" PRIi64 "}", version);
-        if (r >= 0) {
-                (void) cm_snprintf(etag, sizeof(etag), "\"%" PRIi64 "\"", version);
-                (void) cm_reply_header(req, "ETag", etag);
-        }
-        return r;
+        return r < 0 ? r : cm_settings_add_document(req, &doc, version);
 }
 
 void cm_handle_monitoring_get(struct cm_req *req) {
@@ -1091,37 +1080,9 @@ void cm_handle_monitoring_get(struct cm_req *req) {
         int r;
 
         r = cm_monitor_settings_get(req->svc, req->params[0], &s, &version);
-        if (r == -ENOENT)
-                return cm_reply_not_found(req, "environment", req->params[0]);
         if (r >= 0)
                 r = settings_document(req, &s, version);
-        if (r < 0)
-                return cm_reply_error(req, r, NULL);
-        cm_reply(req, 200);
-}
-
-/* If-Match: "<version>" of the settings (0 before any were stored); none or "*" skips the check. */
-static int parse_expected(struct cm_req *req, int64_t *ret) {
-        const char *v = cm_req_header(req, "If-Match");
-        char buf[32];
-        size_t n;
-
-        *ret = -1;
-        if (!v || streq(v, "*"))
-                return 0;
-        n = strlen(v);
-        if (n < 3 || n >= sizeof(buf) || v[0] != '"' || v[n - 1] != '"')
-                goto bad;
-        memcpy(buf, v + 1, n - 2);
-        buf[n - 2] = 0;
-        if (parse_seq(buf, true, ret) < 0)
-                goto bad;
-        return 0;
-bad:
-        *ret = -1;
-        cm_reply_problem_simple(req, 400, "malformed", "Malformed request",
-                                "If-Match must be the quoted version of the settings (the ETag of GET)");
-        return -EINVAL;
+        cm_settings_reply(req, r, NULL, NULL, -1);
 }
 
 /*
@@ -1130,14 +1091,13 @@ bad:
  */
 void cm_handle_monitoring_put(struct cm_req *req) {
         struct cm_monitor_settings defaults = {}, s = {};
-        _cleanup_free_ char *stored = NULL;
         char field[64] = "", reason[160] = "";
         struct cm_problem p;
         int64_t expected, version = 0;
         json_t *doc = NULL;
         int r;
 
-        if (parse_expected(req, &expected) < 0)
+        if (cm_settings_if_match(req, &expected) < 0)
                 return;
         cm_problem_init(&p);
         r = cm_json_parse_strict(req->body.buf ?: "", req->body.len, &doc, &p);
@@ -1154,27 +1114,14 @@ void cm_handle_monitoring_put(struct cm_req *req) {
                         cm_problem_add(&p, field, "%s", reason);
                 r = cm_problem_validation(&p, field[0] ? "the monitoring settings are not valid" : reason);
         }
-        if (r >= 0 && !(stored = cm_json_canonical(doc)))
-                r = -ENOMEM;
         if (r >= 0)
-                r = STORE_CALL(req->svc->store, env_settings_put, req->params[0], CM_MONITOR_SETTINGS_KIND,
-                               stored, expected, cm_now_usec(), &version);
-        if (r == -ENOENT)
-                cm_problem_not_found(&p, "environment", req->params[0]);
-        else if (r == -ESTALE)
-                cm_problem_set(&p, 412, "precondition-failed", "Precondition failed",
-                               "the monitoring settings of environment '%s' changed since version %" PRIi64
-                               "; read them again and retry",
-                               req->params[0], expected);
+                r = cm_settings_store(req, CM_MONITOR_SETTINGS_KIND, doc, expected, &version);
         if (r >= 0) {
                 if (req->svc->monitor)
                         cm_monitor_poke(req->svc->monitor);
                 r = settings_document(req, &s, version);
         }
-        if (r < 0)
-                cm_reply_error(req, r, &p);
-        else
-                cm_reply(req, 200);
+        cm_settings_reply(req, r, &p, "monitoring", expected);
         json_decref(doc);
         cm_problem_done(&p);
 }

@@ -54,12 +54,8 @@ static int policy_document(struct cm_req *req, const char *env, const char *stor
         if (!text)
                 goto out;
         r = strbuf_adds(&req->out, text);
-        if (r >= 0) {
-                char etag[32];
-
-                (void) cm_snprintf(etag, sizeof(etag), "\"%" PRIi64 "\"", version);
-                (void) cm_reply_header(req, "ETag", etag);
-        }
+        if (r >= 0)
+                cm_settings_etag(req, version);
 out:
         json_decref(doc);
         json_decref(rules);
@@ -75,38 +71,9 @@ void cm_handle_policy_get(struct cm_req *req) {
         int r;
 
         r = STORE_CALL(req->svc->store, env_policy_get, req->params[0], &stored, &version);
-        if (r == -ENOENT)
-                return cm_reply_not_found(req, "environment", req->params[0]);
         if (r >= 0)
                 r = policy_document(req, req->params[0], stored, version);
-        if (r < 0)
-                return cm_reply_error(req, r, NULL);
-        cm_reply(req, 200);
-}
-
-/* If-Match: "<version>" of the settings (0 before any were stored); none or "*" skips the check. */
-static int parse_expected(struct cm_req *req, int64_t *ret) {
-        const char *v = cm_req_header(req, "If-Match");
-        char buf[32];
-        size_t n;
-        uint64_t u;
-
-        *ret = -1;
-        if (!v || streq(v, "*"))
-                return 0;
-        n = strlen(v);
-        if (n < 3 || n >= sizeof(buf) || v[0] != '"' || v[n - 1] != '"')
-                goto bad;
-        memcpy(buf, v + 1, n - 2);
-        buf[n - 2] = 0;
-        if (safe_atou64(buf, &u) < 0 || u > INT64_MAX)
-                goto bad;
-        *ret = (int64_t) u;
-        return 0;
-bad:
-        cm_reply_problem_simple(req, 400, "malformed", "Malformed request",
-                                "If-Match must be the quoted version of the settings (the ETag of GET)");
-        return -EINVAL;
+        cm_settings_reply(req, r, NULL, NULL, -1);
 }
 
 void cm_handle_policy_put(struct cm_req *req) {
@@ -115,26 +82,16 @@ void cm_handle_policy_put(struct cm_req *req) {
         int64_t expected, version = 0;
         int r;
 
-        if (parse_expected(req, &expected) < 0)
+        if (cm_settings_if_match(req, &expected) < 0)
                 return;
         cm_problem_init(&p);
         r = cm_policy_settings_decode(req->body.buf ?: "", req->body.len, &settings, &p);
         if (r >= 0)
                 r = STORE_CALL(req->svc->store, env_policy_put, req->params[0], settings, expected,
                                cm_now_usec(), &version);
-        if (r == -ENOENT)
-                cm_problem_not_found(&p, "environment", req->params[0]);
-        else if (r == -ESTALE)
-                cm_problem_set(&p, 412, "precondition-failed", "Precondition failed",
-                               "the policy settings of environment '%s' changed since version %" PRIi64
-                               "; read them again and retry",
-                               req->params[0], expected);
         if (r >= 0)
                 r = policy_document(req, req->params[0], settings, version);
-        if (r < 0)
-                cm_reply_error(req, r, &p);
-        else
-                cm_reply(req, 200);
+        cm_settings_reply(req, r, &p, "policy", expected);
         cm_problem_done(&p);
 }
 

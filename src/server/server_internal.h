@@ -5,6 +5,8 @@
 #include <stdatomic.h>
 #include <sys/socket.h>
 
+#include <jansson.h>
+
 #include "server/cache.h"
 #include "server/pagecache.h"
 #include "server/server.h"
@@ -64,6 +66,27 @@ void cm_metrics_observe(struct cm_server *s, const struct cm_route *route, int s
 int cm_req_load_cluster(struct cm_req *req, struct cm_cluster *ret);
 /* Answers with a secret (takes data over): sent without a copy, wiped and freed once sent. */
 void cm_reply_secret(struct cm_req *req, int status, const char *content_type, char *data, size_t n);
+/*
+ * Settings documents of an environment (server/handlers.c): GET answers the document with its
+ * "version" and ETag: "<version>"; PUT takes If-Match: "<version>" (0 before any were stored) and
+ * stores only when it is still the stored version.
+ */
+/* The version If-Match expects; -1 without one (or "*"). When malformed, replies 400 and returns < 0. */
+int cm_settings_if_match(struct cm_req *req, int64_t *ret);
+/* Sets the ETag header of version. */
+void cm_settings_etag(struct cm_req *req, int64_t version);
+/* Appends doc (an encoded JSON object) with "version" as its last member to req->out; sets the ETag. */
+_warn_unused_result_ int cm_settings_add_document(struct cm_req *req, const struct strbuf *doc,
+                                                  int64_t version);
+/* Stores doc (canonical JSON) as the kind settings of the route's environment, if still at expected. */
+_warn_unused_result_ int cm_settings_store(struct cm_req *req, const char *kind, const json_t *doc,
+                                           int64_t expected, int64_t *ret_version);
+/*
+ * Answers a settings request of the route's environment: 200 with req->out when r >= 0, else the error.
+ * -ENOENT is the environment's 404. With p (a PUT), p holds the problem and -ESTALE is 412 naming what
+ * ("monitoring") and the expected version; without p (a GET) the rest go to cm_reply_error() alone.
+ */
+void cm_settings_reply(struct cm_req *req, int r, struct cm_problem *p, const char *what, int64_t expected);
 int cm_auth_authenticate(struct cm_req *req, struct cm_problem *p);
 int cm_auth_authorize(struct cm_req *req, struct cm_problem *p);
 /* The principal's role in env (NULL: its global role, from its key and the "*" bindings). */
