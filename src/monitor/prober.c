@@ -534,6 +534,13 @@ static int handle_acquire(struct cm_monitor *m, struct target *t) {
         (void) curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, body_write);
         (void) curl_easy_setopt(e, CURLOPT_WRITEDATA, t);
         (void) curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long) MIN(m->cfg.timeout_ms, 5000u));
+        /*
+         * The kubeconfig's CA is the only trust anchor. Unset, libcurl would also load the system's CA
+         * bundle into every connection's TLS context: a public CA could then vouch for a cluster, and
+         * parsing the bundle was most of the cost of a new connection.
+         */
+        (void) curl_easy_setopt(e, CURLOPT_CAINFO, NULL);
+        (void) curl_easy_setopt(e, CURLOPT_CAPATH, NULL);
         (void) curl_easy_setopt(e, CURLOPT_CAINFO_BLOB, &ca);
         (void) curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
         (void) curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
@@ -638,6 +645,12 @@ static void step_start(struct cm_monitor *m, struct target *t) {
         t->body.cap = t->step == STEP_NODES ? NODES_BODY_MAX : BODY_MAX;
         t->h->errbuf[0] = '\0';
         (void) curl_easy_setopt(t->h->easy, CURLOPT_URL, url);
+        /*
+         * Without keep-alive the probe's last request closes its connection: idle connections left in
+         * libcurl's cache would only be walked (and evicted) at every new connection.
+         */
+        (void) curl_easy_setopt(t->h->easy, CURLOPT_FORBID_REUSE,
+                                (long) (!m->keep_alive && t->step == STEP_STATEFULSETS));
         (void) curl_easy_setopt(t->h->easy, CURLOPT_TIMEOUT_MS,
                                 (long) MAX((deadline - now) / USEC_PER_MSEC, 1));
         if (curl_multi_add_handle(m->multi, t->h->easy) != CURLM_OK) {
