@@ -27,7 +27,17 @@
    token seen before), and over HTTP the same request with an OIDC token of a real test provider and
    with an API key, beside GET /healthz (no authentication), in the same run. Target p99 < 30 µs.
 
---only core|local|vault|rke|policy|audit|auth runs one section.
+11. Health monitoring: one service monitoring 1,000 to 10,000 clusters (--monitor-sizes) at a 30 s interval:
+   CPU (cores, over a steady-state window of --monitor-window seconds, as a ratio to bare-prober issuing
+   the same requests with the same credentials at the same rate in the same run), RSS, probe duration
+   p50/p99 (interpolated in the histogram), probe errors; then, with the largest size monitored, the
+   detection latency of a node made NotReady (annotation → NodesReady False stored) over
+   --monitor-trials trials. 3 real local clusters serve every record's probes; the other records are
+   put into the stopped service's data directory by monitor-seed, each with its own client
+   certificate and an address of its own (a loopback port of port-relay, which copies the bytes to
+   one of the 3 API servers). Takes about 25 minutes with the default sizes.
+
+--only core|local|vault|rke|policy|audit|auth|monitor runs one section.
 """
 import argparse
 import datetime
@@ -35,6 +45,7 @@ import json
 import math
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -152,8 +163,18 @@ def main():
     ap.add_argument("--policy-bench", help="policy-bench binary (default: next to the bare responder)")
     ap.add_argument("--audit-bench", help="audit-bench binary (default: next to the bare responder)")
     ap.add_argument("--auth-bench", help="auth-bench binary (default: next to the bare responder)")
-    ap.add_argument("--only", choices=("core", "local", "vault", "rke", "policy", "audit", "auth"))
+    ap.add_argument("--monitor-seed", help="monitor-seed binary (default: next to the bare responder)")
+    ap.add_argument("--bare-prober", help="bare-prober binary (default: next to the bare responder)")
+    ap.add_argument("--port-relay", help="port-relay binary (default: next to the bare responder)")
+    ap.add_argument("--monitor-first-port", type=int, default=20000,
+                    help="first of the loopback ports (one per record) the relay listens on")
+    ap.add_argument("--monitor-sizes", default="1000,2500,5000,10000", help="clusters monitored, comma-separated")
+    ap.add_argument("--monitor-window", type=int, default=90, help="steady-state window in seconds (≥ 2 intervals)")
+    ap.add_argument("--monitor-trials", type=int, default=9, help="NotReady detection trials (with the largest size)")
+    ap.add_argument("--only", choices=("core", "local", "vault", "rke", "policy", "audit", "auth", "monitor"))
     args = ap.parse_args()
+    if args.only == "monitor":
+        return report_monitor(bench_monitor(args))
     if args.only == "local":
         return report_local(bench_local(args))
     if args.only == "vault":
@@ -272,6 +293,7 @@ def main():
     report_policy(bench_policy(args))
     report_audit(bench_audit(args))
     report_auth(bench_auth(args))
+    report_monitor(bench_monitor(args))
     return 0
 
 
@@ -602,6 +624,529 @@ def report_rke(r):
               f"p99: {r['prepare_p99_ms']:.1f} / {r['copy_back_p99_ms']:.1f} / {r['clean_up_p99_ms']:.1f} ms) | < 20 ms |")
     else:
         print("| the engine's own figure (prepare + copy back + clean up) | not in the operation log of this build | < 20 ms |")
+    return 0
+
+
+MONITOR_INTERVAL = 30
+MONITOR_LOCALS = 3  # real local clusters; every other record probes one of them
+MONITOR_SETTLE = 15  # seconds after the first round before a window starts
+MONITOR_ENV = "bench"
+NOT_READY = "localk8s.cratekube.io/not-ready"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def proc_cpu(pid):
+    """utime + stime of a process in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def thread_cpu(pid):
+    """CPU seconds of a process's threads by thread name."""
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                t = f.read()
+        except FileNotFoundError:
+            continue
+        name = t[t.index("(") + 1:t.rindex(")")]
+        fields = t.rsplit(")", 1)[1].split()
+        out[name] = out.get(name, 0) + (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return out
+
+
+def thread_sched(pid):
+    """Seconds on a CPU and waiting for one (run queue) of a process's threads by thread name
+    (/proc/PID/task/TID/schedstat)."""
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                name = f.read().strip()
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                run_ns, wait_ns = (int(x) for x in f.read().split()[:2])
+        except FileNotFoundError:
+            continue
+        a = out.setdefault(name, [0.0, 0.0])
+        a[0] += run_ns / 1e9
+        a[1] += wait_ns / 1e9
+    return out
+
+
+def machine_busy():
+    """CPU seconds the whole machine was busy (every process, kernel, interrupts, steal) and the number of CPUs."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return (sum(v[:8]) - v[3] - v[4]) / CLK_TCK, os.cpu_count()
+
+
+def proc_mem_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        text = f.read()
+    return {k: int(re.search(rf"{k}:\s+(\d+)", text).group(1)) for k in ("VmRSS", "VmHWM")}
+
+
+class RssSampler:
+    """VmRSS of a process every `every` seconds in a thread, as (seconds since start, KiB)."""
+
+    def __init__(self, pid, every=10):
+        import threading
+        self.series, self.done = [], threading.Event()
+        t0 = time.monotonic()
+
+        def run():
+            while not self.done.is_set():
+                try:
+                    self.series.append((round(time.monotonic() - t0), proc_mem_kib(pid)["VmRSS"]))
+                except (FileNotFoundError, ProcessLookupError):
+                    return
+                self.done.wait(every)
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.done.set()
+        self.thread.join()
+        return self.series
+
+
+def scrape_monitor(url):
+    """The monitor's figures from /metrics (cumulative histogram buckets as the service gives them)."""
+    with urllib.request.urlopen(url + "/metrics", timeout=120) as r:
+        text = r.read().decode()
+    cum = [(math.inf if le == "+Inf" else float(le), int(v)) for le, v in
+           re.findall(r'^clustermgmt_probe_duration_seconds_bucket\{le="([^"]+)"\} (\d+)$', text, re.M)]
+    return {"monitored": int(re.search(r"^clustermgmt_monitored_clusters (\d+)$", text, re.M).group(1)),
+            "count": int(re.search(r"^clustermgmt_probe_duration_seconds_count (\d+)$", text, re.M).group(1)),
+            "sum": float(re.search(r"^clustermgmt_probe_duration_seconds_sum (\S+)$", text, re.M).group(1)),
+            "bounds": [b for b, _ in cum],
+            "buckets": [v - (cum[i - 1][1] if i else 0) for i, (_, v) in enumerate(cum)],
+            "errors": {k: int(v) for k, v in re.findall(r'^clustermgmt_probe_errors_total\{reason="([^"]+)"\} (\d+)$',
+                                                        text, re.M)},
+            "bytes": len(text)}
+
+
+def hist_quantile(bounds, counts, q):
+    """Quantile q of a histogram (counts per bucket, upper bounds), interpolated linearly in its bucket
+    as Prometheus' histogram_quantile does."""
+    total = sum(counts)
+    if total == 0:
+        return float("nan")
+    rank, cum, lower = q * total, 0, 0.0
+    for b, c in zip(bounds, counts):
+        if c > 0 and cum + c >= rank:
+            return lower if b == math.inf else lower + (b - lower) * (rank - cum) / c
+        cum += c
+        if b != math.inf:
+            lower = b
+    return lower
+
+
+def measure_window(pid, scrape, seconds, helper_pids, relay_pids):
+    """CPU of pid (and by thread), of the local clusters' helpers and of the relays, RSS every 10 s, and
+    the probe figures between two scrapes around the window (the scrapes themselves are outside it)."""
+    m0 = scrape()
+    t0, c0, th0, s0 = time.monotonic(), proc_cpu(pid), thread_cpu(pid), thread_sched(pid)
+    h0 = sum(proc_cpu(h) for h in helper_pids)
+    r0 = sum(proc_cpu(h) for h in relay_pids)
+    b0, ncpu = machine_busy()
+    slices, rss, last_t, last_c = [], [], t0, c0
+    while time.monotonic() < t0 + seconds:
+        time.sleep(min(10, t0 + seconds - time.monotonic()))
+        t, c = time.monotonic(), proc_cpu(pid)
+        slices.append((c - last_c) / (t - last_t))
+        rss.append(proc_mem_kib(pid)["VmRSS"])
+        last_t, last_c = t, c
+    t1, c1, th1, s1 = time.monotonic(), proc_cpu(pid), thread_cpu(pid), thread_sched(pid)
+    h1 = sum(proc_cpu(h) for h in helper_pids)
+    r1 = sum(proc_cpu(h) for h in relay_pids)
+    b1, _ = machine_busy()
+    mem = proc_mem_kib(pid)
+    m1 = scrape()
+    counts = [b - a for a, b in zip(m0["buckets"], m1["buckets"])]
+    probes = m1["count"] - m0["count"]
+    return {"seconds": t1 - t0, "cores": (c1 - c0) / (t1 - t0),
+            "threads": {k: round((v - th0.get(k, 0)) / (t1 - t0), 4) for k, v in th1.items()},
+            "slice_cores_min": min(slices), "slice_cores_max": max(slices),
+            # Per thread: share of the window on a CPU and waiting in the run queue for one.
+            "sched": {k: [round((v[0] - s0.get(k, [0, 0])[0]) / (t1 - t0), 4), round((v[1] - s0.get(k, [0, 0])[1]) / (t1 - t0), 4)]
+                      for k, v in s1.items()},
+            "machine_busy_cores": (b1 - b0) / (t1 - t0), "cpus": ncpu,
+            "helpers_cores": (h1 - h0) / (t1 - t0), "relay_cores": (r1 - r0) / (t1 - t0), "rss_kib": mem["VmRSS"], "hwm_kib": mem["VmHWM"],
+            "rss_series_kib": rss, "probes": probes, "probes_per_s": probes / (t1 - t0),
+            "p50_ms": hist_quantile(m1["bounds"], counts, 0.5) * 1000,
+            "p99_ms": hist_quantile(m1["bounds"], counts, 0.99) * 1000,
+            "mean_ms": (m1["sum"] - m0["sum"]) / max(probes, 1) * 1000,
+            "errors": {k: v - m0["errors"].get(k, 0) for k, v in m1["errors"].items() if v - m0["errors"].get(k, 0)},
+            "errors_total": {k: v for k, v in m1["errors"].items() if v}}
+
+
+def monitor_serve(args, data, log, extra=()):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen([args.binary, "serve", "--data-dir", data, "--listen", f"127.0.0.1:{port}", "--rate-limit", "0",
+                             "--localk8s-path", os.path.abspath(args.localk8s), "--policy-recheck-seconds", "0",
+                             "--monitor-interval-seconds", str(MONITOR_INTERVAL), "--log-level", "warning", *extra],
+                            stdout=subprocess.DEVNULL, stderr=log)
+    RUNNING.append(proc)
+    for _ in range(1200):
+        try:
+            if http("GET", url + "/readyz")[0] == 200:
+                break
+        except Exception:
+            if proc.poll() is not None:
+                raise RuntimeError(f"serve exited with {proc.returncode}")
+            time.sleep(0.05)
+    return proc, url, open(os.path.join(data, "admin.token")).read().strip()
+
+
+def serve_stop(proc):
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=180)
+
+
+def mint_records(path, locals_, n, first_port):
+    """n records round robin over the local clusters, each with its own EC P-256 client certificate
+    (CN unique, O=system:masters) signed by that cluster's CA, and a kubeconfig embedding them; record
+    i's server is https://127.0.0.1:<first_port + i>, a port of the relay leading to cluster i mod 3."""
+    import base64
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    def b64(s):
+        return base64.b64encode(s.encode()).decode()
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    with open(path, "w") as f:
+        for i in range(n):
+            c = locals_[i % len(locals_)]
+            server = f"https://127.0.0.1:{first_port + i}"
+            key = ec.generate_private_key(ec.SECP256R1())
+            cert = (x509.CertificateBuilder()
+                    .subject_name(x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:masters"),
+                                             x509.NameAttribute(NameOID.COMMON_NAME, f"monitor-bench-{i:05d}")]))
+                    .issuer_name(c["ca"].subject).public_key(key.public_key())
+                    .serial_number(x509.random_serial_number())
+                    .not_valid_before(now - datetime.timedelta(hours=1))
+                    .not_valid_after(now + datetime.timedelta(days=365))
+                    .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+                    .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
+                                                 data_encipherment=False, key_agreement=False, key_cert_sign=False,
+                                                 crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
+                    .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+                    .sign(c["ca_key"], hashes.SHA256()))
+            cert_pem = cert.public_bytes(serialization.Encoding.PEM).decode()
+            key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+                                        serialization.NoEncryption()).decode()
+            kubeconfig = (f"apiVersion: v1\nkind: Config\nclusters:\n- name: local\n  cluster:\n"
+                          f"    server: {server}\n    certificate-authority-data: {b64(c['ca_pem'])}\n"
+                          f"users:\n- name: monitor\n  user:\n    client-certificate-data: {b64(cert_pem)}\n"
+                          f"    client-key-data: {b64(key_pem)}\ncontexts:\n- name: local\n  context:\n"
+                          f"    cluster: local\n    user: monitor\ncurrent-context: local\n")
+            f.write(json.dumps({"env": MONITOR_ENV, "name": f"m{i:05d}", "server": server, "ca": c["ca_pem"],
+                                "cert": cert_pem, "key": key_pem, "kubeconfig": kubeconfig}) + "\n")
+
+
+def local_api(c, method, path, body=None):
+    """A request to a local cluster's API server with the first record's credentials of that cluster."""
+    import requests
+    return requests.request(method, c["server"] + path, json=None, data=json.dumps(body) if body is not None else None,
+                            headers={"Content-Type": "application/merge-patch+json"} if body is not None else {},
+                            cert=(c["cert_file"], c["key_file"]), verify=c["ca_file"], timeout=30)
+
+
+def condition(url, token, name, ctype):
+    doc = json.loads(http("GET", f"{url}/v1/environments/default/clusters/{name}", token)[1])
+    for cond in doc.get("status", {}).get("conditions", []):
+        if cond["type"] == ctype:
+            return cond
+    return None
+
+
+def wait_condition(url, token, name, ctype, status, timeout):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        cond = condition(url, token, name, ctype)
+        if cond and cond["status"] == status:
+            return cond
+        time.sleep(0.25)
+    return None
+
+
+def event_time(url, token, name, ctype, status):
+    """The newest ConditionChanged event of that condition and status (GET /v1/events, follow=false)."""
+    body = http("GET", f"{url}/v1/events?environment=default&cluster={name}&follow=false", token)[1].decode()
+    found = None
+    for line in body.splitlines():
+        if line.startswith("data:"):
+            e = json.loads(line[5:])
+            if e.get("type") == "ConditionChanged" and e.get("condition") == ctype and e.get("status") == status:
+                found = e["time"]
+    return found
+
+
+def detection_trials(url, token, locals_, trials):
+    """NotReady detection on the local clusters, one thread each: at a random point of the interval a
+    node is annotated not-ready; the time from the API server's answer to that PATCH to the stored
+    NodesReady=False (its lastTransitionTime), then the same for the annotation's removal (recovery)."""
+    import random
+    import threading
+    results, lock = [], threading.Lock()
+
+    def node_ready(c, node):
+        n = local_api(c, "GET", f"/api/v1/nodes/{node}").json()
+        return next((x["status"] for x in n["status"]["conditions"] if x["type"] == "Ready"), None)
+
+    def run(c, count):
+        node = local_api(c, "GET", "/api/v1/nodes").json()["items"][0]["metadata"]["name"]
+        for _ in range(count):
+            time.sleep(random.uniform(0, MONITOR_INTERVAL))
+            r = local_api(c, "PATCH", f"/api/v1/nodes/{node}", {"metadata": {"annotations": {NOT_READY: "true"}}})
+            t_change = time.time()
+            r.raise_for_status()
+            t_node = None
+            while time.time() < t_change + 30:
+                if node_ready(c, node) == "False":
+                    t_node = time.time()
+                    break
+                time.sleep(0.05)
+            cond = wait_condition(url, token, c["name"], "NodesReady", "False", 6 * MONITOR_INTERVAL)
+            out = {"cluster": c["name"], "node_not_ready_s": t_node - t_change if t_node else None,
+                   "detect_s": api_time(cond["lastTransitionTime"]) - t_change if cond else None,
+                   "reason": cond and cond["reason"]}
+            ev = event_time(url, token, c["name"], "NodesReady", "False") if cond else None
+            out["event_detect_s"] = api_time(ev) - t_change if ev else None
+            time.sleep(random.uniform(0, MONITOR_INTERVAL))
+            r = local_api(c, "PATCH", f"/api/v1/nodes/{node}", {"metadata": {"annotations": {NOT_READY: None}}})
+            t_back = time.time()
+            r.raise_for_status()
+            cond = wait_condition(url, token, c["name"], "NodesReady", "True", 6 * MONITOR_INTERVAL)
+            out["recover_s"] = api_time(cond["lastTransitionTime"]) - t_back if cond else None
+            with lock:
+                results.append(out)
+
+    threads = [threading.Thread(target=run, args=(c, trials // len(locals_) + (k < trials % len(locals_))))
+               for k, c in enumerate(locals_)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
+def start_relays(exe, first_port, n, upstreams):
+    """port-relay processes for ports first_port .. first_port + n - 1 (port first_port + i leads to
+    upstreams[i mod len]), as many as the descriptor limit needs (3 per port: listener, two sides)."""
+    per = (resource.getrlimit(resource.RLIMIT_NOFILE)[0] - 64) // 3
+    procs = []
+    for start in range(0, n, per):
+        count = min(per, n - start)
+        p = subprocess.Popen([exe, "--first-port", str(first_port + start), "--count", str(count), "--upstreams",
+                              ",".join(str(u) for u in upstreams), "--index-offset", str(start)],
+                             stdout=subprocess.PIPE, text=True)
+        RUNNING.append(p)
+        procs.append(p)
+        if p.stdout.readline().strip() != "ready":
+            raise RuntimeError(f"port-relay could not listen on ports {first_port + start}..{first_port + start + count - 1}")
+    return procs
+
+
+def bare_run(exe, records, size, window, helper_pids, relay_pids):
+    proc = subprocess.Popen([exe, "--records", records, "--limit", str(size), "--interval-seconds", str(MONITOR_INTERVAL),
+                             "--concurrency", "256", "--timeout-ms", "10000"], stdout=subprocess.PIPE, text=True)
+    RUNNING.append(proc)
+    import threading
+    latest = [None]
+
+    def reader():
+        for line in proc.stdout:
+            latest[0] = json.loads(line)
+    threading.Thread(target=reader, daemon=True).start()
+
+    bounds = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, math.inf]
+
+    def scrape():
+        x = latest[0]
+        return {"count": x["probes"], "sum": x["sum"], "bounds": bounds, "buckets": x["buckets"],
+                "errors": {"failed": x["failed"]}, "last_error": x["lastError"]}
+    try:
+        t0 = time.time()
+        while not latest[0] or latest[0]["probed"] < size:
+            if proc.poll() is not None or time.time() > t0 + 600:
+                raise RuntimeError(f"bare-prober did not probe {size} records: {latest[0]}")
+            time.sleep(1)
+        first = time.time() - t0
+        time.sleep(MONITOR_SETTLE)
+        out = measure_window(proc.pid, scrape, window, helper_pids, relay_pids)
+        out["first_round_s"] = first
+        out["last_error"] = latest[0]["lastError"]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    return out
+
+
+def bench_monitor(args):
+    exe_dir = os.path.dirname(args.bare)
+    seed = args.monitor_seed or os.path.join(exe_dir, "monitor-seed")
+    bare = args.bare_prober or os.path.join(exe_dir, "bare-prober")
+    relay = args.port_relay or os.path.join(exe_dir, "port-relay")
+    sizes = sorted(int(x) for x in args.monitor_sizes.split(","))
+    if not os.path.exists(args.localk8s):
+        raise SystemExit(f"{args.localk8s} is missing: run `make localk8s`")
+    if args.monitor_window < 2 * MONITOR_INTERVAL:
+        raise SystemExit(f"--monitor-window must cover at least 2 intervals ({2 * MONITOR_INTERVAL} s)")
+    # One connection per record in the service (and in bare-prober): the soft descriptor limit up to the hard one.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    if hard < sizes[-1] + 1024:
+        raise SystemExit(f"RLIMIT_NOFILE is {hard}: {sizes[-1]} monitored clusters need {sizes[-1] + 1024} descriptors")
+    work = tempfile.mkdtemp(prefix="cm-bench-monitor-")
+    data = os.path.join(work, "data")
+    records = os.path.join(work, "records.jsonl")
+    log = open(os.path.join(work, "serve.log"), "ab")
+    out = {"interval_s": MONITOR_INTERVAL, "window_s": args.monitor_window, "sizes": [], "local_clusters": MONITOR_LOCALS}
+    locals_, relays, proc = [], [], None
+    try:
+        # 3 real local clusters (1 node each), then their CAs to sign the records' client certificates.
+        from cryptography import x509
+        from cryptography.hazmat.primitives import serialization
+        proc, url, token = monitor_serve(args, data, log)
+        ops = [json.loads(http("POST", url + "/v1/environments/default/clusters", token,
+                               {"name": f"mon{k}", "spec": {"engine": "local", "local": {"nodes": 1}}})[1])["id"]
+               for k in range(MONITOR_LOCALS)]
+        for op_id in ops:
+            op = wait_op(url, token, op_id)
+            assert op["state"] == "succeeded", op
+        for k in range(MONITOR_LOCALS):
+            c = json.loads(http("GET", f"{url}/v1/environments/default/clusters/mon{k}", token)[1])
+            d = os.path.join(data, "local", "default", c["id"])
+            ca_pem = open(os.path.join(d, "pki", "ca.crt")).read()
+            locals_.append({"name": f"mon{k}", "id": c["id"], "server": c["status"]["endpoint"], "ca_pem": ca_pem,
+                            "ca": x509.load_pem_x509_certificate(ca_pem.encode()),
+                            "ca_key": serialization.load_pem_private_key(open(os.path.join(d, "pki", "ca.key"), "rb").read(),
+                                                                         None),
+                            "pid": int(open(os.path.join(d, "localk8s.pid")).read()), "ca_file": os.path.join(d, "pki", "ca.crt")})
+        serve_stop(proc)
+        relays = start_relays(relay, args.monitor_first_port, sizes[-1],
+                              [int(c["server"].rsplit(":", 1)[1]) for c in locals_])
+        relay_pids = [p.pid for p in relays]
+        t0 = time.time()
+        mint_records(records, locals_, sizes[-1], args.monitor_first_port)
+        out["mint_s"] = time.time() - t0
+        with open(records) as f:
+            for k, line in enumerate(f):
+                if k == MONITOR_LOCALS:
+                    break
+                r = json.loads(line)
+                c = locals_[k % MONITOR_LOCALS]
+                for part in ("cert", "key"):
+                    c[part + "_file"] = os.path.join(work, f"{c['name']}.{part}")
+                    with open(c[part + "_file"], "w") as pf:
+                        pf.write(r[part])
+        helpers = [c["pid"] for c in locals_]
+
+        for size in sizes:
+            # The local clusters count: size - 3 records are seeded (incrementally: earlier ones stay).
+            s = subprocess.run([seed, "--data-dir", data, "--records", records, "--limit", str(size - MONITOR_LOCALS)],
+                               capture_output=True, text=True)
+            if s.returncode != 0:
+                raise RuntimeError(f"monitor-seed failed: {s.stderr}")
+            row = {"clusters": size, "seed": json.loads(s.stdout)}
+            proc, url, token = monitor_serve(args, data, log)
+            rss = RssSampler(proc.pid)
+            t0 = time.time()
+            while True:
+                m = scrape_monitor(url)
+                if m["monitored"] == size and m["count"] >= size:
+                    break
+                if time.time() > t0 + 600 or proc.poll() is not None:
+                    raise RuntimeError(f"the monitor did not probe {size} clusters: {m['monitored']} monitored, "
+                                       f"{m['count']} probes")
+                time.sleep(3)
+            row["first_round_s"] = time.time() - t0
+            time.sleep(MONITOR_SETTLE)
+            row["monitor"] = measure_window(proc.pid, lambda: scrape_monitor(url), args.monitor_window, helpers, relay_pids)
+            if size == sizes[-1]:
+                # One scrape of /metrics: the CPU of the threads other than the monitor's (the HTTP server's).
+                th0, t1 = thread_cpu(proc.pid), time.monotonic()
+                m = scrape_monitor(url)
+                th1 = thread_cpu(proc.pid)
+                row["scrape"] = {"bytes": m["bytes"], "seconds": time.monotonic() - t1,
+                                 "cpu_s": sum(v - th0.get(k, 0) for k, v in th1.items() if not k.startswith("cm-monitor"))}
+                c0 = proc_cpu(proc.pid)
+                if args.monitor_trials > 0:
+                    t0 = time.time()
+                    out["trials"] = detection_trials(url, token, locals_, args.monitor_trials)
+                    out["trials_cores"] = (proc_cpu(proc.pid) - c0) / (time.time() - t0)
+                    out["trials_mem_kib"] = proc_mem_kib(proc.pid)
+            row["rss_timeline_kib"] = rss.stop()
+            serve_stop(proc)
+            row["bare"] = bare_run(bare, records, size, args.monitor_window, helpers, relay_pids)
+            row["ratio"] = row["monitor"]["cores"] / row["bare"]["cores"]
+            # CPU per probe: comparable also when one of them did not keep the rate (a saturated machine).
+            for k in ("monitor", "bare"):
+                row[k]["cpu_ms_per_probe"] = row[k]["cores"] / max(row[k]["probes_per_s"], 1e-9) * 1000
+            row["ratio_per_probe"] = row["monitor"]["cpu_ms_per_probe"] / row["bare"]["cpu_ms_per_probe"]
+            out["sizes"].append(row)
+            print(json.dumps(row), file=sys.stderr, flush=True)
+    finally:
+        # The local clusters are deleted through the service (which stops their helpers).
+        try:
+            if proc:
+                serve_stop(proc)
+            if locals_:
+                proc, url, token = monitor_serve(args, data, log, extra=("--no-monitor",))
+                ops = [json.loads(http("DELETE", f"{url}/v1/environments/default/clusters/{c['name']}", token)[1])["id"]
+                       for c in locals_]
+                for op_id in ops:
+                    wait_op(url, token, op_id, timeout=120)
+                serve_stop(proc)
+        finally:
+            for p in relays:
+                p.send_signal(signal.SIGTERM)
+                p.wait(timeout=60)
+            log.close()
+            with open(os.path.join(work, "serve.log"), errors="replace") as f:
+                out["serve_log_tail"] = f.read().splitlines()[-20:]
+            shutil.rmtree(work, ignore_errors=True)
+    return out
+
+
+def report_monitor(r):
+    print(json.dumps(r, indent=1))
+    print()
+    iv = r["interval_s"]
+    print("| clusters | monitor CPU (cores) | bare prober CPU (cores) | ratio | CPU per probe: monitor / bare (ratio) | "
+          "probes/s: monitor / bare / needed | RSS end / peak | probe p50 / p99 (bare) | errors | "
+          "machine busy / API servers / relay (cores) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for row in r["sizes"]:
+        m, b = row["monitor"], row["bare"]
+        errs = ", ".join(f"{k} {v}" for k, v in m["errors"].items()) or "0"
+        print(f"| {row['clusters']:,} | {m['cores']:.3f} | {b['cores']:.3f} | **{row['ratio']:.2f}x** | "
+              f"{m['cpu_ms_per_probe']:.2f} / {b['cpu_ms_per_probe']:.2f} ms ({row['ratio_per_probe']:.2f}x) | "
+              f"{m['probes_per_s']:.0f} / {b['probes_per_s']:.0f} / {row['clusters'] / iv:.0f} | "
+              f"{m['rss_kib'] / 1024:.1f} / {m['hwm_kib'] / 1024:.1f} MiB | {m['p50_ms']:.1f} / {m['p99_ms']:.1f} ms "
+              f"({b['p50_ms']:.1f} / {b['p99_ms']:.1f}) | {errs} | "
+              f"{m['machine_busy_cores']:.2f} / {m['helpers_cores']:.2f} / {m['relay_cores']:.2f} "
+              f"({b['machine_busy_cores']:.2f} / {b['helpers_cores']:.2f} / {b['relay_cores']:.2f}) |")
+    t = [x for x in r.get("trials", []) if x["detect_s"] is not None]
+    if t:
+        d = [x["detect_s"] for x in t]
+        rec = [x["recover_s"] for x in t if x["recover_s"] is not None]
+        print()
+        print(f"| NotReady detection, {len(t)} trials (of {len(r['trials'])}), {r['sizes'][-1]['clusters']:,} monitored | "
+              f"min {min(d):.1f} s, p50 {pct(d, 50):.1f} s, p90 {pct(d, 90):.1f} s, max {max(d):.1f} s "
+              f"(= {min(d) / iv:.2f} / {pct(d, 50) / iv:.2f} / {pct(d, 90) / iv:.2f} / {max(d) / iv:.2f} of the {iv} s interval) |")
+        if rec:
+            print(f"| recovery (annotation removed → NodesReady True stored) | min {min(rec):.1f} s, p50 {pct(rec, 50):.1f} s, "
+                  f"p90 {pct(rec, 90):.1f} s, max {max(rec):.1f} s |")
     return 0
 
 
