@@ -1158,6 +1158,9 @@ def stop_all():
 
 
 if __name__ == "__main__":
+    # SIGTERM (timeout, kill) unwinds like Ctrl-C: sections clean up (the monitor section deletes its
+    # local clusters and work directory), then every server started is stopped.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     try:
         sys.exit(main())
     finally:
