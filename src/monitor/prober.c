@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The health prober: one thread, one libcurl multi handle, every monitored cluster a target with its
- * own easy handle (its connection stays in the multi's cache between probes, so a probe costs no
- * handshake) and its credentials held in memory only. Targets wait in a min-heap by due time; at most
- * cfg.concurrency probes run at once. A probe is a sequence of GETs on the target's handle; when it
- * ends, the conditions are computed (health.c) and what changed goes to the writer thread.
+ * credentials held in memory only (decoded once: tls.h) and its own connection cache (while there are
+ * at most keep_alive_max targets its connection stays there between probes, so a probe costs no
+ * handshake). Targets wait in a min-heap by due time; at most cfg.concurrency probes run at once, each
+ * on an easy handle borrowed from a pool. A probe is a sequence of GETs; when it ends, the conditions
+ * are computed (health.c) and what changed goes to the writer thread.
  */
 #include "base/common.h"
 
@@ -27,6 +28,7 @@
 #include "lifecycle/statefiles.h"
 #include "monitor/health.h"
 #include "monitor/monitor.h"
+#include "monitor/tls.h"
 #include "monitor/webhooks.h"
 #include "store/store.h"
 #include "vault/vault.h"
@@ -43,6 +45,8 @@
 /* Writes waiting for the writer beyond this are dropped when they only refresh lastProbeTime. */
 #define WRITE_QUEUE_SOFT_MAX 4096
 #define BACKOFF_MAX_FACTOR 4
+/* A handle keeps an answer buffer up to this size for the next probe. */
+#define HANDLE_BODY_KEEP (256 * 1024)
 
 static const double duration_buckets[] = { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10 };
 
@@ -58,13 +62,16 @@ enum step {
 };
 
 /*
- * An easy handle of the pool: probes borrow one for their requests. Connections live in the multi
- * handle's cache, not in easy handles, so a target finds its connection again with any handle.
+ * An easy handle of the pool: probes borrow one for their requests, with the buffers a probe needs
+ * while it runs. Connections live in the target's connection cache (its share object), not in easy
+ * handles, so a target finds its connection again with any handle.
  */
 struct handle {
         struct handle *next_free;
         CURL *easy;
         struct curl_slist *headers; /* one may carry a token: wiped when the probe ends */
+        struct strbuf body; /* the current answer */
+        char cont[1024]; /* the node list's continue token */
         char errbuf[CURL_ERROR_SIZE];
 };
 
@@ -76,14 +83,20 @@ struct target {
         int64_t kc_rv; /* resource_version when the kubeconfig's vault version was last checked */
         uint64_t kc_version; /* vault version of the kubeconfig in use; 0: none loaded */
         bool kc_recheck; /* check the vault version before the next probe */
-        struct cm_kubeconfig kc;
+        struct cm_kubeconfig kc; /* server and token; its PEM parts are dropped once decoded into tls */
+        struct cm_tls_identity *tls; /* the CA, client certificate and key, decoded once */
         char kc_error[CM_PROBE_TEXT_MAX]; /* why the kubeconfig is not usable ("" when it is) */
+        /*
+         * The target's own connection cache: libcurl matches a request to an idle connection by host,
+         * port and TLS options, and with the credentials installed from CURLOPT_SSL_CTX_FUNCTION nothing
+         * would keep it from handing one cluster record's connection to another's request. NULL between
+         * probes when connections are not kept.
+         */
+        CURLSH *share;
 
         struct handle *h; /* while a probe runs */
-        struct strbuf body;
         enum step step;
         unsigned pages;
-        char cont[1024];
         struct cm_probe_result *cur; /* the probe in progress */
         uint64_t probe_start; /* monotonic */
 
@@ -253,18 +266,31 @@ static void handle_release(struct cm_monitor *m, struct target *t) {
         (void) curl_multi_remove_handle(m->multi, h->easy);
         cm_curl_slist_free_wiped(h->headers);
         h->headers = NULL;
-        /* The handle points into t->kc (blobs, private data): drop that before t goes. */
+        /* The handle points at t (private data, TLS identity, share): drop that before t goes. */
+        (void) curl_easy_setopt(h->easy, CURLOPT_SHARE, NULL);
         curl_easy_reset(h->easy);
+        /* A large node list is not kept for the next probe. */
+        if (h->body.alloc > HANDLE_BODY_KEEP)
+                strbuf_release(&h->body);
+        else
+                strbuf_reset(&h->body);
         h->next_free = m->free_handles;
         m->free_handles = h;
         t->h = NULL;
 }
 
+/* Closes the target's idle connections (they were made with credentials it no longer holds, or are not kept). */
+static void target_share_drop(struct target *t) {
+        if (t->share && curl_share_cleanup(t->share) == CURLSHE_OK)
+                t->share = NULL;
+}
+
 static void target_free(struct target *t) {
         if (!t)
                 return;
+        target_share_drop(t);
+        cm_tls_identity_free(t->tls);
         cm_kubeconfig_done(&t->kc);
-        strbuf_release(&t->body);
         free(t->cur);
         free(t);
 }
@@ -434,6 +460,7 @@ static int target_load_kubeconfig(struct cm_monitor *m, struct target *t) {
         size_t n = 0;
         uint64_t version = 0;
         struct cm_kubeconfig kc = {};
+        struct cm_tls_identity *tls = NULL;
         char err[CM_PROBE_TEXT_MAX] = "";
         int r;
 
@@ -458,32 +485,64 @@ static int target_load_kubeconfig(struct cm_monitor *m, struct target *t) {
                 return r;
         r = cm_kubeconfig_parse(data, n, &kc, err, sizeof(err));
         cm_vault_data_free(data, n);
+        if (r >= 0) {
+                r = cm_tls_identity_new(&kc, &tls, err, sizeof(err));
+                if (r == -ENOMEM) {
+                        cm_kubeconfig_done(&kc);
+                        return r;
+                }
+        }
+        /* New credentials: connections made with the old ones are closed. */
+        target_share_drop(t);
+        cm_tls_identity_free(t->tls);
+        t->tls = NULL;
         cm_kubeconfig_done(&t->kc);
         t->kc_version = version;
         t->kc_recheck = false;
         if (r < 0) {
+                cm_kubeconfig_done(&kc);
                 (void) cm_snprintf(t->kc_error, sizeof(t->kc_error),
                                    "the kubeconfig in the state vault is not "
                                    "usable: %s",
                                    err[0] ? err : "malformed");
                 return 0;
         }
+        /* The PEM text is not needed any more: only the decoded identity is kept. */
+        free(kc.ca_pem);
+        free(kc.cert_pem);
+        cm_wipe(kc.key_pem, kc.key_len);
+        free(kc.key_pem);
+        kc.ca_pem = kc.cert_pem = kc.key_pem = NULL;
+        kc.ca_len = kc.cert_len = kc.key_len = 0;
         t->kc = kc;
+        t->tls = tls;
         t->kc_error[0] = '\0';
         return 0;
 }
 
 static size_t body_write(char *ptr, size_t size, size_t nmemb, void *userdata);
 
+/* libcurl's hook into each new connection's TLS context (userdata: the target's identity). */
+static CURLcode ssl_ctx_install(CURL *easy, void *ssl_ctx, void *userdata) {
+        (void) easy;
+        return cm_tls_identity_install(userdata, ssl_ctx) < 0 ? CURLE_SSL_CERTPROBLEM : CURLE_OK;
+}
+
 /* Borrows a handle from the pool (or makes one) and sets it up for t's cluster. */
 static int handle_acquire(struct cm_monitor *m, struct target *t) {
-        struct curl_blob ca = { .data = t->kc.ca_pem, .len = t->kc.ca_len, .flags = CURL_BLOB_NOCOPY };
-        struct curl_blob cert = { .data = t->kc.cert_pem, .len = t->kc.cert_len, .flags = CURL_BLOB_NOCOPY };
-        struct curl_blob key = { .data = t->kc.key_pem, .len = t->kc.key_len, .flags = CURL_BLOB_NOCOPY };
         struct handle *h = m->free_handles;
         CURL *e;
         int r;
 
+        if (!t->share) {
+                t->share = curl_share_init();
+                if (!t->share)
+                        return -ENOMEM;
+                if (curl_share_setopt(t->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT) != CURLSHE_OK) {
+                        target_share_drop(t);
+                        return -ENOMEM;
+                }
+        }
         if (h)
                 m->free_handles = h->next_free;
         else {
@@ -500,6 +559,7 @@ static int handle_acquire(struct cm_monitor *m, struct target *t) {
                         free(h);
                         return -ENOMEM;
                 }
+                strbuf_init(&h->body, BODY_MAX);
                 m->handles[m->n_handles++] = h;
         }
         e = h->easy;
@@ -524,7 +584,9 @@ static int handle_acquire(struct cm_monitor *m, struct target *t) {
                 handle_release(m, t);
                 return r;
         }
+        h->cont[0] = '\0';
         (void) curl_easy_setopt(e, CURLOPT_PRIVATE, t);
+        (void) curl_easy_setopt(e, CURLOPT_SHARE, t->share);
         (void) curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
         (void) curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "https");
         (void) curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
@@ -535,13 +597,18 @@ static int handle_acquire(struct cm_monitor *m, struct target *t) {
         (void) curl_easy_setopt(e, CURLOPT_WRITEDATA, t);
         (void) curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long) MIN(m->cfg.timeout_ms, 5000u));
         /*
-         * The kubeconfig's CA is the only trust anchor. Unset, libcurl would also load the system's CA
-         * bundle into every connection's TLS context: a public CA could then vouch for a cluster, and
-         * parsing the bundle was most of the cost of a new connection.
+         * The kubeconfig's CA is the only trust anchor: no CA file or directory for libcurl to load (a
+         * public CA could otherwise vouch for a cluster), and ssl_ctx_install() makes the connection
+         * verify the server's chain against the anchors decoded with the kubeconfig, not the context's
+         * store, and sets the client certificate and key. Should that callback not run, nothing is
+         * trusted and the probe fails closed.
          */
         (void) curl_easy_setopt(e, CURLOPT_CAINFO, NULL);
         (void) curl_easy_setopt(e, CURLOPT_CAPATH, NULL);
-        (void) curl_easy_setopt(e, CURLOPT_CAINFO_BLOB, &ca);
+        /* No X509 store shared between connections: each is checked against its own cluster's CA. */
+        (void) curl_easy_setopt(e, CURLOPT_CA_CACHE_TIMEOUT, 0L);
+        (void) curl_easy_setopt(e, CURLOPT_SSL_CTX_FUNCTION, ssl_ctx_install);
+        (void) curl_easy_setopt(e, CURLOPT_SSL_CTX_DATA, t->tls);
         (void) curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
         (void) curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
         (void) curl_easy_setopt(e, CURLOPT_SSLVERSION, (long) CURL_SSLVERSION_TLSv1_2);
@@ -553,12 +620,6 @@ static int handle_acquire(struct cm_monitor *m, struct target *t) {
         (void) curl_easy_setopt(e, CURLOPT_DNS_CACHE_TIMEOUT, 0L);
         /* No TLS session cache: it would keep a copy of the peer's chain per cluster for nothing. */
         (void) curl_easy_setopt(e, CURLOPT_SSL_SESSIONID_CACHE, 0L);
-        if (t->kc.cert_pem) {
-                (void) curl_easy_setopt(e, CURLOPT_SSLCERT_BLOB, &cert);
-                (void) curl_easy_setopt(e, CURLOPT_SSLCERTTYPE, "PEM");
-                (void) curl_easy_setopt(e, CURLOPT_SSLKEY_BLOB, &key);
-                (void) curl_easy_setopt(e, CURLOPT_SSLKEYTYPE, "PEM");
-        }
         return 0;
 }
 
@@ -581,7 +642,7 @@ static size_t body_write(char *ptr, size_t size, size_t nmemb, void *userdata) {
                                 t->cur->cert_not_after = (int64_t) timegm(&tm);
                 }
         }
-        if (strbuf_add(&t->body, ptr, n) < 0)
+        if (strbuf_add(&t->h->body, ptr, n) < 0)
                 return 0; /* over the cap: the transfer fails with CURLE_WRITE_ERROR */
         return n;
 }
@@ -597,9 +658,9 @@ static const char *step_path(const struct target *t, char *buf, size_t size) {
         case STEP_NODES: {
                 _cleanup_free_ char *esc = NULL;
 
-                if (isempty(t->cont))
+                if (isempty(t->h->cont))
                         return "/api/v1/nodes?limit=" NODES_PAGE;
-                esc = curl_easy_escape(NULL, t->cont, 0);
+                esc = curl_easy_escape(NULL, t->h->cont, 0);
                 if (!esc ||
                     cm_snprintf(buf, size, "/api/v1/nodes?limit=" NODES_PAGE "&continue=%s", esc) < 0)
                         return NULL;
@@ -641,8 +702,8 @@ static void step_start(struct cm_monitor *m, struct target *t) {
                 probe_finish(m, t);
                 return;
         }
-        strbuf_reset(&t->body);
-        t->body.cap = t->step == STEP_NODES ? NODES_BODY_MAX : BODY_MAX;
+        strbuf_reset(&t->h->body);
+        t->h->body.cap = t->step == STEP_NODES ? NODES_BODY_MAX : BODY_MAX;
         t->h->errbuf[0] = '\0';
         (void) curl_easy_setopt(t->h->easy, CURLOPT_URL, url);
         /*
@@ -675,7 +736,6 @@ static void probe_start(struct cm_monitor *m, struct target *t) {
         m->running++;
         t->step = STEP_LIVEZ;
         t->pages = 0;
-        t->cont[0] = '\0';
         r = target_load_kubeconfig(m, t);
         t->no_kubeconfig = r == -ENOENT;
         if (r == -ENOENT) {
@@ -767,18 +827,19 @@ static void step_done(struct cm_monitor *m, struct target *t, CURLcode cc) {
         case STEP_READYZ:
                 res->readyz_status = (int) status;
                 if (status != 200)
-                        (void) cm_probe_decode_readyz(t->body.buf, t->body.len, res->failing_checks,
+                        (void) cm_probe_decode_readyz(t->h->body.buf, t->h->body.len, res->failing_checks,
                                                       sizeof(res->failing_checks));
                 break;
         case STEP_VERSION:
                 if (status == 200)
-                        r = cm_probe_decode_version(t->body.buf, t->body.len, res->version,
+                        r = cm_probe_decode_version(t->h->body.buf, t->h->body.len, res->version,
                                                     sizeof(res->version));
                 break;
         case STEP_NODES:
                 if (status == 200) {
-                        r = cm_probe_decode_nodes(t->body.buf, t->body.len, res, t->cont, sizeof(t->cont));
-                        if (r >= 0 && !isempty(t->cont) && ++t->pages < NODES_PAGES_MAX) {
+                        r = cm_probe_decode_nodes(t->h->body.buf, t->h->body.len, res, t->h->cont,
+                                                  sizeof(t->h->cont));
+                        if (r >= 0 && !isempty(t->h->cont) && ++t->pages < NODES_PAGES_MAX) {
                                 step_start(m, t); /* the next page */
                                 return;
                         }
@@ -789,7 +850,7 @@ static void step_done(struct cm_monitor *m, struct target *t, CURLcode cc) {
         case STEP_STATEFULSETS:
                 if (status == 200)
                         r = cm_probe_decode_workloads((enum cm_workload_kind)(t->step - STEP_DEPLOYMENTS),
-                                                      t->body.buf, t->body.len, res);
+                                                      t->h->body.buf, t->h->body.len, res);
                 break;
         default:
                 break;
@@ -813,7 +874,7 @@ static void step_done(struct cm_monitor *m, struct target *t, CURLcode cc) {
         else
                 t->step++;
         if (t->step == STEP_NODES)
-                t->cont[0] = '\0';
+                t->h->cont[0] = '\0';
         if (t->step >= STEP_DONE) {
                 res->outcome = CM_PROBE_OK;
                 probe_finish(m, t);
@@ -866,6 +927,8 @@ static void probe_finish(struct cm_monitor *m, struct target *t) {
         char material[sizeof(t->persisted)];
 
         handle_release(m, t);
+        if (!m->keep_alive)
+                target_share_drop(t);
         m->running--;
         t->busy = false;
         res->time_usec = cm_now_usec();
@@ -1042,7 +1105,6 @@ static int scan_env(struct cm_monitor *m, const char *env) {
                         (void) cm_strlcpy(t->id, e->id, sizeof(t->id));
                         (void) cm_strlcpy(t->name, e->name, sizeof(t->name));
                         (void) cm_strlcpy(t->env, env, sizeof(t->env));
-                        strbuf_init(&t->body, BODY_MAX);
                         t->heap_idx = SIZE_MAX;
                         t->rv = t->kc_rv = e->rv;
                         cm_health_from_conditions(e->conditions, &t->health);
@@ -1155,9 +1217,8 @@ static void rescan(struct cm_monitor *m) {
         m->n_targets = kept;
         /*
          * Idle connections are kept for the next probe while there are not too many: each costs tens of
-         * KB in libcurl and OpenSSL, and libcurl looks a connection up among all those to the same
-         * host and port. Past the limit a probe opens a connection and its requests share it; the
-         * cache keeps only as many as run at once.
+         * KB in libcurl and OpenSSL. Past the limit a probe opens a connection, its requests share it,
+         * its last request closes it, and the target's connection cache goes when the probe ends.
          */
         m->keep_alive = m->n_targets <= m->cfg.keep_alive_max;
         (void) curl_multi_setopt(
@@ -1284,6 +1345,7 @@ struct cm_monitor *cm_monitor_stop(struct cm_monitor *m) {
         free(m->heap);
         for (size_t i = 0; i < m->n_handles; i++) {
                 cm_curl_slist_free_wiped(m->handles[i]->headers);
+                strbuf_release(&m->handles[i]->body);
                 curl_easy_cleanup(m->handles[i]->easy);
                 free(m->handles[i]);
         }

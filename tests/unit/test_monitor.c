@@ -6,10 +6,15 @@
 #include <cmocka.h>
 #include <jansson.h>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include "base/fileio.h"
 #include "base/strbuf.h"
 #include "base/util.h"
 #include "lifecycle/conditions.h"
 #include "monitor/health.h"
+#include "monitor/tls.h"
 
 #define ELLIPSIS "\xe2\x80\xa6"
 #define LIST_MORE ", " ELLIPSIS
@@ -1397,6 +1402,198 @@ static void test_health_from_conditions(void **state) {
         }
 }
 
+/* ---- TLS material decoded once (tests/testdata/tls: a CA, a client certificate and keys) ---- */
+
+static char *testdata(const char *name, size_t *ret_len) {
+        char path[512];
+        char *data = NULL;
+
+        assert_true(snprintf(path, sizeof(path), "%s/tls/%s", CM_TESTDATA_DIR, name) < (int) sizeof(path));
+        assert_int_equal(cm_read_file(path, 64 * 1024, true, &data, ret_len), 0);
+        return data;
+}
+
+struct tls_case {
+        const char *ca, *cert, *key; /* file names; NULL: none */
+        int expect;
+        const char *error; /* a part of the reason */
+};
+
+static void test_tls_identity(void **state) {
+        static const char garbage[] =
+                "-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n";
+        static const struct tls_case cases[] = {
+                { "ca.pem", "client.pem", "client.key", 0, NULL },
+                { "ca.pem", NULL, NULL, 0, NULL }, /* a token kubeconfig: trust only */
+                { "ca.pem", "client.pem", "other.key", -EINVAL, "does not match" },
+                { "ca.pem", "client.pem", "encrypted.key", -EINVAL, "encrypted" },
+                { "ca.pem", "client.pem", "ca.pem", -EINVAL, "no PEM private key" },
+                { "client.key", NULL, NULL, -EINVAL, "certificate-authority-data" },
+                { "ca.pem", "client.key", "client.key", -EINVAL, "client-certificate-data" },
+                { "garbage", NULL, NULL, -EINVAL, "certificate-authority-data" },
+                { "ca.pem", "garbage", "client.key", -EINVAL, "client-certificate-data" },
+        };
+        (void) state;
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                const struct tls_case *c = &cases[i];
+                struct cm_kubeconfig kc = {};
+                struct cm_tls_identity *id = NULL;
+                char error[CM_PROBE_TEXT_MAX] = "";
+                int r;
+
+                kc.ca_pem = streq(c->ca, "garbage") ? strdup(garbage) : testdata(c->ca, &kc.ca_len);
+                if (streq(c->ca, "garbage"))
+                        kc.ca_len = strlen(garbage);
+                if (c->cert) {
+                        kc.cert_pem = streq(c->cert, "garbage") ? strdup(garbage)
+                                                                : testdata(c->cert, &kc.cert_len);
+                        if (streq(c->cert, "garbage"))
+                                kc.cert_len = strlen(garbage);
+                        kc.key_pem = testdata(c->key, &kc.key_len);
+                }
+                r = cm_tls_identity_new(&kc, &id, error, sizeof(error));
+                print_message("case %zu: %d %s\n", i, r, error);
+                assert_int_equal(r, c->expect);
+                if (r == 0) {
+                        SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+
+                        assert_non_null(ctx);
+                        assert_int_equal(cm_tls_identity_has_client_cert(id), c->cert != NULL);
+                        assert_int_equal(cm_tls_identity_install(id, ctx), 0);
+                        if (c->cert) {
+                                assert_non_null(SSL_CTX_get0_certificate(ctx));
+                                assert_non_null(SSL_CTX_get0_privatekey(ctx));
+                                assert_int_equal(SSL_CTX_check_private_key(ctx), 1);
+                        }
+                        SSL_CTX_free(ctx);
+                        /* The context let go of its references: the identity still works. */
+                        ctx = SSL_CTX_new(TLS_client_method());
+                        assert_int_equal(cm_tls_identity_install(id, ctx), 0);
+                        SSL_CTX_free(ctx);
+                } else {
+                        assert_null(id);
+                        assert_non_null(strstr(error, c->error));
+                        assert_null(strstr(error, "BEGIN")); /* never quotes the input */
+                }
+                cm_tls_identity_free(id);
+                cm_kubeconfig_done(&kc);
+        }
+}
+
+/* Runs a TLS handshake in memory between a client context and a server with tests/testdata/tls/server.*. */
+static bool handshake(SSL_CTX *client_ctx, bool want_client_cert) {
+        SSL_CTX *sctx = SSL_CTX_new(TLS_server_method());
+        char path[512];
+        SSL *c, *s;
+        BIO *cb = NULL, *sb = NULL;
+        bool ok = false;
+
+        assert_non_null(sctx);
+        assert_true(snprintf(path, sizeof(path), "%s/tls/server.pem", CM_TESTDATA_DIR) < (int) sizeof(path));
+        assert_int_equal(SSL_CTX_use_certificate_file(sctx, path, SSL_FILETYPE_PEM), 1);
+        assert_true(snprintf(path, sizeof(path), "%s/tls/server.key", CM_TESTDATA_DIR) < (int) sizeof(path));
+        assert_int_equal(SSL_CTX_use_PrivateKey_file(sctx, path, SSL_FILETYPE_PEM), 1);
+        if (want_client_cert) {
+                assert_true(snprintf(path, sizeof(path), "%s/tls/ca.pem", CM_TESTDATA_DIR) <
+                            (int) sizeof(path));
+                assert_int_equal(SSL_CTX_load_verify_locations(sctx, path, NULL), 1);
+                SSL_CTX_set_verify(sctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+        }
+        c = SSL_new(client_ctx);
+        s = SSL_new(sctx);
+        assert_non_null(c);
+        assert_non_null(s);
+        assert_int_equal(BIO_new_bio_pair(&cb, 0, &sb, 0), 1);
+        SSL_set_bio(c, cb, cb);
+        SSL_set_bio(s, sb, sb);
+        SSL_set_connect_state(c);
+        SSL_set_accept_state(s);
+        for (int i = 0; i < 20; i++) {
+                int rc = SSL_do_handshake(c), rs = SSL_do_handshake(s);
+
+                if (rc == 1 && rs == 1) {
+                        /* TLS 1.3: the server judges the client's certificate when it reads. */
+                        char buf[8];
+
+                        (void) SSL_write(c, "x", 1);
+                        ok = SSL_read(s, buf, sizeof(buf)) == 1;
+                        break;
+                }
+                if ((rc <= 0 && SSL_get_error(c, rc) != SSL_ERROR_WANT_READ) ||
+                    (rs <= 0 && SSL_get_error(s, rs) != SSL_ERROR_WANT_READ))
+                        break;
+        }
+        ERR_clear_error();
+        SSL_free(c);
+        SSL_free(s);
+        SSL_CTX_free(sctx);
+        return ok;
+}
+
+static struct cm_tls_identity *identity_of(const char *ca, const char *cert, const char *key) {
+        struct cm_kubeconfig kc = {};
+        struct cm_tls_identity *id = NULL;
+
+        kc.ca_pem = testdata(ca, &kc.ca_len);
+        if (cert) {
+                kc.cert_pem = testdata(cert, &kc.cert_len);
+                kc.key_pem = testdata(key, &kc.key_len);
+        }
+        assert_int_equal(cm_tls_identity_new(&kc, &id, NULL, 0), 0);
+        cm_kubeconfig_done(&kc);
+        return id;
+}
+
+/*
+ * A connection trusts its own cluster's CA and nothing else, whatever the context's store holds
+ * (libcurl fills that store after the identity was installed, and may share it between connections).
+ */
+static void test_tls_identity_verifies(void **state) {
+        struct cm_tls_identity *own = identity_of("ca.pem", "client.pem", "client.key"),
+                               *other = identity_of("other-ca.pem", NULL, NULL),
+                               *token = identity_of("ca.pem", NULL, NULL);
+        char path[512];
+        SSL_CTX *ctx;
+        (void) state;
+
+        assert_true(snprintf(path, sizeof(path), "%s/tls/ca.pem", CM_TESTDATA_DIR) < (int) sizeof(path));
+
+        /* Its own CA, and the server asks for the client certificate: both sides verify. */
+        ctx = SSL_CTX_new(TLS_client_method());
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+        assert_int_equal(cm_tls_identity_install(own, ctx), 0);
+        assert_true(handshake(ctx, true));
+        SSL_CTX_free(ctx);
+
+        /* Without a client certificate the server that demands one refuses. */
+        ctx = SSL_CTX_new(TLS_client_method());
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+        assert_int_equal(cm_tls_identity_install(token, ctx), 0);
+        assert_false(handshake(ctx, true));
+        assert_true(handshake(ctx, false));
+        SSL_CTX_free(ctx);
+
+        /* Another cluster's CA: refused, even with the server's CA in the context's own store. */
+        ctx = SSL_CTX_new(TLS_client_method());
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+        assert_int_equal(cm_tls_identity_install(other, ctx), 0);
+        assert_int_equal(SSL_CTX_load_verify_locations(ctx, path, NULL), 1);
+        assert_false(handshake(ctx, false));
+        SSL_CTX_free(ctx);
+
+        /* The control: that store alone would have trusted the server. */
+        ctx = SSL_CTX_new(TLS_client_method());
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+        assert_int_equal(SSL_CTX_load_verify_locations(ctx, path, NULL), 1);
+        assert_true(handshake(ctx, false));
+        SSL_CTX_free(ctx);
+
+        cm_tls_identity_free(own);
+        cm_tls_identity_free(other);
+        cm_tls_identity_free(token);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_names),
@@ -1420,6 +1617,8 @@ int main(void) {
                 cmocka_unit_test(test_health_long_messages),
                 cmocka_unit_test(test_health_changed),
                 cmocka_unit_test(test_health_from_conditions),
+                cmocka_unit_test(test_tls_identity),
+                cmocka_unit_test(test_tls_identity_verifies),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
