@@ -118,6 +118,7 @@ struct yconv {
         size_t len;
         struct cm_doc_error err;
         unsigned depth;
+        bool redact; /* messages never quote the input (keys, values, tags, anchors) */
 };
 
 _printf_(4, 0) static void doc_error_setv(struct cm_doc_error *e, unsigned line, unsigned column,
@@ -172,6 +173,9 @@ static int yconv_next(struct yconv *y, yaml_event_t *ev) {
 }
 
 static int yconv_check_anchor(struct yconv *y, const yaml_event_t *ev, const yaml_char_t *anchor) {
+        if (anchor && y->redact)
+                return yconv_fail(y, &ev->start_mark,
+                                  "anchors are not allowed; write the value out in full");
         if (anchor)
                 return yconv_fail(y, &ev->start_mark,
                                   "anchors (&%.*s) are not allowed; write the value out in full",
@@ -180,6 +184,8 @@ static int yconv_check_anchor(struct yconv *y, const yaml_event_t *ev, const yam
 }
 
 static int yconv_unsupported_tag(struct yconv *y, const yaml_event_t *ev, const yaml_char_t *tag) {
+        if (y->redact)
+                return yconv_fail(y, &ev->start_mark, "unsupported tag");
         return yconv_fail(y, &ev->start_mark, "unsupported tag '%.*s'", ERROR_KEY_MAX, (const char *) tag);
 }
 
@@ -207,8 +213,10 @@ static int scalar_to_json(struct yconv *y, const yaml_event_t *ev, json_t **ret)
                     (streq(tag, TAG_INT) && kind != PLAIN_INT && kind != PLAIN_INT_HEX &&
                      kind != PLAIN_INT_OCT) ||
                     (streq(tag, TAG_FLOAT) && kind != PLAIN_FLOAT && kind != PLAIN_INT))
-                        return yconv_fail(y, &ev->start_mark, "'%.*s' is not a valid %s", ERROR_KEY_MAX, s,
-                                          tag + strlen("tag:yaml.org,2002:"));
+                        return y->redact ? yconv_fail(y, &ev->start_mark, "the value is not a valid %s",
+                                                      tag + strlen("tag:yaml.org,2002:"))
+                                         : yconv_fail(y, &ev->start_mark, "'%.*s' is not a valid %s",
+                                                      ERROR_KEY_MAX, s, tag + strlen("tag:yaml.org,2002:"));
                 if (!streq(tag, TAG_NULL) && !streq(tag, TAG_BOOL) && !streq(tag, TAG_INT) &&
                     !streq(tag, TAG_FLOAT))
                         return yconv_unsupported_tag(y, ev, ev->data.scalar.tag);
@@ -235,8 +243,9 @@ static int scalar_to_json(struct yconv *y, const yaml_event_t *ev, json_t **ret)
                 errno = 0;
                 x = strtoll(s, &end, 10);
                 if (errno == ERANGE || end != s + n)
-                        return yconv_fail(y, &ev->start_mark, "the integer %.*s is out of range",
-                                          ERROR_KEY_MAX, s);
+                        return y->redact ? yconv_fail(y, &ev->start_mark, "the integer is out of range")
+                                         : yconv_fail(y, &ev->start_mark, "the integer %.*s is out of range",
+                                                      ERROR_KEY_MAX, s);
                 v = json_integer(x);
                 break;
         }
@@ -248,8 +257,9 @@ static int scalar_to_json(struct yconv *y, const yaml_event_t *ev, json_t **ret)
                 errno = 0;
                 x = strtoull(s + 2, &end, kind == PLAIN_INT_HEX ? 16 : 8);
                 if (errno == ERANGE || end != s + n || x > (unsigned long long) INT64_MAX)
-                        return yconv_fail(y, &ev->start_mark, "the integer %.*s is out of range",
-                                          ERROR_KEY_MAX, s);
+                        return y->redact ? yconv_fail(y, &ev->start_mark, "the integer is out of range")
+                                         : yconv_fail(y, &ev->start_mark, "the integer %.*s is out of range",
+                                                      ERROR_KEY_MAX, s);
                 v = json_integer((json_int_t) x);
                 break;
         }
@@ -260,12 +270,16 @@ static int scalar_to_json(struct yconv *y, const yaml_event_t *ev, json_t **ret)
                 errno = 0;
                 d = strtod(s, &end);
                 if (end != s + n || !isfinite(d))
-                        return yconv_fail(y, &ev->start_mark, "the number %.*s is out of range",
-                                          ERROR_KEY_MAX, s);
+                        return y->redact ? yconv_fail(y, &ev->start_mark, "the number is out of range")
+                                         : yconv_fail(y, &ev->start_mark, "the number %.*s is out of range",
+                                                      ERROR_KEY_MAX, s);
                 v = json_real(d);
                 break;
         }
         case PLAIN_FLOAT_SPECIAL:
+                if (y->redact)
+                        return yconv_fail(y, &ev->start_mark,
+                                          "infinity and NaN cannot be represented in JSON");
                 return yconv_fail(y, &ev->start_mark, "%.*s cannot be represented in JSON", ERROR_KEY_MAX,
                                   s);
         }
@@ -335,6 +349,9 @@ static int mapping_key(struct yconv *y, const yaml_event_t *ev) {
         case YAML_SCALAR_EVENT:
                 break;
         case YAML_ALIAS_EVENT:
+                if (y->redact)
+                        return yconv_fail(y, &ev->start_mark,
+                                          "aliases are not allowed; write the value out in full");
                 return yconv_fail(y, &ev->start_mark,
                                   "aliases (*%.*s) are not allowed; write the value out in full",
                                   ERROR_KEY_MAX, (const char *) ev->data.alias.anchor);
@@ -388,7 +405,9 @@ static int mapping_to_json(struct yconv *y, const yaml_event_t *start, json_t **
                         goto fail;
                 key = (const char *) kev.data.scalar.value;
                 if (json_object_get(obj, key)) {
-                        r = yconv_fail(y, &kev.start_mark, "duplicate key '%.*s'", ERROR_KEY_MAX, key);
+                        r = y->redact ? yconv_fail(y, &kev.start_mark, "duplicate key")
+                                      : yconv_fail(y, &kev.start_mark, "duplicate key '%.*s'", ERROR_KEY_MAX,
+                                                   key);
                         goto fail;
                 }
                 r = yconv_next(y, &vev);
@@ -419,6 +438,9 @@ static int node_to_json(struct yconv *y, const yaml_event_t *ev, json_t **ret) {
         case YAML_MAPPING_START_EVENT:
                 return mapping_to_json(y, ev, ret);
         case YAML_ALIAS_EVENT:
+                if (y->redact)
+                        return yconv_fail(y, &ev->start_mark,
+                                          "aliases are not allowed; write the value out in full");
                 return yconv_fail(y, &ev->start_mark,
                                   "aliases (*%.*s) are not allowed; write the value out in full",
                                   ERROR_KEY_MAX, (const char *) ev->data.alias.anchor);
@@ -508,6 +530,83 @@ int cm_yaml_to_json(const char *data, size_t len, json_t **ret, struct cm_doc_er
         }
         *ret = root;
         return 0;
+}
+
+/* The documents of a stream, one after the other, each handed to fn. */
+static int yaml_convert_stream(struct yconv *y, cm_yaml_document_fn fn, void *userdata, bool *ret_stopped) {
+        _cleanup_(yaml_event_delete) yaml_event_t ev = {};
+        unsigned index = 0;
+        int r;
+
+        r = yconv_next(y, &ev);
+        if (r < 0)
+                return r;
+        if (ev.type != YAML_STREAM_START_EVENT)
+                return yconv_fail(y, &ev.start_mark, "unexpected YAML event");
+
+        for (;;) {
+                json_t *root = NULL;
+                unsigned line;
+
+                yaml_event_delete(&ev);
+                r = yconv_next(y, &ev);
+                if (r < 0)
+                        return r;
+                if (ev.type == YAML_STREAM_END_EVENT)
+                        return 0;
+                if (ev.type != YAML_DOCUMENT_START_EVENT)
+                        return yconv_fail(y, &ev.start_mark, "unexpected YAML event");
+                if (index == UINT_MAX)
+                        return yconv_fail(y, &ev.start_mark, "too many documents");
+                yaml_event_delete(&ev);
+
+                r = yconv_next(y, &ev);
+                if (r < 0)
+                        return r;
+                line = (unsigned) MIN(ev.start_mark.line + 1, (size_t) UINT_MAX);
+                y->depth = 0;
+                r = node_to_json(y, &ev, &root);
+                if (r < 0)
+                        return r;
+                yaml_event_delete(&ev);
+
+                r = yconv_next(y, &ev);
+                if (r >= 0 && ev.type != YAML_DOCUMENT_END_EVENT)
+                        r = yconv_fail(y, &ev.start_mark, "unexpected YAML event");
+                if (r < 0) {
+                        json_decref(root);
+                        return r;
+                }
+                r = fn(root, ++index, line, userdata);
+                if (r < 0) {
+                        *ret_stopped = true;
+                        return r;
+                }
+        }
+}
+
+int cm_yaml_stream_to_json(const char *data, size_t len, size_t max, cm_yaml_document_fn fn, void *userdata,
+                           struct cm_doc_error *error) {
+        struct yconv y = { .data = data, .len = len, .redact = true };
+        bool stopped = false;
+        int r;
+
+        if (len > max) {
+                if (error)
+                        doc_error_set(error, 0, 0, "the stream is larger than %zu bytes", max);
+                return -EFBIG;
+        }
+        if (!yaml_parser_initialize(&y.parser))
+                return -ENOMEM;
+        yaml_parser_set_input_string(&y.parser, (const unsigned char *) data, len);
+        r = yaml_convert_stream(&y, fn, userdata, &stopped);
+        yaml_parser_delete(&y.parser);
+        if (r < 0 && !stopped && error) {
+                if (r == -ENOMEM)
+                        doc_error_set(&y.err, 0, 0, "out of memory");
+                *error = y.err;
+        }
+        return r;
 }
 
 static bool json_depth_ok(const json_t *v, unsigned depth) {

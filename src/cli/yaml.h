@@ -44,6 +44,28 @@ _warn_unused_result_ int cm_yaml_to_json(const char *data, size_t len, json_t **
 _warn_unused_result_ int cm_document_parse(const char *data, size_t len, json_t **ret,
                                            struct cm_doc_error *error);
 
+/*
+ * Called by cm_yaml_stream_to_json() for each document of a stream, in order. index counts the
+ * documents from 1 (empty ones too), line is the line (from 1) where the document's content starts, doc
+ * is the document as JSON (json null for an empty document or one that is only comments), and the
+ * callback owns it from now on. A negative return stops the conversion.
+ */
+typedef int (*cm_yaml_document_fn)(json_t *doc, unsigned index, unsigned line, void *userdata);
+
+/*
+ * Converts a stream of YAML documents ('---' separated), each by the rules of cm_yaml_to_json() (the
+ * depth counted per document), and hands each to fn as soon as it is converted. The stream may be up to
+ * max bytes (the caller's limit; -EFBIG beyond). For streams of untrusted text that may carry secrets
+ * (manifests): error messages never quote the input (no keys, values, tags or anchor names), only say
+ * what is wrong and where. Returns 0 after the last document; -EINVAL (malformed or not allowed; *error
+ * says where and why: the line counts from the start of the stream); -ENOMEM; or the negative value fn
+ * returned, as is (*error is not written then). error may be NULL. A document that fails to convert is
+ * freed without being wiped.
+ */
+_warn_unused_result_ int cm_yaml_stream_to_json(const char *data, size_t len, size_t max,
+                                                cm_yaml_document_fn fn, void *userdata,
+                                                struct cm_doc_error *error);
+
 /* Formats an error as "LINE:COLUMN: MESSAGE" (or just the message) into buf. */
 void cm_doc_error_format(const struct cm_doc_error *e, char *buf, size_t size);
 
