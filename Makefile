@@ -11,7 +11,7 @@ JOBS ?= $(shell nproc)
 FUZZ_SECONDS ?= 60
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps release debug run test test-slow unit integration check format format-check lint fuzz bench tools localk8s rke opa valgrind clean
+.PHONY: all deps release debug run test test-slow unit integration check format format-check lint fuzz bench tools localk8s rke opa helm valgrind clean
 
 all: release
 
@@ -45,7 +45,7 @@ run: release localk8s
 # The whole suite: a smoke run of the uninstrumented build under valgrind memcheck, then every test
 # under AddressSanitizer and UndefinedBehaviorSanitizer (the local engine's tests need the helper, so
 # it is built first).
-test: debug localk8s rke opa valgrind
+test: debug localk8s rke opa helm valgrind
 	ctest --test-dir build/debug --output-on-failure -j$(JOBS)
 
 # The slow integration tests that `make test` leaves out (pytest marker `slow`): each takes ten minutes or
@@ -57,7 +57,7 @@ test-slow: debug localk8s
 unit: debug
 	ctest --test-dir build/debug --output-on-failure -L unit -j$(JOBS)
 
-integration: debug localk8s rke
+integration: debug localk8s rke helm
 	ctest --test-dir build/debug --output-on-failure -L integration
 
 # Format check, static analysis, then the sanitizer test suite.
@@ -97,8 +97,8 @@ bench: release
 	$(PYTHON) bench/run.py --binary build/release/clustermgmt --bare build/release/bench/bare-responder \
 		--testbin build/release/tests/clustermgmt-testbin
 
-# The Go helpers (rke, opa, localk8s) built from the Go module proxy into ./bin.
-tools: localk8s rke opa
+# The Go helpers (rke, opa, helm, localk8s) built from the Go module proxy into ./bin.
+tools: localk8s rke opa helm
 
 # The local engine's helper alone (bin/clustermgmt-localk8s); seconds when it is up to date.
 localk8s:
@@ -111,6 +111,10 @@ rke:
 # The pinned Open Policy Agent alone (bin/opa), the policy service of the compliance tests.
 opa:
 	./scripts/build-opa.sh
+
+# The pinned Helm CLI alone (bin/helm), which installs the charts of add-ons.
+helm:
+	./scripts/build-helm.sh
 
 # An integration smoke run of an uninstrumented build under valgrind memcheck.
 valgrind: release
