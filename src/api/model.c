@@ -23,6 +23,11 @@ static const char *const op_state_names[_CM_OP_STATE_MAX] = {
         [CM_OP_FAILED] = "failed",   [CM_OP_CANCELLED] = "cancelled",
 };
 
+static const char *const addon_kind_names[_CM_ADDON_KIND_MAX] = {
+        [CM_ADDON_MANIFEST] = "manifest",
+        [CM_ADDON_HELM] = "helm",
+};
+
 static int lookup(const char *const *names, size_t n, const char *s) {
         if (!s)
                 return -EINVAL;
@@ -65,6 +70,18 @@ int cm_op_state_from_string(const char *s, enum cm_op_state *ret) {
         if (i < 0)
                 return i;
         *ret = (enum cm_op_state) i;
+        return 0;
+}
+
+const char *cm_addon_kind_to_string(enum cm_addon_kind k) {
+        return (unsigned) k < _CM_ADDON_KIND_MAX ? addon_kind_names[k] : NULL;
+}
+
+int cm_addon_kind_from_string(const char *s, enum cm_addon_kind *ret) {
+        int i = lookup(addon_kind_names, _CM_ADDON_KIND_MAX, s);
+        if (i < 0)
+                return i;
+        *ret = (enum cm_addon_kind) i;
         return 0;
 }
 
@@ -158,6 +175,45 @@ void cm_event_done(struct cm_event *e) {
 void cm_event_array_free(struct cm_event *a, size_t n) {
         for (size_t i = 0; a && i < n; i++)
                 cm_event_done(&a[i]);
+        free(a);
+}
+
+void cm_addon_done(struct cm_addon *a) {
+        if (!a)
+                return;
+        free(a->env);
+        free(a->name);
+        free(a->version);
+        free(a->doc_json);
+        *a = (struct cm_addon){};
+}
+
+void cm_addon_array_free(struct cm_addon *a, size_t n) {
+        for (size_t i = 0; a && i < n; i++)
+                cm_addon_done(&a[i]);
+        free(a);
+}
+
+void cm_addon_install_done(struct cm_addon_install *i) {
+        if (!i)
+                return;
+        free(i->cluster_id);
+        free(i->env);
+        free(i->cluster_name);
+        free(i->addon);
+        free(i->values_json);
+        free(i->status_json);
+        free(i->inventory_json);
+        free(i->applied_key);
+        free(i->lease_owner);
+        free(i->addon_version);
+        free(i->addon_doc_json);
+        *i = (struct cm_addon_install){};
+}
+
+void cm_addon_install_array_free(struct cm_addon_install *a, size_t n) {
+        for (size_t i = 0; a && i < n; i++)
+                cm_addon_install_done(&a[i]);
         free(a);
 }
 

@@ -181,6 +181,62 @@ struct cm_webhook_delivery {
         uint64_t duration_usec;
 };
 
+/* The kind of an add-on definition: Kubernetes manifests applied server-side, or a Helm chart. */
+enum cm_addon_kind {
+        CM_ADDON_MANIFEST,
+        CM_ADDON_HELM,
+        _CM_ADDON_KIND_MAX,
+};
+
+const char *cm_addon_kind_to_string(enum cm_addon_kind k);
+int cm_addon_kind_from_string(const char *s, enum cm_addon_kind *ret);
+
+/* An add-on definition of an environment. */
+struct cm_addon {
+        char *env;
+        char *name; /* unique in its environment */
+        enum cm_addon_kind kind;
+        char *version; /* the definition's own version text (a chart version, a release tag) */
+        bool baseline; /* installed on every new cluster of the environment */
+        char *doc_json; /* the whole definition as the API stores it (JSON) */
+        int64_t resource_version; /* 1 on create, +1 on every change */
+        uint64_t created_usec;
+        uint64_t updated_usec;
+};
+
+/*
+ * An installation of an add-on on a cluster, as the store hands it out: the installation's own fields,
+ * where it lives (joined from the cluster) and the definition it installs (joined from the add-on of
+ * that name in the cluster's environment).
+ */
+struct cm_addon_install {
+        char *cluster_id;
+        char *env; /* the cluster's environment */
+        char *cluster_name;
+        char *addon; /* the definition's name */
+        char *values_json; /* JSON object */
+        int64_t generation; /* 1 on create, +1 on each change of values and on the uninstall request */
+        bool uninstall; /* uninstall requested */
+        char *status_json; /* JSON object written by the reconciler; {} before its first write */
+        char *inventory_json; /* JSON array of the objects last applied (addons/apply.h, "inventory") */
+        char *applied_key; /* what was last applied successfully (the reconciler's digest); NULL: never */
+        uint64_t next_check_usec; /* when the reconciler looks again */
+        char *lease_owner; /* NULL when no reconciler holds it */
+        uint64_t lease_until_usec;
+        int64_t resource_version; /* 1 on create, +1 on every change a reader can see */
+        uint64_t created_usec;
+        uint64_t updated_usec; /* moves with the desired state: values, uninstall request */
+        /* the definition (NULL and 0 if it were gone, which the store does not allow) */
+        char *addon_version;
+        char *addon_doc_json;
+        int64_t addon_resource_version;
+};
+
+void cm_addon_done(struct cm_addon *a);
+void cm_addon_array_free(struct cm_addon *a, size_t n);
+void cm_addon_install_done(struct cm_addon_install *i);
+void cm_addon_install_array_free(struct cm_addon_install *a, size_t n);
+
 void cm_event_done(struct cm_event *e);
 void cm_event_array_free(struct cm_event *a, size_t n);
 void cm_webhook_done(struct cm_webhook *w);

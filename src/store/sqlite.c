@@ -47,6 +47,20 @@
 #define AUDIT_COLUMNS                                                                                       \
         "seq, ts, principal, source, request_id, action, resource, outcome, status, prev_hash, hash"
 
+#define ADDON_COLUMNS "env, name, kind, version, baseline, doc, resource_version, created, updated"
+/* An installation with its cluster's place and its definition (LEFT JOIN: shown even without one). */
+#define INSTALL_COLUMNS                                                                                     \
+        "i.cluster_id, c.env, c.name, i.addon, i.values_json, i.generation, i.uninstall, i.status, "        \
+        "i.inventory, i.applied_key, i.next_check, i.lease_owner, i.lease_until, i.resource_version, "      \
+        "i.created, i.updated, a.version, a.doc, a.resource_version"
+#define INSTALL_FROM                                                                                        \
+        "cluster_addons AS i JOIN clusters AS c ON c.id = i.cluster_id "                                    \
+        "LEFT JOIN addons AS a ON a.env = c.env AND a.name = i.addon"
+/* The resource version of the definition an installation (the row being updated) installs; 0: none. */
+#define INSTALL_ADDON_VERSION                                                                               \
+        "coalesce((SELECT a.resource_version FROM clusters AS c JOIN addons AS a ON a.env = c.env AND "     \
+        "a.name = cluster_addons.addon WHERE c.id = cluster_addons.cluster_id), 0)"
+
 #define OP_COLUMNS                                                                                          \
         "seq, id, env, cluster_id, cluster_name, type, state, generation, attempts, max_attempts, "         \
         "error, lease_owner, lease_expires, next_run, cancel_requested, requested_by, created, "            \
@@ -98,6 +112,28 @@ enum stmt_id {
         STMT_DELIVERY_INSERT,
         STMT_DELIVERY_TRIM,
         STMT_DELIVERY_LIST,
+        STMT_ADDON_GET,
+        STMT_ADDON_VERSION,
+        STMT_ADDON_LIST,
+        STMT_ADDON_INSERT,
+        STMT_ADDON_UPDATE,
+        STMT_ADDON_DELETE,
+        STMT_ADDON_IN_USE,
+        STMT_ADDON_MARK_DUE,
+        STMT_INSTALL_GET,
+        STMT_INSTALL_LIST,
+        STMT_INSTALL_LOOKUP,
+        STMT_INSTALL_ADDON_EXISTS,
+        STMT_INSTALL_INSERT,
+        STMT_INSTALL_SET_VALUES,
+        STMT_INSTALL_UNINSTALL,
+        STMT_INSTALL_EXISTS,
+        STMT_INSTALL_DUE,
+        STMT_INSTALL_LEASE,
+        STMT_INSTALL_FINISH,
+        STMT_INSTALL_REMOVE,
+        STMT_INSTALL_HOLDER,
+        STMT_INSTALL_SCHEDULE,
         STMT_CLUSTER_HEALTH_GET,
         STMT_CLUSTER_HEALTH_SET,
         STMT_CLUSTER_GET,
@@ -210,6 +246,70 @@ static const char *const stmt_sql[_STMT_MAX] = {
                                "ORDER BY seq DESC LIMIT 1 OFFSET ?2)",
         [STMT_DELIVERY_LIST] = "SELECT " DELIVERY_COLUMNS " FROM webhook_deliveries WHERE webhook_id = ?1 "
                                "ORDER BY seq DESC LIMIT ?2",
+        [STMT_ADDON_GET] = "SELECT " ADDON_COLUMNS " FROM addons WHERE env = ?1 AND name = ?2",
+        [STMT_ADDON_VERSION] = "SELECT resource_version FROM addons WHERE env = ?1 AND name = ?2",
+        [STMT_ADDON_LIST] =
+                "SELECT " ADDON_COLUMNS " FROM addons WHERE env = ?1 AND (?2 = 0 OR baseline = 1) "
+                "ORDER BY name",
+        [STMT_ADDON_INSERT] =
+                "INSERT INTO addons (" ADDON_COLUMNS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?7)",
+        [STMT_ADDON_UPDATE] = "UPDATE addons SET kind = ?3, version = ?4, baseline = ?5, doc = ?6, "
+                              "resource_version = resource_version + 1, updated = ?7 "
+                              "WHERE env = ?1 AND name = ?2 RETURNING resource_version",
+        [STMT_ADDON_DELETE] = "DELETE FROM addons WHERE env = ?1 AND name = ?2",
+        [STMT_ADDON_IN_USE] = "SELECT 1 FROM cluster_addons AS i JOIN clusters AS c ON c.id = i.cluster_id "
+                              "WHERE i.addon = ?2 AND c.env = ?1 LIMIT 1",
+        [STMT_ADDON_MARK_DUE] =
+                "UPDATE cluster_addons SET next_check = min(next_check, ?3) "
+                "WHERE addon = ?2 AND cluster_id IN (SELECT id FROM clusters WHERE env = ?1)",
+        [STMT_INSTALL_GET] =
+                "SELECT " INSTALL_COLUMNS " FROM " INSTALL_FROM " WHERE i.cluster_id = ?1 AND i.addon = ?2",
+        [STMT_INSTALL_LIST] =
+                "SELECT " INSTALL_COLUMNS " FROM " INSTALL_FROM " WHERE i.cluster_id = ?1 ORDER BY i.addon",
+        [STMT_INSTALL_LOOKUP] = "SELECT values_json, uninstall, resource_version FROM cluster_addons "
+                                "WHERE cluster_id = ?1 AND addon = ?2",
+        [STMT_INSTALL_ADDON_EXISTS] = "SELECT 1 FROM clusters AS c JOIN addons AS a ON a.env = c.env "
+                                      "WHERE c.id = ?1 AND a.name = ?2",
+        [STMT_INSTALL_INSERT] = "INSERT INTO cluster_addons (cluster_id, addon, values_json, generation, "
+                                "next_check, resource_version, created, updated) "
+                                "VALUES (?1, ?2, ?3, 1, ?4, 1, ?4, ?4)",
+        [STMT_INSTALL_SET_VALUES] =
+                "UPDATE cluster_addons SET values_json = ?3, generation = generation + 1, "
+                "next_check = min(next_check, ?4), "
+                "resource_version = resource_version + 1, updated = ?4 "
+                "WHERE cluster_id = ?1 AND addon = ?2 RETURNING resource_version",
+        [STMT_INSTALL_UNINSTALL] = "UPDATE cluster_addons SET uninstall = 1, generation = generation + 1, "
+                                   "next_check = min(next_check, ?3), "
+                                   "resource_version = resource_version + 1, updated = ?3 "
+                                   "WHERE cluster_id = ?1 AND addon = ?2 AND uninstall = 0",
+        [STMT_INSTALL_EXISTS] = "SELECT 1 FROM cluster_addons WHERE cluster_id = ?1 AND addon = ?2",
+        /* Due and not held, earliest first, through cluster_addons_due. */
+        [STMT_INSTALL_DUE] = "SELECT " INSTALL_COLUMNS " FROM " INSTALL_FROM
+                             " WHERE i.next_check <= ?1 AND (i.lease_owner IS NULL OR i.lease_until < ?1) "
+                             "ORDER BY i.next_check, i.cluster_id, i.addon LIMIT ?2",
+        [STMT_INSTALL_LEASE] = "UPDATE cluster_addons SET lease_owner = ?3, lease_until = ?4, "
+                               "lease_addon_version = ?5 WHERE cluster_id = ?1 AND addon = ?2",
+        /*
+         * SET expressions all read the row as it was: the version moves when what a reader sees
+         * changes; next_check stays due when the generation or the definition moved during the lease.
+         */
+        [STMT_INSTALL_FINISH] =
+                "UPDATE cluster_addons SET resource_version = resource_version + "
+                "(status IS NOT coalesce(?4, status) OR inventory IS NOT coalesce(?5, inventory) OR "
+                "applied_key IS NOT coalesce(?6, applied_key)), "
+                "status = coalesce(?4, status), inventory = coalesce(?5, inventory), "
+                "applied_key = coalesce(?6, applied_key), "
+                "next_check = CASE WHEN generation = ?7 AND lease_addon_version = " INSTALL_ADDON_VERSION
+                " THEN ?8 ELSE min(next_check, ?9) END, "
+                "lease_owner = NULL, lease_until = 0 "
+                "WHERE cluster_id = ?1 AND addon = ?2 AND lease_owner = ?3",
+        [STMT_INSTALL_REMOVE] =
+                "DELETE FROM cluster_addons "
+                "WHERE cluster_id = ?1 AND addon = ?2 AND lease_owner = ?3 AND uninstall = 1",
+        [STMT_INSTALL_HOLDER] = "SELECT 1 FROM cluster_addons "
+                                "WHERE cluster_id = ?1 AND addon = ?2 AND lease_owner = ?3",
+        [STMT_INSTALL_SCHEDULE] = "UPDATE cluster_addons SET next_check = min(next_check, ?3) "
+                                  "WHERE cluster_id = ?1 AND addon = ?2",
         [STMT_CLUSTER_HEALTH_GET] = "SELECT conditions, health FROM clusters WHERE id = ?1",
         [STMT_CLUSTER_HEALTH_SET] = "UPDATE clusters SET conditions = ?2, health = ?3, "
                                     "resource_version = resource_version + 1 WHERE id = ?1",
@@ -1809,11 +1909,472 @@ static int sqlite_webhook_deliveries(struct cm_store *base, const char *webhook_
                         ret_n);
 }
 
-/* ---- health written by the monitor ---- */
+/* ---- add-ons ---- */
 
 static bool same_text(const char *a, const char *b) {
         return a == b || (a && b && streq(a, b));
 }
+
+/* Reads ADDON_COLUMNS. */
+static int row_addon(sqlite3_stmt *st, void *elem) {
+        _cleanup_(cm_addon_done) struct cm_addon a = {};
+        int r;
+
+        r = col_strdup_many(st, (const int[]){ 0, 1, 3, 5 },
+                            (char **const[]){ &a.env, &a.name, &a.version, &a.doc_json }, 4);
+        if (r < 0)
+                return r;
+        if (cm_addon_kind_from_string((const char *) sqlite3_column_text(st, 2), &a.kind) < 0)
+                return log_debug_errno(-EBADMSG, "sqlite: add-on '%s' has an unknown kind: %m",
+                                       strna(a.name));
+        a.baseline = sqlite3_column_int64(st, 4) != 0;
+        a.resource_version = sqlite3_column_int64(st, 6);
+        a.created_usec = col_u64(st, 7);
+        a.updated_usec = col_u64(st, 8);
+        *(struct cm_addon *) elem = a;
+        a = (struct cm_addon){};
+        return 0;
+}
+static void addon_done_v(void *elem) {
+        cm_addon_done(elem);
+}
+
+/* Reads INSTALL_COLUMNS. */
+static int row_install(sqlite3_stmt *st, void *elem) {
+        _cleanup_(cm_addon_install_done) struct cm_addon_install i = {};
+        int r;
+
+        r = col_strdup_many(st, (const int[]){ 0, 1, 2, 3, 4, 7, 8, 9, 11, 16, 17 },
+                            (char **const[]){ &i.cluster_id, &i.env, &i.cluster_name, &i.addon,
+                                              &i.values_json, &i.status_json, &i.inventory_json,
+                                              &i.applied_key, &i.lease_owner, &i.addon_version,
+                                              &i.addon_doc_json },
+                            11);
+        if (r < 0)
+                return r;
+        i.generation = sqlite3_column_int64(st, 5);
+        i.uninstall = sqlite3_column_int64(st, 6) != 0;
+        i.next_check_usec = col_u64(st, 10);
+        i.lease_until_usec = col_u64(st, 12);
+        i.resource_version = sqlite3_column_int64(st, 13);
+        i.created_usec = col_u64(st, 14);
+        i.updated_usec = col_u64(st, 15);
+        i.addon_resource_version = sqlite3_column_int64(st, 18);
+        *(struct cm_addon_install *) elem = i;
+        i = (struct cm_addon_install){};
+        return 0;
+}
+static void install_done_v(void *elem) {
+        cm_addon_install_done(elem);
+}
+
+struct addon_put_ctx {
+        const struct cm_addon *a;
+        const char *kind;
+        int64_t expected;
+        uint64_t now;
+        int64_t version; /* out */
+};
+
+static int addon_put_tx(struct sqlite_conn *c, void *userdata) {
+        struct addon_put_ctx *ctx = userdata;
+        const struct cm_addon *a = ctx->a;
+        _cleanup_(cm_addon_done) struct cm_addon old = {};
+        bool found;
+        int64_t one;
+        int r;
+
+        r = conn_query_int(c, STMT_ENV_EXISTS, BINDS(BT(a->env)), &one);
+        if (r < 0)
+                return r;
+        {
+                _cleanup_stmt_ sqlite3_stmt *st = NULL;
+
+                r = conn_stmt(c, STMT_ADDON_GET, BINDS(BT(a->env), BT(a->name)), &st);
+                if (r < 0)
+                        return r;
+                r = stmt_step(c, st);
+                if (r < 0)
+                        return r;
+                found = r > 0;
+                if (found) {
+                        r = row_addon(st, &old);
+                        if (r < 0)
+                                return r;
+                }
+        }
+
+        if (!found) {
+                if (ctx->expected > 0)
+                        return -ESTALE;
+                r = conn_run(c, STMT_ADDON_INSERT,
+                             BINDS(BT(a->env), BT(a->name), BT(ctx->kind), BT(a->version), BI(a->baseline),
+                                   BT(a->doc_json), BI(ctx->now)));
+                if (r < 0)
+                        return r;
+                ctx->version = 1;
+                return 0;
+        }
+        if (ctx->expected == 0)
+                return -EEXIST;
+        if (ctx->expected > 0 && ctx->expected != old.resource_version)
+                return -ESTALE;
+        /* The same definition again: nothing to write, nothing to apply again. */
+        if (old.kind == a->kind && old.baseline == a->baseline && same_text(old.version, a->version) &&
+            same_text(old.doc_json, a->doc_json)) {
+                ctx->version = old.resource_version;
+                return 0;
+        }
+        r = conn_query_int(c, STMT_ADDON_UPDATE,
+                           BINDS(BT(a->env), BT(a->name), BT(ctx->kind), BT(a->version), BI(a->baseline),
+                                 BT(a->doc_json), BI(ctx->now)),
+                           &ctx->version);
+        if (r < 0)
+                return r;
+        /* Every installation of it is due now: the reconciler applies the new definition. */
+        r = conn_run(c, STMT_ADDON_MARK_DUE, BINDS(BT(a->env), BT(a->name), BI(ctx->now)));
+        return r < 0 ? r : 0;
+}
+
+static int sqlite_addon_put(struct cm_store *base, const struct cm_addon *a, int64_t expected_version,
+                            uint64_t now, int64_t *ret_version) {
+        struct addon_put_ctx ctx = { .a = a, .expected = expected_version, .now = now };
+        int r;
+
+        if (!a || isempty(a->env) || isempty(a->name) || !a->version || !a->doc_json || now > INT64_MAX)
+                return -EINVAL;
+        ctx.kind = cm_addon_kind_to_string(a->kind);
+        if (!ctx.kind)
+                return -EINVAL;
+        r = store_write(to_sqlite(base), addon_put_tx, &ctx);
+        if (r < 0)
+                return r;
+        if (ret_version)
+                *ret_version = ctx.version;
+        return 0;
+}
+
+static int sqlite_addon_get(struct cm_store *base, const char *env, const char *name, struct cm_addon *ret) {
+        if (!env || !name || !ret)
+                return -EINVAL;
+        return read_one(base, STMT_ADDON_GET, BINDS(BT(env), BT(name)), row_addon, ret);
+}
+
+static int sqlite_addon_list(struct cm_store *base, const char *env, bool baseline_only,
+                             struct cm_addon **ret, size_t *ret_n) {
+        if (!env || !ret || !ret_n)
+                return -EINVAL;
+        return read_all(base, STMT_ADDON_LIST, BINDS(BT(env), BI(baseline_only)), sizeof(struct cm_addon),
+                        row_addon, addon_done_v, (void **) ret, ret_n);
+}
+
+struct addon_delete_ctx {
+        const char *env;
+        const char *name;
+        int64_t expected;
+};
+
+static int addon_delete_tx(struct sqlite_conn *c, void *userdata) {
+        struct addon_delete_ctx *ctx = userdata;
+        int64_t rv, one;
+        int r;
+
+        r = conn_query_int(c, STMT_ADDON_VERSION, BINDS(BT(ctx->env), BT(ctx->name)), &rv);
+        if (r < 0)
+                return r;
+        if (ctx->expected >= 0 && ctx->expected != rv)
+                return -ESTALE;
+        r = conn_query_int(c, STMT_ADDON_IN_USE, BINDS(BT(ctx->env), BT(ctx->name)), &one);
+        if (r >= 0)
+                return -EBUSY;
+        if (r != -ENOENT)
+                return r;
+        r = conn_run(c, STMT_ADDON_DELETE, BINDS(BT(ctx->env), BT(ctx->name)));
+        return r < 0 ? r : 0;
+}
+
+static int sqlite_addon_delete(struct cm_store *base, const char *env, const char *name,
+                               int64_t expected_version) {
+        struct addon_delete_ctx ctx = { .env = env, .name = name, .expected = expected_version };
+
+        if (!env || !name)
+                return -EINVAL;
+        return store_write(to_sqlite(base), addon_delete_tx, &ctx);
+}
+
+struct install_put_ctx {
+        const char *cluster_id;
+        const char *addon;
+        const char *values_json;
+        int64_t expected;
+        uint64_t now;
+        int64_t version; /* out */
+};
+
+static int install_put_tx(struct sqlite_conn *c, void *userdata) {
+        struct install_put_ctx *ctx = userdata;
+        bool found, same = false, uninstall = false;
+        int64_t rv = 0, one;
+        int r;
+
+        {
+                _cleanup_stmt_ sqlite3_stmt *st = NULL;
+
+                r = conn_stmt(c, STMT_INSTALL_LOOKUP, BINDS(BT(ctx->cluster_id), BT(ctx->addon)), &st);
+                if (r < 0)
+                        return r;
+                r = stmt_step(c, st);
+                if (r < 0)
+                        return r;
+                found = r > 0;
+                if (found) {
+                        const char *v = (const char *) sqlite3_column_text(st, 0);
+
+                        if (!v)
+                                return -ENOMEM;
+                        same = streq(v, ctx->values_json);
+                        uninstall = sqlite3_column_int64(st, 1) != 0;
+                        rv = sqlite3_column_int64(st, 2);
+                }
+        }
+
+        if (!found) {
+                /* The cluster exists and its environment has the add-on. */
+                r = conn_query_int(c, STMT_INSTALL_ADDON_EXISTS, BINDS(BT(ctx->cluster_id), BT(ctx->addon)),
+                                   &one);
+                if (r < 0)
+                        return r;
+                if (ctx->expected > 0)
+                        return -ESTALE;
+                r = conn_run(c, STMT_INSTALL_INSERT,
+                             BINDS(BT(ctx->cluster_id), BT(ctx->addon), BT(ctx->values_json), BI(ctx->now)));
+                if (r < 0)
+                        return r;
+                ctx->version = 1;
+                return 0;
+        }
+        if (ctx->expected == 0)
+                return -EEXIST;
+        if (ctx->expected > 0 && ctx->expected != rv)
+                return -ESTALE;
+        if (uninstall)
+                return -EBUSY;
+        if (same) {
+                ctx->version = rv;
+                return 0;
+        }
+        return conn_query_int(c, STMT_INSTALL_SET_VALUES,
+                              BINDS(BT(ctx->cluster_id), BT(ctx->addon), BT(ctx->values_json), BI(ctx->now)),
+                              &ctx->version);
+}
+
+static int sqlite_install_put(struct cm_store *base, const char *cluster_id, const char *addon,
+                              const char *values_json, int64_t expected_version, uint64_t now,
+                              int64_t *ret_version) {
+        struct install_put_ctx ctx = {
+                .cluster_id = cluster_id,
+                .addon = addon,
+                .values_json = values_json,
+                .expected = expected_version,
+                .now = now,
+        };
+        int r;
+
+        if (!cluster_id || !addon || !values_json || now > INT64_MAX)
+                return -EINVAL;
+        r = store_write(to_sqlite(base), install_put_tx, &ctx);
+        if (r < 0)
+                return r;
+        if (ret_version)
+                *ret_version = ctx.version;
+        return 0;
+}
+
+static int sqlite_install_get(struct cm_store *base, const char *cluster_id, const char *addon,
+                              struct cm_addon_install *ret) {
+        if (!cluster_id || !addon || !ret)
+                return -EINVAL;
+        return read_one(base, STMT_INSTALL_GET, BINDS(BT(cluster_id), BT(addon)), row_install, ret);
+}
+
+static int sqlite_install_list(struct cm_store *base, const char *cluster_id, struct cm_addon_install **ret,
+                               size_t *ret_n) {
+        if (!cluster_id || !ret || !ret_n)
+                return -EINVAL;
+        return read_all(base, STMT_INSTALL_LIST, BINDS(BT(cluster_id)), sizeof(struct cm_addon_install),
+                        row_install, install_done_v, (void **) ret, ret_n);
+}
+
+struct install_key_ctx {
+        const char *cluster_id;
+        const char *addon;
+        const char *owner;
+        uint64_t now;
+        const struct cm_install_outcome *o;
+};
+
+static int install_uninstall_tx(struct sqlite_conn *c, void *userdata) {
+        struct install_key_ctx *ctx = userdata;
+        int64_t one;
+        int r;
+
+        r = conn_run(c, STMT_INSTALL_UNINSTALL, BINDS(BT(ctx->cluster_id), BT(ctx->addon), BI(ctx->now)));
+        if (r != 0)
+                return r < 0 ? r : 0;
+        /* Nothing changed: requested before, or no such installation. */
+        r = conn_query_int(c, STMT_INSTALL_EXISTS, BINDS(BT(ctx->cluster_id), BT(ctx->addon)), &one);
+        return r < 0 ? r : 0;
+}
+
+static int sqlite_install_request_uninstall(struct cm_store *base, const char *cluster_id, const char *addon,
+                                            uint64_t now) {
+        struct install_key_ctx ctx = { .cluster_id = cluster_id, .addon = addon, .now = now };
+
+        if (!cluster_id || !addon || now > INT64_MAX)
+                return -EINVAL;
+        return store_write(to_sqlite(base), install_uninstall_tx, &ctx);
+}
+
+struct install_claim_ctx {
+        const char *owner;
+        uint64_t now;
+        uint64_t lease_until;
+        unsigned limit;
+        struct cm_addon_install *a; /* out */
+        size_t n; /* out */
+};
+
+static int install_claim_tx(struct sqlite_conn *c, void *userdata) {
+        struct install_claim_ctx *ctx = userdata;
+        void *a = NULL;
+        size_t n = 0;
+        int r;
+
+        cm_addon_install_array_free(ctx->a, ctx->n);
+        ctx->a = NULL;
+        ctx->n = 0;
+        {
+                _cleanup_stmt_ sqlite3_stmt *st = NULL;
+
+                r = conn_stmt(c, STMT_INSTALL_DUE, BINDS(BI(ctx->now), BI(ctx->limit)), &st);
+                if (r < 0)
+                        return r;
+                r = collect_rows(c, st, sizeof(struct cm_addon_install), row_install, install_done_v, &a,
+                                 &n);
+                if (r < 0)
+                        return r;
+        }
+        ctx->a = a;
+        ctx->n = n;
+        if (n == 0)
+                return -EAGAIN;
+        for (size_t i = 0; i < n; i++) {
+                struct cm_addon_install *x = &ctx->a[i];
+
+                r = conn_run(c, STMT_INSTALL_LEASE,
+                             BINDS(BT(x->cluster_id), BT(x->addon), BT(ctx->owner), BI(ctx->lease_until),
+                                   BI(x->addon_resource_version)));
+                if (r < 0)
+                        return r;
+                free(x->lease_owner);
+                x->lease_owner = strdup(ctx->owner);
+                if (!x->lease_owner)
+                        return -ENOMEM;
+                x->lease_until_usec = ctx->lease_until;
+        }
+        return 0;
+}
+
+static int sqlite_install_claim(struct cm_store *base, const char *owner, uint64_t now, uint64_t lease_usec,
+                                unsigned limit, struct cm_addon_install **ret, size_t *ret_n) {
+        struct install_claim_ctx ctx = { .owner = owner, .now = now, .limit = limit };
+        int r;
+
+        if (isempty(owner) || limit == 0 || !ret || !ret_n || now > INT64_MAX ||
+            lease_usec > INT64_MAX - now)
+                return -EINVAL;
+        ctx.lease_until = now + lease_usec;
+        r = store_write(to_sqlite(base), install_claim_tx, &ctx);
+        if (r < 0) {
+                cm_addon_install_array_free(ctx.a, ctx.n);
+                return r;
+        }
+        *ret = ctx.a;
+        *ret_n = ctx.n;
+        return 0;
+}
+
+static int install_finish_tx(struct sqlite_conn *c, void *userdata) {
+        struct install_key_ctx *ctx = userdata;
+        const struct cm_install_outcome *o = ctx->o;
+        int r;
+
+        r = conn_run(c, STMT_INSTALL_FINISH,
+                     BINDS(BT(ctx->cluster_id), BT(ctx->addon), BT(ctx->owner), BT(o->status_json),
+                           BT(o->inventory_json), BT(o->applied_key), BI(o->generation_seen),
+                           BI(o->next_check_usec), BI(ctx->now)));
+        if (r < 0)
+                return r;
+        return r == 0 ? -ESRCH : 0;
+}
+
+static int sqlite_install_finish(struct cm_store *base, const char *cluster_id, const char *addon,
+                                 const char *owner, const struct cm_install_outcome *o, uint64_t now) {
+        struct install_key_ctx ctx = {
+                .cluster_id = cluster_id, .addon = addon, .owner = owner, .now = now, .o = o
+        };
+
+        if (!cluster_id || !addon || isempty(owner) || !o || now > INT64_MAX ||
+            o->next_check_usec > INT64_MAX)
+                return -EINVAL;
+        return store_write(to_sqlite(base), install_finish_tx, &ctx);
+}
+
+static int install_remove_tx(struct sqlite_conn *c, void *userdata) {
+        struct install_key_ctx *ctx = userdata;
+        int64_t one;
+        int r;
+
+        r = conn_run(c, STMT_INSTALL_REMOVE, BINDS(BT(ctx->cluster_id), BT(ctx->addon), BT(ctx->owner)));
+        if (r != 0)
+                return r < 0 ? r : 0;
+        /* Held by owner, so no uninstall was requested; else the lease is lost (or the row gone). */
+        r = conn_query_int(c, STMT_INSTALL_HOLDER,
+                           BINDS(BT(ctx->cluster_id), BT(ctx->addon), BT(ctx->owner)), &one);
+        if (r >= 0)
+                return -EINVAL;
+        return r == -ENOENT ? -ESRCH : r;
+}
+
+static int sqlite_install_remove(struct cm_store *base, const char *cluster_id, const char *addon,
+                                 const char *owner) {
+        struct install_key_ctx ctx = { .cluster_id = cluster_id, .addon = addon, .owner = owner };
+
+        if (!cluster_id || !addon || isempty(owner))
+                return -EINVAL;
+        return store_write(to_sqlite(base), install_remove_tx, &ctx);
+}
+
+static int install_schedule_tx(struct sqlite_conn *c, void *userdata) {
+        struct install_key_ctx *ctx = userdata;
+        int r;
+
+        r = conn_run(c, STMT_INSTALL_SCHEDULE, BINDS(BT(ctx->cluster_id), BT(ctx->addon), BI(ctx->now)));
+        if (r < 0)
+                return r;
+        return r == 0 ? -ENOENT : 0;
+}
+
+static int sqlite_install_schedule(struct cm_store *base, const char *cluster_id, const char *addon,
+                                   uint64_t now) {
+        struct install_key_ctx ctx = { .cluster_id = cluster_id, .addon = addon, .now = now };
+
+        if (!cluster_id || !addon || now > INT64_MAX)
+                return -EINVAL;
+        return store_write(to_sqlite(base), install_schedule_tx, &ctx);
+}
+
+/* ---- health written by the monitor ---- */
 
 struct cluster_health_ctx {
         const char *id;
@@ -2803,6 +3364,18 @@ const struct cm_store_ops cm_store_sqlite_ops = {
         .webhook_delete = sqlite_webhook_delete,
         .webhook_record = sqlite_webhook_record,
         .webhook_deliveries = sqlite_webhook_deliveries,
+        .addon_put = sqlite_addon_put,
+        .addon_get = sqlite_addon_get,
+        .addon_list = sqlite_addon_list,
+        .addon_delete = sqlite_addon_delete,
+        .install_put = sqlite_install_put,
+        .install_get = sqlite_install_get,
+        .install_list = sqlite_install_list,
+        .install_request_uninstall = sqlite_install_request_uninstall,
+        .install_claim = sqlite_install_claim,
+        .install_finish = sqlite_install_finish,
+        .install_remove = sqlite_install_remove,
+        .install_schedule = sqlite_install_schedule,
         .cluster_set_health = sqlite_cluster_set_health,
         .apikey_create = sqlite_apikey_create,
         .apikey_list = sqlite_apikey_list,

@@ -324,4 +324,85 @@ static const struct sqlite_migration sqlite_migrations[] = {
           "        duration INTEGER NOT NULL\n"
           ");\n"
           "CREATE INDEX webhook_deliveries_hook ON webhook_deliveries(webhook_id, seq);\n" },
+
+        /*
+         * 6: add-ons. Definitions per environment (gone with it, like its settings and webhooks);
+         * installations per cluster (gone with it: an installation is the cluster's), which a
+         * reconciler claims through a lease when they are due. A definition with installations is not
+         * deleted (checked by the store). Events, by triggers as in 5, from the status the reconciler
+         * writes (phase, the corrections counter) and from the removal of an uninstalled installation;
+         * a cluster's deletion removes its installations without events. JSON columns are checked:
+         * the triggers read them, and a bad document is the caller's error (-EINVAL), not the
+         * event's. `values` is an SQL keyword, hence values_json.
+         */
+        { 6, "CREATE TABLE addons (\n"
+             "        env TEXT NOT NULL REFERENCES environments(name) ON DELETE CASCADE,\n"
+             "        name TEXT NOT NULL,\n"
+             "        kind TEXT NOT NULL CHECK (kind IN ('manifest', 'helm')),\n"
+             "        version TEXT NOT NULL,\n"
+             "        baseline INTEGER NOT NULL CHECK (baseline IN (0, 1)),\n"
+             "        doc TEXT NOT NULL CHECK (json_valid(doc)),\n"
+             "        resource_version INTEGER NOT NULL,\n"
+             "        created INTEGER NOT NULL,\n"
+             "        updated INTEGER NOT NULL,\n"
+             "        PRIMARY KEY (env, name)\n"
+             ") WITHOUT ROWID;\n"
+             "CREATE TABLE cluster_addons (\n"
+             "        cluster_id TEXT NOT NULL REFERENCES clusters(id) ON DELETE CASCADE,\n"
+             "        addon TEXT NOT NULL,\n"
+             "        values_json TEXT NOT NULL CHECK (CASE WHEN json_valid(values_json)\n"
+             "                THEN json_type(values_json) = 'object' ELSE 0 END),\n"
+             "        generation INTEGER NOT NULL,\n"
+             "        uninstall INTEGER NOT NULL DEFAULT 0 CHECK (uninstall IN (0, 1)),\n"
+             "        status TEXT NOT NULL DEFAULT '{}' CHECK (CASE WHEN json_valid(status)\n"
+             "                THEN json_type(status) = 'object' ELSE 0 END),\n"
+             "        inventory TEXT NOT NULL DEFAULT '[]' CHECK (CASE WHEN json_valid(inventory)\n"
+             "                THEN json_type(inventory) = 'array' ELSE 0 END),\n"
+             "        applied_key TEXT,\n"
+             "        next_check INTEGER NOT NULL,\n"
+             "        lease_owner TEXT,\n"
+             "        lease_until INTEGER NOT NULL DEFAULT 0,\n"
+             /* The definition's resource version when claimed: a change during the lease keeps it due. */
+             "        lease_addon_version INTEGER NOT NULL DEFAULT 0,\n"
+             "        resource_version INTEGER NOT NULL,\n"
+             "        created INTEGER NOT NULL,\n"
+             "        updated INTEGER NOT NULL,\n"
+             "        PRIMARY KEY (cluster_id, addon)\n"
+             ") WITHOUT ROWID;\n"
+             /* The claim: due installations by next_check. */
+             "CREATE INDEX cluster_addons_due ON cluster_addons(next_check);\n"
+             /* The installations of one definition (in use, due again after a change). */
+             "CREATE INDEX cluster_addons_addon ON cluster_addons(addon);\n"
+             "CREATE TRIGGER events_addon_phase AFTER UPDATE OF status ON cluster_addons\n"
+             "        WHEN (NEW.status ->> '$.phase') IS NOT NULL AND\n"
+             "                (NEW.status ->> '$.phase') IS NOT (OLD.status ->> '$.phase') BEGIN\n"
+             "        INSERT INTO events (ts, env, cluster, cluster_id, type, data)\n"
+             "        SELECT " SQL_NOW_USEC ", c.env, c.name, c.id, 'AddonPhaseChanged', json_object(\n"
+             "                'addon', NEW.addon, 'phase', NEW.status ->> '$.phase',\n"
+             "                'previousPhase', coalesce(OLD.status ->> '$.phase', ''),\n"
+             "                'reason', coalesce(NEW.status ->> '$.reason', ''),\n"
+             "                'message', coalesce(NEW.status ->> '$.message', ''))\n"
+             "        FROM clusters AS c WHERE c.id = NEW.cluster_id;\n"
+             "END;\n"
+             /* Only an integer counter counts: "3" or 2.5 would compare as something else. */
+             "CREATE TRIGGER events_addon_drift AFTER UPDATE OF status ON cluster_addons\n"
+             "        WHEN (CASE WHEN json_type(NEW.status, '$.corrections') = 'integer'\n"
+             "                THEN NEW.status ->> '$.corrections' ELSE 0 END) >\n"
+             "                (CASE WHEN json_type(OLD.status, '$.corrections') = 'integer'\n"
+             "                THEN OLD.status ->> '$.corrections' ELSE 0 END) BEGIN\n"
+             "        INSERT INTO events (ts, env, cluster, cluster_id, type, data)\n"
+             "        SELECT " SQL_NOW_USEC ", c.env, c.name, c.id, 'AddonDriftCorrected', json_object(\n"
+             "                'addon', NEW.addon,\n"
+             "                'objects', coalesce(NEW.status -> '$.lastCorrection.objects', json_array()),\n"
+             "                'count', NEW.status ->> '$.corrections')\n"
+             "        FROM clusters AS c WHERE c.id = NEW.cluster_id;\n"
+             "END;\n"
+             /* The cluster's own deletion removes its installations after its row: no cluster, no event. */
+             "CREATE TRIGGER events_addon_uninstalled AFTER DELETE ON cluster_addons\n"
+             "        WHEN OLD.uninstall = 1 BEGIN\n"
+             "        INSERT INTO events (ts, env, cluster, cluster_id, type, data)\n"
+             "        SELECT " SQL_NOW_USEC ", c.env, c.name, c.id, 'AddonUninstalled',\n"
+             "                json_object('addon', OLD.addon)\n"
+             "        FROM clusters AS c WHERE c.id = OLD.cluster_id;\n"
+             "END;\n" },
 };

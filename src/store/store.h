@@ -7,8 +7,8 @@
 
 /*
  * The metadata store: environments, clusters, operations and their logs, API keys, idempotency
- * records. A backend is a const vtable (struct cm_store_ops) registered by URL scheme; the concrete
- * store embeds struct cm_store first. Callers use the cm_store_* wrappers below.
+ * records, events, webhooks, add-ons. A backend is a const vtable (struct cm_store_ops) registered by
+ * URL scheme; the concrete store embeds struct cm_store first. Callers use STORE_CALL() (below).
  *
  * Contracts every backend keeps (tests/unit/test_store_conformance.c checks them):
  * - Every function is safe to call from any thread at the same time (backends keep one connection
@@ -17,9 +17,10 @@
  *   (cm_*_done / cm_*_array_free).
  * - Errors are negative errno: -ENOENT no such record, -EEXIST name taken, -ESTALE expected
  *   resource version does not match, -EBUSY another operation of the cluster is not finished
- *   (ret_conflict_op names it), -EAGAIN nothing to claim, -ESRCH lease lost, -ENOTEMPTY environment
- *   still has clusters, -EIO/-ENOMEM for backend failures (also -ETIMEDOUT database locked for
- *   too long, -EPROTO schema not migrated, -EBADMSG corrupt or not a database, -ENOSPC, -EROFS).
+ *   (ret_conflict_op names it) or an add-on is in use, -EAGAIN nothing to claim, -ESRCH lease lost,
+ *   -ENOTEMPTY environment still has clusters, -EIO/-ENOMEM for backend failures (also -ETIMEDOUT
+ *   database locked for too long, -EPROTO schema not migrated, -EBADMSG corrupt or not a database,
+ *   -ENOSPC, -EROFS).
  * - Every mutation of a cluster together with the operation that carries it is one transaction: a
  *   crash leaves both or neither.
  * - At most one unfinished (pending or running) operation per cluster, enforced by the backend.
@@ -50,6 +51,15 @@ struct cm_op_outcome {
         /* Operation log output not yet stored, appended as one chunk in the same transaction. */
         const char *log_text;
         size_t log_len;
+};
+
+/* What a reconciler writes when it is done with an add-on installation it holds (install_finish). */
+struct cm_install_outcome {
+        int64_t generation_seen; /* the generation of the installation it worked on */
+        const char *status_json; /* JSON object; NULL: leave as is */
+        const char *inventory_json; /* JSON array of objects (addons/apply.h, "inventory"); NULL: leave */
+        const char *applied_key; /* what is now applied (a digest); NULL: leave as is */
+        uint64_t next_check_usec; /* when to look again (the drift interval) */
 };
 
 /* The result of an idempotency lookup. */
@@ -169,6 +179,92 @@ struct cm_store_ops {
         /* Delivery attempts of one webhook, newest first, at most limit. */
         int (*webhook_deliveries)(struct cm_store *s, const char *webhook_id, unsigned limit,
                                   struct cm_webhook_delivery **ret, size_t *ret_n);
+
+        /*
+         * Add-on definitions of an environment (docs/internals/store.md, "Add-ons").
+         *
+         * addon_put creates or replaces a->env/a->name with a's kind, version, baseline and doc_json
+         * (a->resource_version and the times are not read: created and updated are now; resource
+         * version 1 on create, +1 on each change). expected_version: < 0 any, 0 only when it does not
+         * exist (-EEXIST otherwise), n only when its resource version is n (-ESTALE otherwise, also
+         * when it does not exist). -ENOENT when the environment does not exist; -EINVAL when doc_json
+         * is not JSON or the kind is unknown. A put that changes nothing writes nothing and gives the
+         * current version. A change makes every installation of the definition in the environment due
+         * now, in the same transaction. *ret_version (if not NULL): the resource version after the put.
+         */
+        int (*addon_put)(struct cm_store *s, const struct cm_addon *a, int64_t expected_version,
+                         uint64_t now, int64_t *ret_version);
+        int (*addon_get)(struct cm_store *s, const char *env, const char *name, struct cm_addon *ret);
+        /* The definitions of env (only the baseline ones when baseline_only) by name; none: n = 0. */
+        int (*addon_list)(struct cm_store *s, const char *env, bool baseline_only, struct cm_addon **ret,
+                          size_t *ret_n);
+        /*
+         * Checks in this order: -ENOENT, -ESTALE (expected_version >= 0 and not the resource version),
+         * -EBUSY (installations of it exist on clusters of env, uninstalling ones too).
+         */
+        int (*addon_delete)(struct cm_store *s, const char *env, const char *name, int64_t expected_version);
+
+        /*
+         * Installations of add-ons on clusters; a reconciler claims the due ones with a lease.
+         * The reconciler's status_json may carry members that the store turns into events, in the
+         * transaction of the write: "phase" (AddonPhaseChanged when it changes to a value, with
+         * "reason" and "message"), "corrections" (an integer; AddonDriftCorrected when it grows, with
+         * "lastCorrection": {"objects": [...]}). Removing an uninstalled installation is
+         * AddonUninstalled; deleting the cluster removes its installations without events.
+         *
+         * install_put creates the installation of the add-on named addon on the cluster (generation
+         * 1, status {}, inventory [], due now) or changes its values (generation+1, due now);
+         * values_json must be a JSON object (-EINVAL). Values equal to the stored text change nothing
+         * and give the current version. expected_version as in addon_put. -ENOENT when the cluster
+         * or the add-on (in the cluster's environment) does not exist, -EBUSY when its uninstall
+         * was requested (it is being removed).
+         */
+        int (*install_put)(struct cm_store *s, const char *cluster_id, const char *addon,
+                           const char *values_json, int64_t expected_version, uint64_t now,
+                           int64_t *ret_version);
+        int (*install_get)(struct cm_store *s, const char *cluster_id, const char *addon,
+                           struct cm_addon_install *ret);
+        /* The installations of one cluster by add-on name (none: n = 0, also for no such cluster). */
+        int (*install_list)(struct cm_store *s, const char *cluster_id, struct cm_addon_install **ret,
+                            size_t *ret_n);
+        /*
+         * Sets uninstall (generation+1, due now); the reconciler removes the add-on's objects and then
+         * the installation (install_remove). Asking again changes nothing. -ENOENT when unknown.
+         */
+        int (*install_request_uninstall)(struct cm_store *s, const char *cluster_id, const char *addon,
+                                         uint64_t now);
+        /*
+         * Claims at most limit due installations (next_check <= now, earliest first) that no lease
+         * holds (none, or one that ended before now) for owner until now + lease_usec, in one
+         * transaction, and returns them with their lease set. -EAGAIN when none is due. A lease
+         * that ends is taken over by the next claim: the installation is still due.
+         */
+        int (*install_claim)(struct cm_store *s, const char *owner, uint64_t now, uint64_t lease_usec,
+                             unsigned limit, struct cm_addon_install **ret, size_t *ret_n);
+        /*
+         * Writes what the holder did and releases the lease, in one transaction; -ESRCH when owner
+         * does not hold the lease (nothing is written). next_check becomes o->next_check_usec, unless
+         * the installation changed while it was held (a generation other than o->generation_seen, or a
+         * new version of the definition): then it stays due (at the latest now). resource_version+1
+         * only when status, inventory or applied_key changed. A status that is not a JSON object or an
+         * inventory that is not a JSON array is -EINVAL (nothing is written; the lease stays).
+         */
+        int (*install_finish)(struct cm_store *s, const char *cluster_id, const char *addon,
+                              const char *owner, const struct cm_install_outcome *o, uint64_t now);
+        /*
+         * Deletes an installation whose uninstall was requested, by the holder of its lease once the
+         * objects are gone (AddonUninstalled). -ESRCH when owner does not hold the lease (or it is
+         * gone already), -EINVAL when no uninstall was requested.
+         */
+        int (*install_remove)(struct cm_store *s, const char *cluster_id, const char *addon,
+                              const char *owner);
+        /*
+         * Makes an installation due now (next_check = min(next_check, now)): the reconciler looks at
+         * it (a drift check) at its next claim. Nothing a reader sees changes: no new resource
+         * version, no event. A reconciler that holds it when this is called still sets next_check as
+         * it decides when it finishes. -ENOENT when unknown (an uninstalling one is still known).
+         */
+        int (*install_schedule)(struct cm_store *s, const char *cluster_id, const char *addon, uint64_t now);
 
         /*
          * The monitor's write: merges conditions_json (a JSON array of conditions; NULL: none) into

@@ -2919,6 +2919,949 @@ static void test_sqlite_migration_5(void **state) {
         assert_string_equal(c.health_json, "{\"nodesReady\":1,\"nodesTotal\":1}");
 }
 
+/* ---- add-ons: definitions per environment, installations per cluster ---- */
+
+#define ADDON_DOC "{\"name\":\"metrics\",\"kind\":\"manifest\",\"version\":\"1.0\"}"
+#define ADDON_DOC2 "{\"name\":\"metrics\",\"kind\":\"manifest\",\"version\":\"1.1\"}"
+
+static struct cm_addon mk_addon(const char *env, const char *name, enum cm_addon_kind kind,
+                                const char *version, bool baseline, const char *doc) {
+        return (struct cm_addon){
+                .env = CM_UNCONST(char *, env),
+                .name = CM_UNCONST(char *, name),
+                .kind = kind,
+                .version = CM_UNCONST(char *, version),
+                .baseline = baseline,
+                .doc_json = CM_UNCONST(char *, doc),
+                .resource_version = 99, /* not taken: the store sets it */
+                .created_usec = 1,
+                .updated_usec = 1,
+        };
+}
+
+/* Puts a manifest add-on (any version) and returns its resource version. */
+static int64_t put_addon(struct cm_store *s, const char *env, const char *name, bool baseline,
+                         const char *doc, uint64_t now) {
+        struct cm_addon a = mk_addon(env, name, CM_ADDON_MANIFEST, "1.0", baseline, doc);
+        int64_t v = -1;
+
+        assert_int_equal(STORE_CALL(s, addon_put, &a, -1, now, &v), 0);
+        assert_true(v > 0);
+        return v;
+}
+
+static int64_t put_install(struct cm_store *s, const char *cluster_id, const char *addon, const char *values,
+                           uint64_t now) {
+        int64_t v = -1;
+
+        assert_int_equal(STORE_CALL(s, install_put, cluster_id, addon, values, -1, now, &v), 0);
+        assert_true(v > 0);
+        return v;
+}
+
+static struct cm_addon_install get_install(struct cm_store *s, const char *cluster_id, const char *addon) {
+        struct cm_addon_install i = {};
+
+        assert_int_equal(STORE_CALL(s, install_get, cluster_id, addon, &i), 0);
+        return i;
+}
+
+/* Claims exactly n installations for owner (lease 60 s); the array is the caller's. */
+static struct cm_addon_install *claim_installs(struct cm_store *s, const char *owner, uint64_t now,
+                                               unsigned limit, size_t n) {
+        struct cm_addon_install *a = NULL;
+        size_t got = SIZE_MAX;
+
+        assert_int_equal(STORE_CALL(s, install_claim, owner, now, 60 * SEC, limit, &a, &got), 0);
+        assert_int_equal(got, n);
+        for (size_t i = 0; i < got; i++) {
+                assert_string_equal(a[i].lease_owner, owner);
+                assert_int_equal(a[i].lease_until_usec, now + 60 * SEC);
+        }
+        return a;
+}
+
+/* Claims exactly n installations for owner and drops the records (the leases stay). */
+static void claim_and_drop(struct cm_store *s, const char *owner, uint64_t now, size_t n) {
+        struct cm_addon_install *a = claim_installs(s, owner, now, 10, n);
+
+        cm_addon_install_array_free(a, n);
+}
+
+static void claim_installs_none(struct cm_store *s, uint64_t now) {
+        struct cm_addon_install *a = (struct cm_addon_install *) 0x1;
+        size_t n = 42;
+
+        assert_int_equal(STORE_CALL(s, install_claim, "nobody", now, 60 * SEC, 10, &a, &n), -EAGAIN);
+        assert_ptr_equal(a, (struct cm_addon_install *) 0x1); /* untouched on failure */
+        assert_int_equal(n, 42);
+}
+
+static int finish_install(struct cm_store *s, const char *cluster_id, const char *addon, const char *owner,
+                          int64_t generation, const char *status, uint64_t next_check, uint64_t now) {
+        const struct cm_install_outcome o = {
+                .generation_seen = generation,
+                .status_json = status,
+                .inventory_json = NULL,
+                .applied_key = NULL,
+                .next_check_usec = next_check,
+        };
+
+        return STORE_CALL(s, install_finish, cluster_id, addon, owner, &o, now);
+}
+
+static void test_addon_crud(void **state) {
+        struct fixture *f = *state;
+        struct cm_addon a = mk_addon("dev", "metrics", CM_ADDON_MANIFEST, "1.0", false, ADDON_DOC), got = {};
+        struct cm_addon *list = NULL;
+        int64_t v = -1;
+        size_t n = 0;
+
+        /* no such environment */
+        assert_int_equal(STORE_CALL(f->s, addon_put, &a, -1, T0, &v), -ENOENT);
+        assert_int_equal(v, -1);
+        assert_int_equal(make_env(f->s, "dev"), 0);
+        assert_int_equal(make_env(f->s, "prod"), 0);
+
+        /* If-Match on nothing is stale; 0 creates */
+        assert_int_equal(STORE_CALL(f->s, addon_put, &a, 1, T0, &v), -ESTALE);
+        assert_int_equal(STORE_CALL(f->s, addon_put, &a, 0, T0, &v), 0);
+        assert_int_equal(v, 1);
+        assert_int_equal(STORE_CALL(f->s, addon_put, &a, 0, T0, &v), -EEXIST);
+        assert_int_equal(STORE_CALL(f->s, addon_get, "dev", "metrics", &got), 0);
+        assert_string_equal(got.env, "dev");
+        assert_string_equal(got.name, "metrics");
+        assert_int_equal(got.kind, CM_ADDON_MANIFEST);
+        assert_string_equal(got.version, "1.0");
+        assert_false(got.baseline);
+        assert_string_equal(got.doc_json, ADDON_DOC);
+        assert_int_equal(got.resource_version, 1);
+        assert_int_equal(got.created_usec, T0);
+        assert_int_equal(got.updated_usec, T0);
+        cm_addon_done(&got);
+
+        /* the same definition again writes nothing */
+        assert_int_equal(STORE_CALL(f->s, addon_put, &a, 1, T0 + SEC, &v), 0);
+        assert_int_equal(v, 1);
+        assert_int_equal(STORE_CALL(f->s, addon_get, "dev", "metrics", &got), 0);
+        assert_int_equal(got.updated_usec, T0);
+        cm_addon_done(&got);
+
+        /* a change: If-Match, then any */
+        a = mk_addon("dev", "metrics", CM_ADDON_HELM, "2.0", true, ADDON_DOC2);
+        assert_int_equal(STORE_CALL(f->s, addon_put, &a, 5, T0 + SEC, &v), -ESTALE);
+        assert_int_equal(STORE_CALL(f->s, addon_put, &a, 1, T0 + SEC, &v), 0);
+        assert_int_equal(v, 2);
+        a.version = CM_UNCONST(char *, "2.1");
+        assert_int_equal(STORE_CALL(f->s, addon_put, &a, -1, T0 + 2 * SEC, NULL), 0);
+        assert_int_equal(STORE_CALL(f->s, addon_get, "dev", "metrics", &got), 0);
+        assert_int_equal(got.kind, CM_ADDON_HELM);
+        assert_string_equal(got.version, "2.1");
+        assert_true(got.baseline);
+        assert_string_equal(got.doc_json, ADDON_DOC2);
+        assert_int_equal(got.resource_version, 3);
+        assert_int_equal(got.created_usec, T0);
+        assert_int_equal(got.updated_usec, T0 + 2 * SEC);
+        cm_addon_done(&got);
+
+        /* bad input changes nothing */
+        a.doc_json = CM_UNCONST(char *, "{not json");
+        assert_int_equal(STORE_CALL(f->s, addon_put, &a, -1, T0, &v), -EINVAL);
+        a = mk_addon("dev", "x", _CM_ADDON_KIND_MAX, "1", false, "{}");
+        assert_int_equal(STORE_CALL(f->s, addon_put, &a, -1, T0, &v), -EINVAL);
+        a = mk_addon("dev", "", CM_ADDON_MANIFEST, "1", false, "{}");
+        assert_int_equal(STORE_CALL(f->s, addon_put, &a, -1, T0, &v), -EINVAL);
+        assert_int_equal(STORE_CALL(f->s, addon_get, "dev", "metrics", &got), 0);
+        assert_int_equal(got.resource_version, 3);
+        cm_addon_done(&got);
+
+        /* lists by name, of one environment, baseline ones only on request */
+        (void) put_addon(f->s, "dev", "a-logging", false, "{}", T0);
+        (void) put_addon(f->s, "dev", "z-policy", true, "{}", T0);
+        (void) put_addon(f->s, "prod", "metrics", false, "{}", T0);
+        assert_int_equal(STORE_CALL(f->s, addon_list, "dev", false, &list, &n), 0);
+        assert_int_equal(n, 3);
+        assert_string_equal(list[0].name, "a-logging");
+        assert_string_equal(list[1].name, "metrics");
+        assert_string_equal(list[2].name, "z-policy");
+        cm_addon_array_free(list, n);
+        assert_int_equal(STORE_CALL(f->s, addon_list, "dev", true, &list, &n), 0);
+        assert_int_equal(n, 2);
+        assert_string_equal(list[0].name, "metrics");
+        assert_string_equal(list[1].name, "z-policy");
+        cm_addon_array_free(list, n);
+        assert_int_equal(STORE_CALL(f->s, addon_list, "prod", true, &list, &n), 0);
+        assert_int_equal(n, 0);
+        cm_addon_array_free(list, n);
+        assert_int_equal(STORE_CALL(f->s, addon_list, "none", false, &list, &n), 0);
+        assert_int_equal(n, 0);
+        cm_addon_array_free(list, n);
+
+        /* delete: -ENOENT, -ESTALE, then gone (in its environment only) */
+        assert_int_equal(STORE_CALL(f->s, addon_delete, "dev", "nope", -1), -ENOENT);
+        assert_int_equal(STORE_CALL(f->s, addon_delete, "dev", "metrics", 2), -ESTALE);
+        assert_int_equal(STORE_CALL(f->s, addon_delete, "dev", "metrics", 3), 0);
+        assert_int_equal(STORE_CALL(f->s, addon_delete, "dev", "metrics", -1), -ENOENT);
+        assert_int_equal(STORE_CALL(f->s, addon_get, "dev", "metrics", &got), -ENOENT);
+        assert_null(got.name);
+        assert_int_equal(STORE_CALL(f->s, addon_get, "prod", "metrics", &got), 0);
+        cm_addon_done(&got);
+        /* the name is free again: a new definition starts at 1 */
+        assert_int_equal(put_addon(f->s, "dev", "metrics", false, "{}", T0), 1);
+}
+
+static void test_install_crud(void **state) {
+        struct fixture *f = *state;
+        _cleanup_(cm_addon_install_done) struct cm_addon_install i = {};
+        struct cm_addon_install *list = NULL;
+        int64_t v = -1, av;
+        size_t n = 0;
+
+        assert_int_equal(make_env(f->s, "dev"), 0);
+        assert_int_equal(make_env(f->s, "prod"), 0);
+        assert_int_equal(make_cluster(f->s, "dev", "c1", "cl_1", "op_1", T0), 0);
+        av = put_addon(f->s, "dev", "metrics", false, ADDON_DOC, T0);
+        (void) put_addon(f->s, "dev", "logging", false, "{}", T0);
+        (void) put_addon(f->s, "prod", "policy", false, "{}", T0);
+
+        /* no such cluster, no such add-on in the cluster's environment */
+        assert_int_equal(STORE_CALL(f->s, install_put, "cl_nope", "metrics", "{}", -1, T0, &v), -ENOENT);
+        assert_int_equal(STORE_CALL(f->s, install_put, "cl_1", "policy", "{}", -1, T0, &v), -ENOENT);
+        assert_int_equal(STORE_CALL(f->s, install_put, "cl_1", "metrics", "{}", 1, T0, &v), -ESTALE);
+        assert_int_equal(v, -1);
+        /* values are a JSON object */
+        assert_int_equal(STORE_CALL(f->s, install_put, "cl_1", "metrics", "[]", -1, T0, &v), -EINVAL);
+        assert_int_equal(STORE_CALL(f->s, install_put, "cl_1", "metrics", "{", -1, T0, &v), -EINVAL);
+
+        assert_int_equal(STORE_CALL(f->s, install_put, "cl_1", "metrics", "{\"replicas\":1}", 0, T0, &v), 0);
+        assert_int_equal(v, 1);
+        assert_int_equal(STORE_CALL(f->s, install_put, "cl_1", "metrics", "{}", 0, T0, &v), -EEXIST);
+        i = get_install(f->s, "cl_1", "metrics");
+        assert_string_equal(i.cluster_id, "cl_1");
+        assert_string_equal(i.env, "dev");
+        assert_string_equal(i.cluster_name, "c1");
+        assert_string_equal(i.addon, "metrics");
+        assert_string_equal(i.values_json, "{\"replicas\":1}");
+        assert_int_equal(i.generation, 1);
+        assert_false(i.uninstall);
+        assert_string_equal(i.status_json, "{}");
+        assert_string_equal(i.inventory_json, "[]");
+        assert_null(i.applied_key);
+        assert_int_equal(i.next_check_usec, T0); /* due at once */
+        assert_null(i.lease_owner);
+        assert_int_equal(i.lease_until_usec, 0);
+        assert_int_equal(i.resource_version, 1);
+        assert_int_equal(i.created_usec, T0);
+        assert_int_equal(i.updated_usec, T0);
+        assert_string_equal(i.addon_version, "1.0");
+        assert_string_equal(i.addon_doc_json, ADDON_DOC);
+        assert_int_equal(i.addon_resource_version, av);
+        cm_addon_install_done(&i);
+
+        /* the same values: nothing changes; new values: generation+1, due now */
+        assert_int_equal(
+                STORE_CALL(f->s, install_put, "cl_1", "metrics", "{\"replicas\":1}", 1, T0 + SEC, &v), 0);
+        assert_int_equal(v, 1);
+        assert_int_equal(STORE_CALL(f->s, install_put, "cl_1", "metrics", "{\"replicas\":2}", 7, T0, &v),
+                         -ESTALE);
+        assert_int_equal(
+                STORE_CALL(f->s, install_put, "cl_1", "metrics", "{\"replicas\":2}", 1, T0 + 2 * SEC, &v),
+                0);
+        assert_int_equal(v, 2);
+        i = get_install(f->s, "cl_1", "metrics");
+        assert_string_equal(i.values_json, "{\"replicas\":2}");
+        assert_int_equal(i.generation, 2);
+        assert_int_equal(i.next_check_usec, T0); /* was due already: stays due from then */
+        assert_int_equal(i.updated_usec, T0 + 2 * SEC);
+        assert_int_equal(i.created_usec, T0);
+        cm_addon_install_done(&i);
+
+        /* by add-on name */
+        assert_int_equal(put_install(f->s, "cl_1", "logging", "{}", T0), 1);
+        assert_int_equal(STORE_CALL(f->s, install_list, "cl_1", &list, &n), 0);
+        assert_int_equal(n, 2);
+        assert_string_equal(list[0].addon, "logging");
+        assert_string_equal(list[1].addon, "metrics");
+        assert_string_equal(list[1].addon_doc_json, ADDON_DOC);
+        cm_addon_install_array_free(list, n);
+        assert_int_equal(STORE_CALL(f->s, install_list, "cl_nope", &list, &n), 0);
+        assert_int_equal(n, 0);
+        cm_addon_install_array_free(list, n);
+        assert_int_equal(STORE_CALL(f->s, install_get, "cl_1", "nope", &i), -ENOENT);
+        assert_null(i.cluster_id);
+
+        /* uninstall: generation+1, due now; asking again changes nothing; values are frozen */
+        assert_int_equal(STORE_CALL(f->s, install_request_uninstall, "cl_1", "nope", T0), -ENOENT);
+        assert_int_equal(STORE_CALL(f->s, install_request_uninstall, "cl_1", "metrics", T0 + 3 * SEC), 0);
+        assert_int_equal(STORE_CALL(f->s, install_request_uninstall, "cl_1", "metrics", T0 + 4 * SEC), 0);
+        i = get_install(f->s, "cl_1", "metrics");
+        assert_true(i.uninstall);
+        assert_int_equal(i.generation, 3);
+        assert_int_equal(i.resource_version, 3);
+        assert_int_equal(i.updated_usec, T0 + 3 * SEC);
+        cm_addon_install_done(&i);
+        assert_int_equal(STORE_CALL(f->s, install_put, "cl_1", "metrics", "{\"replicas\":3}", -1, T0, &v),
+                         -EBUSY);
+        assert_int_equal(STORE_CALL(f->s, install_put, "cl_1", "metrics", "{\"replicas\":3}", 0, T0, &v),
+                         -EEXIST);
+}
+
+static void test_addon_in_use(void **state) {
+        struct fixture *f = *state;
+        struct cm_addon_install *a;
+
+        assert_int_equal(make_env(f->s, "dev"), 0);
+        assert_int_equal(make_env(f->s, "prod"), 0);
+        assert_int_equal(make_cluster(f->s, "dev", "c1", "cl_1", "op_1", T0), 0);
+        assert_int_equal(make_cluster(f->s, "prod", "c1", "cl_2", "op_2", T0), 0);
+        (void) put_addon(f->s, "dev", "metrics", false, "{}", T0);
+        (void) put_addon(f->s, "prod", "metrics", false, "{}", T0);
+        (void) put_install(f->s, "cl_1", "metrics", "{}", T0);
+
+        /* in use in dev; the definition of the same name in prod is not */
+        assert_int_equal(STORE_CALL(f->s, addon_delete, "dev", "metrics", -1), -EBUSY);
+        assert_int_equal(STORE_CALL(f->s, addon_delete, "dev", "metrics", 9), -ESTALE);
+        assert_int_equal(STORE_CALL(f->s, addon_delete, "prod", "metrics", -1), 0);
+        /* still in use while it is being uninstalled */
+        assert_int_equal(STORE_CALL(f->s, install_request_uninstall, "cl_1", "metrics", T0), 0);
+        assert_int_equal(STORE_CALL(f->s, addon_delete, "dev", "metrics", -1), -EBUSY);
+        a = claim_installs(f->s, "w1", T0, 10, 1);
+        assert_true(a[0].uninstall);
+        assert_int_equal(STORE_CALL(f->s, install_remove, "cl_1", "metrics", "w1"), 0);
+        cm_addon_install_array_free(a, 1);
+        assert_int_equal(STORE_CALL(f->s, addon_delete, "dev", "metrics", -1), 0);
+}
+
+static void test_install_claim(void **state) {
+        struct fixture *f = *state;
+        struct cm_addon_install *a, *b, i = {};
+        int64_t av;
+
+        assert_int_equal(make_env(f->s, "dev"), 0);
+        assert_int_equal(make_cluster(f->s, "dev", "c1", "cl_1", "op_1", T0), 0);
+        assert_int_equal(make_cluster(f->s, "dev", "c2", "cl_2", "op_2", T0), 0);
+        av = put_addon(f->s, "dev", "metrics", false, ADDON_DOC, T0);
+        (void) put_addon(f->s, "dev", "logging", false, "{}", T0);
+        claim_installs_none(f->s, T0 + 100 * SEC);
+
+        /* due from their creation, earliest first */
+        (void) put_install(f->s, "cl_2", "metrics", "{\"a\":2}", T0 + 2 * SEC);
+        (void) put_install(f->s, "cl_1", "metrics", "{\"a\":1}", T0 + 1 * SEC);
+        (void) put_install(f->s, "cl_1", "logging", "{}", T0 + 3 * SEC);
+        claim_installs_none(f->s, T0);
+        {
+                struct cm_addon_install *x = NULL;
+                size_t n = 0;
+
+                assert_int_equal(STORE_CALL(f->s, install_claim, "w1", T0, 60 * SEC, 0, &x, &n), -EINVAL);
+                assert_int_equal(STORE_CALL(f->s, install_claim, "", T0, 60 * SEC, 1, &x, &n), -EINVAL);
+        }
+        a = claim_installs(f->s, "w1", T0 + 10 * SEC, 2, 2);
+        assert_string_equal(a[0].cluster_id, "cl_1");
+        assert_string_equal(a[0].addon, "metrics");
+        assert_string_equal(a[0].env, "dev");
+        assert_string_equal(a[0].cluster_name, "c1");
+        assert_string_equal(a[0].values_json, "{\"a\":1}");
+        assert_int_equal(a[0].generation, 1);
+        assert_string_equal(a[0].addon_doc_json, ADDON_DOC);
+        assert_string_equal(a[0].addon_version, "1.0");
+        assert_int_equal(a[0].addon_resource_version, av);
+        assert_string_equal(a[1].cluster_id, "cl_2");
+        /* a second owner gets what is left, then nothing */
+        b = claim_installs(f->s, "w2", T0 + 10 * SEC, 10, 1);
+        assert_string_equal(b[0].addon, "logging");
+        claim_installs_none(f->s, T0 + 20 * SEC);
+        /* the lease shows, but is no change of the installation */
+        i = get_install(f->s, "cl_1", "metrics");
+        assert_string_equal(i.lease_owner, "w1");
+        assert_int_equal(i.lease_until_usec, T0 + 70 * SEC);
+        assert_int_equal(i.resource_version, 1);
+        cm_addon_install_done(&i);
+
+        /* w1 finishes cl_1: written, released, due again at next_check; not before */
+        {
+                const struct cm_install_outcome o = {
+                        .generation_seen = 1,
+                        .status_json = "{\"phase\":\"Installed\"}",
+                        .inventory_json =
+                                "[{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"namespace\":\"m\","
+                                "\"name\":\"x\"}]",
+                        .applied_key = "k1",
+                        .next_check_usec = T0 + 300 * SEC,
+                };
+                assert_int_equal(
+                        STORE_CALL(f->s, install_finish, "cl_1", "metrics", "w2", &o, T0 + 11 * SEC),
+                        -ESRCH);
+                assert_int_equal(
+                        STORE_CALL(f->s, install_finish, "cl_1", "metrics", "w1", &o, T0 + 11 * SEC), 0);
+                assert_int_equal(
+                        STORE_CALL(f->s, install_finish, "cl_1", "metrics", "w1", &o, T0 + 11 * SEC),
+                        -ESRCH);
+        }
+        i = get_install(f->s, "cl_1", "metrics");
+        assert_null(i.lease_owner);
+        assert_int_equal(i.lease_until_usec, 0);
+        assert_string_equal(i.status_json, "{\"phase\":\"Installed\"}");
+        assert_string_equal(
+                i.inventory_json,
+                "[{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"namespace\":\"m\",\"name\":\"x\"}]");
+        assert_string_equal(i.applied_key, "k1");
+        assert_int_equal(i.next_check_usec, T0 + 300 * SEC);
+        assert_int_equal(i.resource_version, 2);
+        assert_int_equal(i.updated_usec, T0 + SEC); /* the desired state did not move */
+        cm_addon_install_done(&i);
+        cm_addon_install_array_free(a, 2);
+        cm_addon_install_array_free(b, 1);
+        claim_installs_none(f->s, T0 + 70 * SEC); /* the leases end after T0 + 70 s */
+
+        /* an expired lease is taken over; the old holders can write nothing */
+        a = claim_installs(f->s, "w3", T0 + 71 * SEC, 10, 2);
+        assert_string_equal(a[0].cluster_id, "cl_2"); /* due since T0 + 2 s */
+        assert_string_equal(a[1].addon, "logging"); /* due since T0 + 3 s */
+        assert_int_equal(
+                finish_install(f->s, "cl_2", "metrics", "w1", 1, "{}", T0 + 900 * SEC, T0 + 72 * SEC),
+                -ESRCH);
+        assert_int_equal(
+                finish_install(f->s, "cl_1", "logging", "w2", 1, "{}", T0 + 900 * SEC, T0 + 72 * SEC),
+                -ESRCH);
+        assert_int_equal(
+                finish_install(f->s, "cl_2", "metrics", "w3", 1, "{}", T0 + 900 * SEC, T0 + 72 * SEC), 0);
+
+        /* new values while w3 holds logging: its finish writes, and keeps it due */
+        assert_int_equal(put_install(f->s, "cl_1", "logging", "{\"level\":\"debug\"}", T0 + 73 * SEC), 2);
+        claim_installs_none(f->s, T0 + 74 * SEC); /* held */
+        assert_int_equal(finish_install(f->s, "cl_1", "logging", "w3", 1, "{\"phase\":\"Installed\"}",
+                                        T0 + 900 * SEC, T0 + 75 * SEC),
+                         0);
+        i = get_install(f->s, "cl_1", "logging");
+        assert_int_equal(i.generation, 2);
+        assert_int_equal(i.next_check_usec, T0 + 3 * SEC); /* due since then, still */
+        assert_string_equal(i.status_json, "{\"phase\":\"Installed\"}");
+        assert_null(i.lease_owner);
+        cm_addon_install_done(&i);
+        cm_addon_install_array_free(a, 2);
+        a = claim_installs(f->s, "w3", T0 + 76 * SEC, 10, 1);
+        assert_string_equal(a[0].addon, "logging");
+        assert_int_equal(a[0].generation, 2);
+        assert_string_equal(a[0].values_json, "{\"level\":\"debug\"}");
+        assert_int_equal(
+                finish_install(f->s, "cl_1", "logging", "w3", 2, NULL, T0 + 900 * SEC, T0 + 77 * SEC), 0);
+        cm_addon_install_array_free(a, 1);
+        claim_installs_none(f->s, T0 + 78 * SEC);
+
+        /* the same outcome again (a drift pass that found nothing): no new version; NULLs leave */
+        a = claim_installs(f->s, "w1", T0 + 300 * SEC, 10, 1);
+        assert_string_equal(a[0].cluster_id, "cl_1");
+        assert_string_equal(a[0].addon, "metrics");
+        assert_string_equal(a[0].applied_key, "k1");
+        assert_int_equal(finish_install(f->s, "cl_1", "metrics", "w1", 1, "{\"phase\":\"Installed\"}",
+                                        T0 + 600 * SEC, T0 + 301 * SEC),
+                         0);
+        i = get_install(f->s, "cl_1", "metrics");
+        assert_int_equal(i.resource_version, 2);
+        assert_string_equal(i.applied_key, "k1");
+        assert_int_equal(i.next_check_usec, T0 + 600 * SEC);
+        cm_addon_install_done(&i);
+        cm_addon_install_array_free(a, 1);
+        claim_installs_none(f->s, T0 + 599 * SEC);
+
+        /* a new definition makes its installations due at once (not the others) */
+        a = claim_installs(f->s, "w1", T0 + 600 * SEC, 10, 1); /* cl_1/metrics: due at 600 s */
+        assert_int_equal(put_addon(f->s, "dev", "metrics", false, ADDON_DOC2, T0 + 601 * SEC), av + 1);
+        i = get_install(f->s, "cl_2", "metrics");
+        assert_int_equal(i.next_check_usec, T0 + 601 * SEC);
+        assert_int_equal(i.generation, 1); /* the installation itself did not change */
+        cm_addon_install_done(&i);
+        i = get_install(f->s, "cl_1", "logging");
+        assert_int_equal(i.next_check_usec, T0 + 900 * SEC);
+        cm_addon_install_done(&i);
+        /* ... also one that is held: the holder saw the old definition, so it stays due */
+        assert_int_equal(
+                finish_install(f->s, "cl_1", "metrics", "w1", 1, NULL, T0 + 1200 * SEC, T0 + 602 * SEC), 0);
+        i = get_install(f->s, "cl_1", "metrics");
+        assert_true(i.next_check_usec <= T0 + 602 * SEC);
+        assert_int_equal(i.addon_resource_version, av + 1);
+        cm_addon_install_done(&i);
+        cm_addon_install_array_free(a, 1);
+        a = claim_installs(f->s, "w1", T0 + 603 * SEC, 10, 2);
+        assert_string_equal(a[0].addon_doc_json, ADDON_DOC2);
+        assert_string_equal(a[1].addon_doc_json, ADDON_DOC2);
+        assert_int_equal(finish_install(f->s, a[0].cluster_id, "metrics", "w1", 1, NULL, T0 + 1200 * SEC,
+                                        T0 + 604 * SEC),
+                         0);
+        i = get_install(f->s, a[0].cluster_id, "metrics");
+        assert_int_equal(i.next_check_usec, T0 + 1200 * SEC);
+        cm_addon_install_done(&i);
+        cm_addon_install_array_free(a, 2);
+}
+
+#define IRACE_CLUSTERS 20
+#define IRACE_ADDONS 3
+#define IRACE_THREADS 6
+
+struct install_race {
+        struct cm_store *stores[2];
+        atomic_int claimed[IRACE_CLUSTERS][IRACE_ADDONS];
+        atomic_int finished;
+        atomic_int double_claims;
+        atomic_int errors;
+};
+
+struct install_race_worker {
+        struct install_race *race;
+        unsigned idx;
+};
+
+static void *install_race_thread(void *p) {
+        struct install_race_worker *w = p;
+        struct install_race *race = w->race;
+        struct cm_store *s = race->stores[w->idx % 2];
+        char owner[16];
+
+        if (cm_snprintf(owner, sizeof(owner), "w%u", w->idx) < 0) {
+                atomic_fetch_add(&race->errors, 1);
+                return NULL;
+        }
+        while (atomic_load(&race->finished) < IRACE_CLUSTERS * IRACE_ADDONS) {
+                struct cm_addon_install *a = NULL;
+                size_t n = 0;
+                int r;
+
+                r = STORE_CALL(s, install_claim, owner, T0 + 100 * SEC, 3600 * SEC, 4, &a, &n);
+                if (r == -EAGAIN) {
+                        usleep(200);
+                        continue;
+                }
+                if (r < 0) {
+                        atomic_fetch_add(&race->errors, 1);
+                        break;
+                }
+                for (size_t i = 0; i < n; i++) {
+                        unsigned ci, ai;
+
+                        if (sscanf(a[i].cluster_id, "cl_%u", &ci) != 1 ||
+                            sscanf(a[i].addon, "a%u", &ai) != 1 || ci >= IRACE_CLUSTERS ||
+                            ai >= IRACE_ADDONS) {
+                                atomic_fetch_add(&race->errors, 1);
+                                continue;
+                        }
+                        if (atomic_exchange(&race->claimed[ci][ai], 1) != 0)
+                                atomic_fetch_add(&race->double_claims, 1);
+                        if (finish_install(s, a[i].cluster_id, a[i].addon, owner, a[i].generation, NULL,
+                                           T0 + 10000 * SEC, T0 + 100 * SEC) < 0)
+                                atomic_fetch_add(&race->errors, 1);
+                        atomic_fetch_add(&race->finished, 1);
+                }
+                cm_addon_install_array_free(a, n);
+        }
+        return NULL;
+}
+
+/* Six reconcilers on two store objects claim 60 installations in batches: each exactly once. */
+static void test_install_concurrent_claims(void **state) {
+        struct fixture *f = *state;
+        _cleanup_(cm_store_closep) struct cm_store *b = NULL;
+        _cleanup_free_ struct install_race *race = NULL;
+        struct install_race_worker workers[IRACE_THREADS];
+        pthread_t t[IRACE_THREADS];
+
+        race = new0(struct install_race, 1);
+        assert_non_null(race);
+        assert_int_equal(cm_store_open(f->url, &b), 0);
+        race->stores[0] = f->s;
+        race->stores[1] = b;
+
+        assert_int_equal(make_env(f->s, "dev"), 0);
+        for (unsigned k = 0; k < IRACE_ADDONS; k++) {
+                char name[16];
+
+                assert_true(cm_snprintf(name, sizeof(name), "a%u", k) > 0);
+                (void) put_addon(f->s, "dev", name, false, "{}", T0);
+        }
+        for (unsigned i = 0; i < IRACE_CLUSTERS; i++) {
+                char name[16], cl[16], op[32];
+
+                assert_true(cm_snprintf(name, sizeof(name), "c%03u", i) > 0);
+                assert_true(cm_snprintf(cl, sizeof(cl), "cl_%03u", i) > 0);
+                assert_true(cm_snprintf(op, sizeof(op), "op_%03u", i) > 0);
+                assert_int_equal(make_cluster(f->s, "dev", name, cl, op, T0), 0);
+                for (unsigned k = 0; k < IRACE_ADDONS; k++) {
+                        char addon[16];
+
+                        assert_true(cm_snprintf(addon, sizeof(addon), "a%u", k) > 0);
+                        (void) put_install(f->s, cl, addon, "{}", T0 + i * SEC);
+                }
+        }
+
+        for (unsigned i = 0; i < IRACE_THREADS; i++) {
+                workers[i] = (struct install_race_worker){ .race = race, .idx = i };
+                assert_int_equal(pthread_create(&t[i], NULL, install_race_thread, &workers[i]), 0);
+        }
+        for (unsigned i = 0; i < IRACE_THREADS; i++)
+                assert_int_equal(pthread_join(t[i], NULL), 0);
+
+        assert_int_equal(atomic_load(&race->errors), 0);
+        assert_int_equal(atomic_load(&race->double_claims), 0);
+        assert_int_equal(atomic_load(&race->finished), IRACE_CLUSTERS * IRACE_ADDONS);
+        for (unsigned i = 0; i < IRACE_CLUSTERS; i++)
+                for (unsigned k = 0; k < IRACE_ADDONS; k++)
+                        assert_int_equal(atomic_load(&race->claimed[i][k]), 1);
+        claim_installs_none(b, T0 + 9999 * SEC);
+}
+
+/* Runs one claim of cl/addon by owner and removes it (its uninstall was requested). */
+static void uninstall_now(struct cm_store *s, const char *cluster_id, const char *addon, uint64_t now) {
+        struct cm_addon_install *a = claim_installs(s, "w", now, 1, 1);
+
+        assert_string_equal(a[0].cluster_id, cluster_id);
+        assert_string_equal(a[0].addon, addon);
+        assert_true(a[0].uninstall);
+        assert_int_equal(STORE_CALL(s, install_remove, cluster_id, addon, "w"), 0);
+        cm_addon_install_array_free(a, 1);
+}
+
+/* install_schedule: due now (never later than it was), nothing a reader sees changes; -ENOENT unknown. */
+static void test_install_schedule(void **state) {
+        struct fixture *f = *state;
+        struct cm_addon_install *a, i = {};
+
+        assert_int_equal(make_env(f->s, "dev"), 0);
+        assert_int_equal(make_cluster(f->s, "dev", "c1", "cl_1", "op_1", T0), 0);
+        (void) put_addon(f->s, "dev", "metrics", false, "{}", T0);
+        assert_int_equal(STORE_CALL(f->s, install_schedule, "cl_1", "metrics", T0), -ENOENT);
+        assert_int_equal(STORE_CALL(f->s, install_schedule, "cl_nope", "metrics", T0), -ENOENT);
+        (void) put_install(f->s, "cl_1", "metrics", "{}", T0);
+        a = claim_installs(f->s, "w1", T0 + SEC, 10, 1);
+        assert_int_equal(finish_install(f->s, "cl_1", "metrics", "w1", 1, "{\"phase\":\"Applied\"}",
+                                        T0 + 300 * SEC, T0 + 2 * SEC),
+                         0);
+        cm_addon_install_array_free(a, 1);
+        claim_installs_none(f->s, T0 + 10 * SEC);
+        i = get_install(f->s, "cl_1", "metrics");
+        assert_int_equal(i.next_check_usec, T0 + 300 * SEC);
+        assert_int_equal(i.resource_version, 2);
+        cm_addon_install_done(&i);
+
+        assert_int_equal(STORE_CALL(f->s, install_schedule, "cl_1", "metrics", T0 + 10 * SEC), 0);
+        i = get_install(f->s, "cl_1", "metrics");
+        assert_int_equal(i.next_check_usec, T0 + 10 * SEC);
+        assert_int_equal(i.resource_version, 2);
+        assert_int_equal(i.generation, 1);
+        cm_addon_install_done(&i);
+        /* asked again later: stays due from the earlier time */
+        assert_int_equal(STORE_CALL(f->s, install_schedule, "cl_1", "metrics", T0 + 20 * SEC), 0);
+        i = get_install(f->s, "cl_1", "metrics");
+        assert_int_equal(i.next_check_usec, T0 + 10 * SEC);
+        cm_addon_install_done(&i);
+        a = claim_installs(f->s, "w1", T0 + 20 * SEC, 10, 1);
+        assert_string_equal(a[0].addon, "metrics");
+        cm_addon_install_array_free(a, 1);
+        /* an installation being uninstalled is still known */
+        assert_int_equal(STORE_CALL(f->s, install_request_uninstall, "cl_1", "metrics", T0 + 21 * SEC), 0);
+        assert_int_equal(STORE_CALL(f->s, install_schedule, "cl_1", "metrics", T0 + 22 * SEC), 0);
+}
+
+static void test_install_remove(void **state) {
+        struct fixture *f = *state;
+        struct cm_addon_install *a, i = {};
+
+        assert_int_equal(make_env(f->s, "dev"), 0);
+        assert_int_equal(make_cluster(f->s, "dev", "c1", "cl_1", "op_1", T0), 0);
+        (void) put_addon(f->s, "dev", "metrics", false, "{}", T0);
+        (void) put_install(f->s, "cl_1", "metrics", "{}", T0);
+
+        /* only the holder, and only after an uninstall request */
+        a = claim_installs(f->s, "w1", T0, 1, 1);
+        assert_int_equal(STORE_CALL(f->s, install_remove, "cl_1", "metrics", "w2"), -ESRCH);
+        assert_int_equal(STORE_CALL(f->s, install_remove, "cl_1", "metrics", "w1"), -EINVAL);
+        assert_int_equal(STORE_CALL(f->s, install_request_uninstall, "cl_1", "metrics", T0 + SEC), 0);
+        /* the holder saw generation 1: its finish keeps the uninstall due */
+        assert_int_equal(finish_install(f->s, "cl_1", "metrics", "w1", 1, "{\"phase\":\"Installed\"}",
+                                        T0 + 900 * SEC, T0 + 2 * SEC),
+                         0);
+        assert_int_equal(STORE_CALL(f->s, install_remove, "cl_1", "metrics", "w1"), -ESRCH);
+        cm_addon_install_array_free(a, 1);
+        uninstall_now(f->s, "cl_1", "metrics", T0 + 3 * SEC);
+        assert_int_equal(STORE_CALL(f->s, install_get, "cl_1", "metrics", &i), -ENOENT);
+        assert_int_equal(STORE_CALL(f->s, install_remove, "cl_1", "metrics", "w"), -ESRCH);
+        claim_installs_none(f->s, T0 + 4 * SEC);
+        /* it can be installed again, from generation 1 */
+        assert_int_equal(put_install(f->s, "cl_1", "metrics", "{}", T0 + 5 * SEC), 1);
+        i = get_install(f->s, "cl_1", "metrics");
+        assert_int_equal(i.generation, 1);
+        assert_false(i.uninstall);
+        cm_addon_install_done(&i);
+}
+
+static void test_install_cascade(void **state) {
+        struct fixture *f = *state;
+        const struct cm_op_outcome deleted = { .state = CM_OP_SUCCEEDED, .delete_cluster = true };
+        struct cm_addon_install *list = NULL;
+        struct cm_addon *defs = NULL;
+        struct cm_event *ev = NULL;
+        int64_t last;
+        size_t n = 0;
+
+        assert_int_equal(make_env(f->s, "dev"), 0);
+        assert_int_equal(make_cluster(f->s, "dev", "c1", "cl_1", "op_1", T0), 0);
+        assert_int_equal(make_cluster(f->s, "dev", "c2", "cl_2", "op_2", T0), 0);
+        (void) put_addon(f->s, "dev", "metrics", true, "{}", T0);
+        (void) put_addon(f->s, "dev", "logging", false, "{}", T0);
+        (void) put_install(f->s, "cl_1", "metrics", "{}", T0);
+        (void) put_install(f->s, "cl_1", "logging", "{}", T0);
+        (void) put_install(f->s, "cl_2", "metrics", "{}", T0);
+        assert_int_equal(STORE_CALL(f->s, install_request_uninstall, "cl_1", "logging", T0), 0);
+
+        /* the environment keeps its definitions while it has clusters */
+        assert_int_equal(STORE_CALL(f->s, env_delete, "dev"), -ENOTEMPTY);
+        run_op(f->s, "op_1", T0);
+        run_op(f->s, "op_2", T0);
+        assert_int_equal(queue_op(f->s, "dev", "c1", -1, NULL, CM_OP_DELETE, "op_d", T0 + SEC, NULL, NULL),
+                         0);
+        claim_expect(f->s, "w", T0 + SEC, "op_d");
+        last = last_event(f->s);
+        assert_int_equal(STORE_CALL(f->s, op_finish, "op_d", "w", T0 + 2 * SEC, &deleted), 0);
+
+        /* the cluster's installations went with it, without AddonUninstalled for the one uninstalling */
+        assert_int_equal(STORE_CALL(f->s, install_list, "cl_1", &list, &n), 0);
+        assert_int_equal(n, 0);
+        cm_addon_install_array_free(list, n);
+        ev = events_since(f->s, last, 2);
+        assert_string_equal(ev[0].type, "OperationSucceeded");
+        check_event(&ev[1], "dev", "c1", "cl_1", "PhaseChanged",
+                    "{\"phase\":\"Deleted\",\"previousPhase\":\"Deleting\"}");
+        cm_event_array_free(ev, 2);
+        /* the other cluster's are there; cl_1's are no longer in use */
+        assert_int_equal(STORE_CALL(f->s, install_list, "cl_2", &list, &n), 0);
+        assert_int_equal(n, 1);
+        cm_addon_install_array_free(list, n);
+        assert_int_equal(STORE_CALL(f->s, addon_delete, "dev", "logging", -1), 0);
+        assert_int_equal(STORE_CALL(f->s, addon_delete, "dev", "metrics", -1), -EBUSY);
+        {
+                struct cm_addon_install *a = claim_installs(f->s, "w", T0 + 3 * SEC, 10, 1);
+                assert_string_equal(a[0].cluster_id, "cl_2");
+                cm_addon_install_array_free(a, 1);
+        }
+
+        /* the environment's definitions go with it */
+        assert_int_equal(
+                queue_op(f->s, "dev", "c2", -1, NULL, CM_OP_DELETE, "op_d2", T0 + 4 * SEC, NULL, NULL), 0);
+        claim_expect(f->s, "w", T0 + 4 * SEC, "op_d2");
+        assert_int_equal(STORE_CALL(f->s, op_finish, "op_d2", "w", T0 + 5 * SEC, &deleted), 0);
+        assert_int_equal(STORE_CALL(f->s, env_delete, "dev"), 0);
+        assert_int_equal(make_env(f->s, "dev"), 0);
+        assert_int_equal(STORE_CALL(f->s, addon_list, "dev", false, &defs, &n), 0);
+        assert_int_equal(n, 0);
+        cm_addon_array_free(defs, n);
+        claim_installs_none(f->s, T0 + 100 * SEC);
+}
+
+static void test_events_addons(void **state) {
+        struct fixture *f = *state;
+        struct cm_event *a;
+        int64_t last, first;
+
+        assert_int_equal(make_env(f->s, "dev"), 0);
+        assert_int_equal(make_env(f->s, "prod"), 0);
+        assert_int_equal(make_cluster(f->s, "dev", "c1", "cl_1", "op_1", T0), 0);
+        assert_int_equal(make_cluster(f->s, "prod", "c1", "cl_2", "op_2", T0), 0);
+        (void) put_addon(f->s, "dev", "metrics", false, "{}", T0);
+        (void) put_addon(f->s, "prod", "metrics", false, "{}", T0);
+        last = last_event(f->s);
+
+        /* definitions and new installations are no events */
+        (void) put_install(f->s, "cl_1", "metrics", "{}", T0);
+        (void) put_install(f->s, "cl_2", "metrics", "{}", T0);
+        assert_int_equal(last_event(f->s), last);
+
+        /* a phase: from nothing, then a new one; the same phase again (a new message) is none */
+        claim_and_drop(f->s, "w", T0, 2);
+        assert_int_equal(finish_install(f->s, "cl_2", "metrics", "w", 1, NULL, T0 + 900 * SEC, T0), 0);
+        assert_int_equal(
+                finish_install(
+                        f->s, "cl_1", "metrics", "w", 1,
+                        "{\"phase\":\"Installing\",\"reason\":\"Applying\",\"message\":\"3 objects\"}", T0,
+                        T0),
+                0);
+        a = events_since(f->s, last, 1);
+        check_event(&a[0], "dev", "c1", "cl_1", "AddonPhaseChanged",
+                    "{\"addon\":\"metrics\",\"phase\":\"Installing\",\"previousPhase\":\"\",\"reason\":"
+                    "\"Applying\","
+                    "\"message\":\"3 objects\"}");
+        first = last = a[0].seq;
+        cm_event_array_free(a, 1);
+        claim_and_drop(f->s, "w", T0, 1);
+        assert_int_equal(finish_install(f->s, "cl_1", "metrics", "w", 1,
+                                        "{\"phase\":\"Installing\",\"message\":\"2\"}", T0, T0),
+                         0);
+        assert_int_equal(last_event(f->s), last);
+        claim_and_drop(f->s, "w", T0, 1);
+        assert_int_equal(
+                finish_install(f->s, "cl_1", "metrics", "w", 1, "{\"phase\":\"Installed\"}", T0, T0), 0);
+        a = events_since(f->s, last, 1);
+        check_event(&a[0], "dev", "c1", "cl_1", "AddonPhaseChanged",
+                    "{\"addon\":\"metrics\",\"phase\":\"Installed\",\"previousPhase\":\"Installing\","
+                    "\"reason\":\"\","
+                    "\"message\":\"\"}");
+        last = a[0].seq;
+        cm_event_array_free(a, 1);
+
+        /* drift corrected: the counter grows (from nothing, then by one); the same count is none */
+        claim_and_drop(f->s, "w", T0, 1);
+        assert_int_equal(
+                finish_install(f->s, "cl_1", "metrics", "w", 1,
+                               "{\"phase\":\"Installed\",\"corrections\":1,\"lastCorrection\":{\"objects\":"
+                               "[{\"kind\":\"Deployment\",\"name\":\"m\"}]}}",
+                               T0, T0),
+                0);
+        a = events_since(f->s, last, 1);
+        check_event(&a[0], "dev", "c1", "cl_1", "AddonDriftCorrected",
+                    "{\"addon\":\"metrics\",\"objects\":[{\"kind\":\"Deployment\",\"name\":\"m\"}],"
+                    "\"count\":1}");
+        last = a[0].seq;
+        cm_event_array_free(a, 1);
+        claim_and_drop(f->s, "w", T0, 1);
+        assert_int_equal(
+                finish_install(f->s, "cl_1", "metrics", "w", 1,
+                               "{\"phase\":\"Installed\",\"corrections\":1,\"lastCorrection\":{\"objects\":"
+                               "[{\"kind\":\"Deployment\",\"name\":\"m\"}]}}",
+                               T0, T0),
+                0);
+        assert_int_equal(last_event(f->s), last);
+        /*
+         * A phase change and a correction in one write: both (in either order); then a counter that is
+         * not an integer counts as 0.
+         */
+        claim_and_drop(f->s, "w", T0, 1);
+        assert_int_equal(finish_install(f->s, "cl_1", "metrics", "w", 1,
+                                        "{\"phase\":\"Degraded\",\"corrections\":2,\"lastCorrection\":{}}",
+                                        T0, T0),
+                         0);
+        a = events_since(f->s, last, 2);
+        {
+                size_t drift = streq(a[0].type, "AddonDriftCorrected") ? 0 : 1;
+
+                check_event(&a[1 - drift], "dev", "c1", "cl_1", "AddonPhaseChanged",
+                            "{\"addon\":\"metrics\",\"phase\":\"Degraded\",\"previousPhase\":\"Installed\","
+                            "\"reason\":\"\",\"message\":\"\"}");
+                check_event(&a[drift], "dev", "c1", "cl_1", "AddonDriftCorrected",
+                            "{\"addon\":\"metrics\",\"objects\":[],\"count\":2}");
+        }
+        last = a[1].seq;
+        cm_event_array_free(a, 2);
+        claim_and_drop(f->s, "w", T0, 1);
+        assert_int_equal(finish_install(f->s, "cl_1", "metrics", "w", 1,
+                                        "{\"phase\":\"Degraded\",\"corrections\":\"9\"}", T0, T0),
+                         0);
+        assert_int_equal(last_event(f->s), last);
+        /* a bad status is refused (-EINVAL) and the lease stays */
+        claim_and_drop(f->s, "w", T0, 1);
+        assert_int_equal(finish_install(f->s, "cl_1", "metrics", "w", 1, "[]", T0, T0), -EINVAL);
+        assert_int_equal(finish_install(f->s, "cl_1", "metrics", "w", 1, "{\"phase\":", T0, T0), -EINVAL);
+        assert_int_equal(finish_install(f->s, "cl_1", "metrics", "w", 1, NULL, T0 + 900 * SEC, T0), 0);
+        assert_int_equal(last_event(f->s), last);
+
+        /* uninstalled: when the installation is removed */
+        assert_int_equal(STORE_CALL(f->s, install_request_uninstall, "cl_2", "metrics", T0 + SEC), 0);
+        assert_int_equal(last_event(f->s), last);
+        uninstall_now(f->s, "cl_2", "metrics", T0 + 2 * SEC);
+        a = events_since(f->s, last, 1);
+        check_event(&a[0], "prod", "c1", "cl_2", "AddonUninstalled", "{\"addon\":\"metrics\"}");
+        cm_event_array_free(a, 1);
+
+        /* through the filters of event_list like every other event */
+        assert_int_equal(list_events(f->s, "prod", NULL, 0, 100, &a), 2);
+        assert_string_equal(a[0].type, "PhaseChanged");
+        assert_string_equal(a[1].type, "AddonUninstalled");
+        cm_event_array_free(a, 2);
+        assert_int_equal(list_events(f->s, "dev", "c1", first - 1, 100, &a), 5);
+        for (size_t i = 0; i < 5; i++)
+                assert_true(strneq(a[i].type, "Addon", 5));
+        cm_event_array_free(a, 5);
+}
+
+/*
+ * Migration 6 on a database of version 5 with clusters and events: they stay as they were, no events
+ * are made up, and add-ons work on the old clusters (their events too).
+ */
+static void test_sqlite_migration_6(void **state) {
+        struct fixture *f = *state;
+        const char *path = f->url + strlen("sqlite://");
+        _cleanup_(cm_cluster_done) struct cm_cluster c = {};
+        struct cm_event *a = NULL;
+        sqlite3 *db = NULL;
+        char *err = NULL;
+        int64_t last;
+
+        f->s = cm_store_close(f->s);
+        assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+        assert_int_equal(sqlite3_exec(db,
+                                      "PRAGMA foreign_keys = ON; CREATE TABLE schema_migrations ("
+                                      "version INTEGER PRIMARY KEY, applied INTEGER NOT NULL);",
+                                      NULL, NULL, &err),
+                         SQLITE_OK);
+        for (size_t i = 0; i < 5; i++) {
+                char sql[128];
+
+                assert_int_equal(sqlite_migrations[i].version, (int64_t) i + 1);
+                assert_int_equal(sqlite3_exec(db, "BEGIN", NULL, NULL, &err), SQLITE_OK);
+                assert_int_equal(sqlite3_exec(db, sqlite_migrations[i].sql, NULL, NULL, &err), SQLITE_OK);
+                assert_true(cm_snprintf(sql, sizeof(sql),
+                                        "INSERT INTO schema_migrations VALUES (%zu, 0); COMMIT", i + 1) > 0);
+                assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, &err), SQLITE_OK);
+        }
+        assert_int_equal(
+                sqlite3_exec(db,
+                             "INSERT INTO environments (name, labels, created) VALUES ('dev', '{}', 1);"
+                             "INSERT INTO clusters (id, env, name, engine, labels, spec, generation, "
+                             "resource_version, phase, conditions, status, observed_generation, created, "
+                             "updated) "
+                             "VALUES ('cl_1', 'dev', 'c1', 'local', '{}', '" SPEC "', 1, 2, 'Ready', '[]', "
+                             "'{}', 1, 5, 6);"
+                             "INSERT INTO env_settings VALUES ('dev', 'monitoring', '{\"a\":1}', 1, 5);",
+                             NULL, NULL, &err),
+                SQLITE_OK);
+        sqlite3_free(err);
+        assert_int_equal(sqlite3_close(db), SQLITE_OK);
+
+        assert_int_equal(cm_store_open(f->url, &f->s), 0);
+        assert_int_equal(STORE_CALL(f->s, ping), -EPROTO);
+        assert_int_equal(STORE_CALL(f->s, migrate), (int) ELEMENTSOF(sqlite_migrations) - 5);
+        assert_int_equal(STORE_CALL(f->s, ping), 0);
+        assert_int_equal(STORE_CALL(f->s, migrate), 0);
+
+        /* what was there is untouched */
+        c = get_cluster(f->s, "dev", "c1");
+        assert_int_equal(c.resource_version, 2);
+        assert_int_equal(c.phase, CM_PHASE_READY);
+        last = last_event(f->s);
+        assert_int_equal(last, 1); /* the insert above, by migration 5's trigger */
+        {
+                char *got = NULL;
+                int64_t v = 0;
+
+                assert_int_equal(STORE_CALL(f->s, env_settings_get, "dev", "monitoring", &got, &v), 0);
+                assert_string_equal(got, "{\"a\":1}");
+                free(got);
+        }
+
+        /* add-ons on the old cluster, with their events */
+        (void) put_addon(f->s, "dev", "metrics", true, "{}", T0);
+        assert_int_equal(put_install(f->s, "cl_1", "metrics", "{}", T0), 1);
+        {
+                struct cm_addon_install *x = claim_installs(f->s, "w", T0, 10, 1);
+                cm_addon_install_array_free(x, 1);
+        }
+        assert_int_equal(
+                finish_install(f->s, "cl_1", "metrics", "w", 1, "{\"phase\":\"Installed\"}", T0, T0), 0);
+        assert_int_equal(list_events(f->s, "dev", "c1", last, 100, &a), 1);
+        check_event(&a[0], "dev", "c1", "cl_1", "AddonPhaseChanged",
+                    "{\"addon\":\"metrics\",\"phase\":\"Installed\",\"previousPhase\":\"\",\"reason\":\"\","
+                    "\"message\":\"\"}");
+        cm_event_array_free(a, 1);
+        assert_int_equal(STORE_CALL(f->s, addon_delete, "dev", "metrics", -1), -EBUSY);
+}
+
 int main(void) {
         const struct CMUnitTest conformance[] = {
                 CASE_UNMIGRATED(test_migrate_ping),
@@ -2964,6 +3907,15 @@ int main(void) {
                 CASE(test_webhook_deliveries_trimmed),
                 CASE(test_env_settings),
                 CASE(test_cluster_set_health),
+                CASE(test_addon_crud),
+                CASE(test_install_crud),
+                CASE(test_addon_in_use),
+                CASE(test_install_claim),
+                CASE(test_install_concurrent_claims),
+                CASE(test_install_schedule),
+                CASE(test_install_remove),
+                CASE(test_install_cascade),
+                CASE(test_events_addons),
         };
         const struct CMUnitTest sqlite_only[] = {
                 CASE(test_sqlite_urls),
@@ -2972,6 +3924,7 @@ int main(void) {
                 CASE(test_change_counter),
                 CASE_UNMIGRATED(test_sqlite_migration_2_keeps_history),
                 CASE_UNMIGRATED(test_sqlite_migration_5),
+                CASE_UNMIGRATED(test_sqlite_migration_6),
         };
         int failed = 0;
 
