@@ -10,6 +10,7 @@
 #include <cmocka.h>
 #include <jansson.h>
 
+#include "addons/apply.h"
 #include "addons/customer.h"
 #include "api/problem.h"
 #include "base/strbuf.h"
@@ -434,13 +435,115 @@ static void test_kube_open(void **state) {
         assert_int_equal(err.status, 0);
 }
 
+/* ---- rollout decisions (addons/apply.h) ---- */
+
+struct ready_case {
+        const char *live;
+        int expect;
+        const char *why; /* a part of the reason; NULL: none expected */
+};
+
+static void test_object_ready(void **state) {
+        static const struct ready_case cases[] = {
+                /* Kinds without a rollout are ready as soon as they exist. */
+                { "{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\"}", 1, NULL },
+                { "{}", 1, NULL },
+                /* Deployments */
+                { "{\"apiVersion\":\"apps/v1\",\"kind\":\"Deployment\",\"metadata\":{\"generation\":2},"
+                  "\"spec\":{\"replicas\":2},\"status\":{\"observedGeneration\":1,\"replicas\":2,"
+                  "\"updatedReplicas\":2,\"availableReplicas\":2}}",
+                  0, "generation 2" },
+                { "{\"apiVersion\":\"apps/v1\",\"kind\":\"Deployment\",\"metadata\":{\"generation\":2},"
+                  "\"spec\":{\"replicas\":2},\"status\":{\"observedGeneration\":2,\"replicas\":3,"
+                  "\"updatedReplicas\":1,\"availableReplicas\":2}}",
+                  0, "1/2 replicas updated" },
+                { "{\"apiVersion\":\"apps/v1\",\"kind\":\"Deployment\",\"metadata\":{\"generation\":2},"
+                  "\"spec\":{\"replicas\":2},\"status\":{\"observedGeneration\":2,\"replicas\":3,"
+                  "\"updatedReplicas\":2,\"availableReplicas\":2}}",
+                  0, "1 old replicas" },
+                { "{\"apiVersion\":\"apps/v1\",\"kind\":\"Deployment\",\"metadata\":{\"generation\":2},"
+                  "\"spec\":{\"replicas\":2},\"status\":{\"observedGeneration\":2,\"replicas\":2,"
+                  "\"updatedReplicas\":2,\"availableReplicas\":1}}",
+                  0, "1/2 replicas available" },
+                { "{\"apiVersion\":\"apps/v1\",\"kind\":\"Deployment\",\"metadata\":{\"generation\":2},"
+                  "\"spec\":{\"replicas\":2},\"status\":{\"observedGeneration\":2,\"replicas\":2,"
+                  "\"updatedReplicas\":2,\"availableReplicas\":2}}",
+                  1, NULL },
+                /* replicas defaults to 1 */
+                { "{\"apiVersion\":\"apps/v1\",\"kind\":\"Deployment\",\"metadata\":{\"generation\":1},"
+                  "\"spec\":{},\"status\":{\"observedGeneration\":1}}",
+                  0, "0/1 replicas updated" },
+                { "{\"apiVersion\":\"apps/v1\",\"kind\":\"Deployment\",\"metadata\":{\"generation\":1},"
+                  "\"spec\":{\"replicas\":0},\"status\":{\"observedGeneration\":1}}",
+                  1, NULL },
+                { "{\"apiVersion\":\"apps/v1\",\"kind\":\"Deployment\",\"metadata\":{\"generation\":1},"
+                  "\"spec\":{\"replicas\":1},\"status\":{\"observedGeneration\":1,\"conditions\":[{\"type\":"
+                  "\"Progressing\",\"status\":\"False\",\"reason\":\"ProgressDeadlineExceeded\"}]}}",
+                  -1, "progress deadline" },
+                /* StatefulSets */
+                { "{\"apiVersion\":\"apps/v1\",\"kind\":\"StatefulSet\",\"metadata\":{\"generation\":1},"
+                  "\"spec\":{\"replicas\":3},\"status\":{\"observedGeneration\":1,\"readyReplicas\":2}}",
+                  0, "2/3 replicas ready" },
+                { "{\"apiVersion\":\"apps/v1\",\"kind\":\"StatefulSet\",\"metadata\":{\"generation\":1},"
+                  "\"spec\":{\"replicas\":3},\"status\":{\"observedGeneration\":1,\"readyReplicas\":3,"
+                  "\"currentRevision\":\"a\",\"updateRevision\":\"b\",\"updatedReplicas\":1}}",
+                  0, "1/3 replicas updated" },
+                { "{\"apiVersion\":\"apps/v1\",\"kind\":\"StatefulSet\",\"metadata\":{\"generation\":1},"
+                  "\"spec\":{\"replicas\":3},\"status\":{\"observedGeneration\":1,\"readyReplicas\":3,"
+                  "\"currentRevision\":\"b\",\"updateRevision\":\"b\"}}",
+                  1, NULL },
+                /* DaemonSets */
+                { "{\"apiVersion\":\"apps/v1\",\"kind\":\"DaemonSet\",\"metadata\":{\"generation\":1},"
+                  "\"status\":{\"observedGeneration\":1,\"desiredNumberScheduled\":3,"
+                  "\"updatedNumberScheduled\":3,\"numberAvailable\":2}}",
+                  0, "2/3 pods available" },
+                { "{\"apiVersion\":\"apps/v1\",\"kind\":\"DaemonSet\",\"metadata\":{\"generation\":1},"
+                  "\"status\":{\"observedGeneration\":1,\"desiredNumberScheduled\":3,"
+                  "\"updatedNumberScheduled\":3,\"numberAvailable\":3}}",
+                  1, NULL },
+                /* Jobs */
+                { "{\"apiVersion\":\"batch/v1\",\"kind\":\"Job\",\"status\":{}}", 0, "not complete" },
+                { "{\"apiVersion\":\"batch/v1\",\"kind\":\"Job\",\"status\":{\"conditions\":[{\"type\":"
+                  "\"Complete\",\"status\":\"True\"}]}}",
+                  1, NULL },
+                { "{\"apiVersion\":\"batch/v1\",\"kind\":\"Job\",\"status\":{\"conditions\":[{\"type\":"
+                  "\"Failed\",\"status\":\"True\",\"reason\":\"BackoffLimitExceeded\"}]}}",
+                  -1, "BackoffLimitExceeded" },
+                /* A reason with control characters is not shown. */
+                { "{\"apiVersion\":\"batch/v1\",\"kind\":\"Job\",\"status\":{\"conditions\":[{\"type\":"
+                  "\"Failed\",\"status\":\"True\",\"reason\":\"x\\u001b[31m\"}]}}",
+                  -1, "no reason given" },
+                /* Odd types do not confuse it. */
+                { "{\"apiVersion\":\"apps/v1\",\"kind\":\"Deployment\",\"metadata\":{\"generation\":\"2\"},"
+                  "\"spec\":{\"replicas\":\"x\"},\"status\":[]}",
+                  0, "has not seen" },
+        };
+        (void) state;
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                json_t *live = json_loads(cases[i].live, 0, NULL);
+                char why[160] = "unset";
+                int r;
+
+                assert_non_null(live);
+                r = cm_addon_object_ready(live, why, sizeof(why));
+                print_message("case %zu: %d %s\n", i, r, why);
+                assert_int_equal(r, cases[i].expect);
+                if (cases[i].why)
+                        assert_non_null(strstr(why, cases[i].why));
+                else
+                        assert_string_equal(why, "");
+                json_decref(live);
+        }
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_settings_defaults), cmocka_unit_test(test_settings_decode),
                 cmocka_unit_test(test_settings_refused),  cmocka_unit_test(test_effective),
                 cmocka_unit_test(test_objects),           cmocka_unit_test(test_record),
                 cmocka_unit_test(test_kubeconfig_build),  cmocka_unit_test(test_kube_errors),
-                cmocka_unit_test(test_kube_open),
+                cmocka_unit_test(test_kube_open),         cmocka_unit_test(test_object_ready),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
