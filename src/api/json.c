@@ -4,7 +4,7 @@
 #include "api/json.h"
 
 /* A scan of the raw bytes that bounds nesting, value count and string length before parsing. */
-static int json_prescan(const char *buf, size_t n, struct cm_problem *p) {
+static int json_prescan(const char *buf, size_t n, size_t max_string, struct cm_problem *p) {
         unsigned depth = 0, values = 0;
         size_t strlen_cur = 0;
         bool in_string = false, escape = false;
@@ -13,10 +13,9 @@ static int json_prescan(const char *buf, size_t n, struct cm_problem *p) {
                 char c = buf[i];
 
                 if (in_string) {
-                        if (++strlen_cur > CM_JSON_MAX_STRING)
+                        if (++strlen_cur > max_string)
                                 return cm_problem_set(p, 413, "too-large", "Request too large",
-                                                      "a string is longer than %d bytes",
-                                                      CM_JSON_MAX_STRING);
+                                                      "a string is longer than %zu bytes", max_string);
                         if (escape)
                                 escape = false;
                         else if (c == '\\')
@@ -58,6 +57,11 @@ static int json_prescan(const char *buf, size_t n, struct cm_problem *p) {
 }
 
 int cm_json_parse_strict(const char *buf, size_t n, json_t **ret, struct cm_problem *p) {
+        return cm_json_parse_strict_max(buf, n, CM_JSON_MAX_STRING, ret, p);
+}
+
+int cm_json_parse_strict_max(const char *buf, size_t n, size_t max_string, json_t **ret,
+                             struct cm_problem *p) {
         json_error_t err;
         json_t *v;
         char *near;
@@ -65,7 +69,7 @@ int cm_json_parse_strict(const char *buf, size_t n, json_t **ret, struct cm_prob
 
         if (n == 0)
                 return cm_problem_set(p, 400, "malformed", "Malformed request", "the request body is empty");
-        r = json_prescan(buf, n, p);
+        r = json_prescan(buf, n, max_string, p);
         if (r < 0)
                 return r;
         v = json_loadb(buf, n, JSON_REJECT_DUPLICATES, &err);

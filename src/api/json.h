@@ -17,6 +17,12 @@
  * problem (never quoting the input) and returns -EINVAL.
  */
 int cm_json_parse_strict(const char *buf, size_t n, json_t **ret, struct cm_problem *p);
+/*
+ * The same with another cap on the length of a string (in bytes of the encoded text), for the few
+ * documents that carry one long text (an add-on's manifests); the body cap of their route bounds it.
+ */
+int cm_json_parse_strict_max(const char *buf, size_t n, size_t max_string, json_t **ret,
+                             struct cm_problem *p);
 
 /*
  * Checks that obj only has members named in allowed (NULL-terminated); each unknown member is a field

@@ -20,6 +20,7 @@ static const struct cm_cli_noun *const nouns[] = {
         &cm_cli_noun_webhook,
         &cm_cli_noun_monitoring,
         &cm_cli_noun_customer_access,
+        &cm_cli_noun_addon,
         &cm_cli_noun_sshkey,
         &cm_cli_noun_secret,
         &cm_cli_noun_policy,

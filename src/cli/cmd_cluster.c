@@ -729,6 +729,10 @@ static const struct cm_cli_verb cluster_verbs[] = {
         { "rotate-certs", "NAME [--rotate-ca] [--service SERVICE]... [--wait [--timeout SECONDS]]",
           "Renew the cluster's certificates (all services unless --service; --rotate-ca also the CAs).",
           cluster_rotate_certs },
+        { "addon", "(install|list|get|plan|sync|uninstall) CLUSTER [ADDON] [--values FILE]",
+          "Add-ons on the cluster: install CLUSTER ADDON [--values FILE], list CLUSTER, get/plan/sync/\n"
+          "      uninstall CLUSTER ADDON (see `clustermgmt addon --help` for the definitions).",
+          cm_cli_cluster_addon },
         { "state", "(list NAME | get NAME FILE [--version N])",
           "List the cluster's state files and kept versions, or print one (admin only: it holds keys).",
           cluster_state },
@@ -737,7 +741,7 @@ static const struct cm_cli_verb cluster_verbs[] = {
 const struct cm_cli_noun cm_cli_noun_cluster = {
         .name = "cluster",
         .summary = "clusters: create, list, get, health, update, delete, kubeconfig, operations, snapshot, "
-                   "restore, rotate-certs, state",
+                   "restore, rotate-certs, state, addon",
         .description =
                 "Kubernetes clusters in the environment chosen with --env. A cluster document looks like:\n"
                 "\n"

@@ -473,6 +473,29 @@ static int event_details(struct strbuf *sb, const char *type, const json_t *ev) 
                         r = strbuf_adds(sb, " \xe2\x86\x92 ");
                 if (r >= 0)
                         r = add_clean(sb, cm_cli_json_str(ev, "phase"));
+        } else if (streq(type, "AddonPhaseChanged")) {
+                const char *prev = cm_cli_json_str(ev, "previousPhase");
+
+                r = add_clean(sb, cm_cli_json_str(ev, "addon"));
+                if (r >= 0 && (r = strbuf_addch(sb, ' ')) >= 0 && !isempty(prev) &&
+                    (r = cm_output_add_clean(sb, prev)) >= 0)
+                        r = strbuf_adds(sb, " \xe2\x86\x92 ");
+                if (r >= 0)
+                        r = add_clean(sb, cm_cli_json_str(ev, "phase"));
+                if (r >= 0 && !isempty(reason) && (r = strbuf_adds(sb, " (")) >= 0 &&
+                    (r = cm_output_add_clean(sb, reason)) >= 0)
+                        r = strbuf_addch(sb, ')');
+        } else if (streq(type, "AddonDriftCorrected")) {
+                const json_t *count = json_object_get(ev, "count");
+
+                r = add_clean(sb, cm_cli_json_str(ev, "addon"));
+                if (r >= 0)
+                        r = strbuf_addf(sb, ": %zu object(s) put back",
+                                        json_array_size(json_object_get(ev, "objects")));
+                if (r >= 0 && json_is_integer(count))
+                        r = strbuf_addf(sb, " (%" JSON_INTEGER_FORMAT " so far)", json_integer_value(count));
+        } else if (streq(type, "AddonUninstalled")) {
+                r = add_clean(sb, cm_cli_json_str(ev, "addon"));
         } else if (strneq(type, "Operation", 9)) {
                 r = add_clean(sb, cm_cli_json_str(ev, "operationType"));
                 if (r >= 0 && (r = strbuf_addch(sb, ' ')) >= 0)
@@ -792,7 +815,8 @@ const struct cm_cli_noun cm_cli_noun_events = {
                 "Events of the environment chosen with --env (--all-environments: of every\n"
                 "environment, which needs a role in all of them), one line each: TIME ENV/CLUSTER TYPE\n"
                 "DETAILS; -o json prints each event as one line of JSON. Types: ConditionChanged,\n"
-                "PhaseChanged, OperationStarted, OperationSucceeded, OperationFailed, OperationCancelled.\n"
+                "PhaseChanged, OperationStarted, OperationSucceeded, OperationFailed, OperationCancelled,\n"
+                "AddonPhaseChanged, AddonDriftCorrected, AddonUninstalled.\n"
                 "\n"
                 "  clustermgmt events -f --cluster demo\n"
                 "  clustermgmt events -f -o json --since-id 1234 | jq .",

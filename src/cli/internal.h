@@ -67,6 +67,7 @@ extern const struct cm_cli_noun cm_cli_noun_events;
 extern const struct cm_cli_noun cm_cli_noun_webhook;
 extern const struct cm_cli_noun cm_cli_noun_monitoring;
 extern const struct cm_cli_noun cm_cli_noun_customer_access;
+extern const struct cm_cli_noun cm_cli_noun_addon;
 
 /* Repeated flag values (--label), in the order given. */
 struct cm_cli_list {
@@ -239,3 +240,7 @@ int cm_cli_print_health_summary(struct cm_cli *cli, const json_t *cluster);
 /* `cluster health NAME [--history N]`. */
 int cm_cli_cluster_health(struct cm_cli *cli, const struct cm_cli_noun *noun, const struct cm_cli_verb *verb,
                           int argc, char **argv);
+
+/* Add-ons (cmd_addon.c): `cluster addon VERB CLUSTER [ADDON] ...`, the installations on a cluster. */
+int cm_cli_cluster_addon(struct cm_cli *cli, const struct cm_cli_noun *noun, const struct cm_cli_verb *verb,
+                         int argc, char **argv);

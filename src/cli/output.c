@@ -388,6 +388,50 @@ static int row_rolebinding(struct cm_output_table *t, const json_t *item, uint64
         return 0;
 }
 
+static int row_addon(struct cm_output_table *t, const json_t *item, uint64_t now_usec) {
+        const json_t *chart = json_object_get(item, "chart");
+        char age[64], source[320] = "-";
+        int r;
+
+        if (json_str(chart, "oci"))
+                (void) snprintf(source, sizeof(source), "%s@%s", json_str(chart, "oci"),
+                                json_str(chart, "version") ?: "?");
+        else if (json_str(chart, "name"))
+                (void) snprintf(source, sizeof(source), "%s@%s", json_str(chart, "name"),
+                                json_str(chart, "version") ?: "?");
+        age_of(item, now_usec, age, sizeof(age));
+        if ((r = cm_output_table_add(t, json_str(item, "name"))) < 0 ||
+            (r = cm_output_table_add(t, json_str(item, "kind"))) < 0 ||
+            (r = cm_output_table_add(t, json_str(item, "version"))) < 0 ||
+            (r = cm_output_table_add(t, json_is_true(json_object_get(item, "baseline")) ? "yes" : "no")) <
+                    0 ||
+            (r = cm_output_table_add(t, json_str(item, "namespace"))) < 0 ||
+            (r = cm_output_table_add(t, source)) < 0 || (r = cm_output_table_add(t, age)) < 0)
+                return r;
+        return 0;
+}
+
+/* An installation: the reconciler's status (Uninstalling shows once asked, before it looks). */
+static int row_addon_install(struct cm_output_table *t, const json_t *item, uint64_t now_usec) {
+        const json_t *status = json_object_get(item, "status");
+        const char *phase = json_str(status, "phase");
+        char objects[32], corrections[32], age[32];
+        int r;
+
+        if (json_is_true(json_object_get(item, "uninstall")) && (!phase || !streq(phase, "Failed")))
+                phase = "Uninstalling";
+        int_of(json_object_get(status, "objects"), objects, sizeof(objects));
+        int_of(json_object_get(status, "corrections"), corrections, sizeof(corrections));
+        age_of(item, now_usec, age, sizeof(age));
+        if ((r = cm_output_table_add(t, json_str(item, "addon"))) < 0 ||
+            (r = cm_output_table_add(t, phase)) < 0 ||
+            (r = cm_output_table_add(t, json_str(status, "appliedVersion"))) < 0 ||
+            (r = cm_output_table_add(t, objects)) < 0 || (r = cm_output_table_add(t, corrections)) < 0 ||
+            (r = cm_output_table_add(t, age)) < 0)
+                return r;
+        return 0;
+}
+
 struct table_kind {
         const char *const *headers;
         size_t n_columns;
@@ -402,6 +446,10 @@ static const char *const snapshot_headers[] = { "NAME", "OPERATION", "AGE" };
 static const char *const apikey_headers[] = { "ID", "NAME", "ROLES", "STATE", "LAST USED", "AGE" };
 static const char *const rolebinding_headers[] = { "ID", "ENVIRONMENT", "SUBJECT", "ROLE", "AGE" };
 static const char *const secret_headers[] = { "NAME", "SIZE", "UPDATED", "AGE" };
+static const char *const addon_headers[] = { "NAME",      "KIND",  "VERSION", "BASELINE",
+                                             "NAMESPACE", "CHART", "AGE" };
+static const char *const addon_install_headers[] = { "ADDON",   "PHASE",       "VERSION",
+                                                     "OBJECTS", "CORRECTIONS", "AGE" };
 static const char *const statefile_headers[] = { "FILE", "VERSION", "KEPT", "SIZE", "KEY", "AGE" };
 
 static const struct table_kind table_kinds[] = {
@@ -415,6 +463,9 @@ static const struct table_kind table_kinds[] = {
         [CM_RESOURCE_APIKEY] = { apikey_headers, ELEMENTSOF(apikey_headers), row_apikey },
         [CM_RESOURCE_ROLEBINDING] = { rolebinding_headers, ELEMENTSOF(rolebinding_headers),
                                       row_rolebinding },
+        [CM_RESOURCE_ADDON] = { addon_headers, ELEMENTSOF(addon_headers), row_addon },
+        [CM_RESOURCE_ADDON_INSTALL] = { addon_install_headers, ELEMENTSOF(addon_install_headers),
+                                        row_addon_install },
 };
 
 /* "Label:   value" detail lines below a single resource's row. */
@@ -426,6 +477,91 @@ static int detail(struct strbuf *out, const char *label, const char *value) {
         if ((r = strbuf_addf(out, "%-21s", label)) < 0 || (r = cm_output_add_clean(out, value)) < 0)
                 return r;
         return strbuf_addch(out, '\n');
+}
+
+static int addon_details(struct strbuf *out, const json_t *a) {
+        const json_t *chart = json_object_get(a, "chart"), *timeout = json_object_get(a, "timeoutSeconds"),
+                     *drift = json_object_get(a, "driftIntervalSeconds");
+        char buf[64];
+        int r;
+
+        if ((r = strbuf_addch(out, '\n')) < 0 ||
+            (r = detail(out, "Environment:", json_str(a, "environment"))) < 0 ||
+            (r = detail(out, "Description:", json_str(a, "description"))) < 0 ||
+            (r = detail(out, "Chart repository:", json_str(chart, "repository"))) < 0 ||
+            (r = detail(out, "Chart:", json_str(chart, "oci") ?: json_str(chart, "name"))) < 0 ||
+            (r = detail(out, "Chart version:", json_str(chart, "version"))) < 0)
+                return r;
+        if (json_str(a, "manifests")) {
+                (void) snprintf(buf, sizeof(buf), "%zu bytes", strlen(json_str(a, "manifests")));
+                if ((r = detail(out, "Manifests:", buf)) < 0)
+                        return r;
+        }
+        if (json_is_integer(timeout) && json_is_integer(drift)) {
+                (void) snprintf(buf, sizeof(buf),
+                                "%" JSON_INTEGER_FORMAT "s, drift check every %" JSON_INTEGER_FORMAT "s",
+                                json_integer_value(timeout), json_integer_value(drift));
+                if ((r = detail(out, "Rollout timeout:", buf)) < 0)
+                        return r;
+        }
+        if ((r = detail(out, "Created:", json_str(a, "createdAt"))) < 0 ||
+            (r = detail(out, "Updated:", json_str(a, "updatedAt"))) < 0)
+                return r;
+        return 0;
+}
+
+static int addon_install_details(struct strbuf *out, const json_t *i) {
+        const json_t *status = json_object_get(i, "status"), *conds = json_object_get(status, "conditions"),
+                     *cond;
+        const json_t *helm = json_object_get(status, "helm");
+        char buf[64];
+        size_t k;
+        int r;
+
+        if ((r = strbuf_addch(out, '\n')) < 0 || (r = detail(out, "Cluster:", json_str(i, "cluster"))) < 0 ||
+            (r = detail(out, "Definition version:", json_str(i, "addonVersion"))) < 0)
+                return r;
+        int_of(json_object_get(i, "generation"), buf, sizeof(buf));
+        if ((r = detail(out, "Generation:", buf)) < 0)
+                return r;
+        if (json_is_integer(json_object_get(status, "observedGeneration"))) {
+                int_of(json_object_get(status, "observedGeneration"), buf, sizeof(buf));
+                if ((r = detail(out, "Observed generation:", buf)) < 0)
+                        return r;
+        }
+        if ((r = detail(out, "Uninstall:",
+                        json_is_true(json_object_get(i, "uninstall")) ? "requested" : NULL)) < 0 ||
+            (r = detail(out, "Reason:", json_str(status, "reason"))) < 0 ||
+            (r = detail(out, "Message:", json_str(status, "message"))) < 0 ||
+            (r = detail(out, "Helm release:", json_str(helm, "release"))) < 0 ||
+            (r = detail(out, "Last apply:", json_str(status, "lastApplyTime"))) < 0 ||
+            (r = detail(out, "Last drift check:", json_str(status, "lastDriftCheckTime"))) < 0 ||
+            (r = detail(out, "Created:", json_str(i, "createdAt"))) < 0 ||
+            (r = detail(out, "Updated:", json_str(i, "updatedAt"))) < 0)
+                return r;
+        if (!json_is_array(conds) || json_array_size(conds) == 0)
+                return 0;
+        if ((r = strbuf_adds(out, "Conditions:\n")) < 0)
+                return r;
+        json_array_foreach(conds, k, cond) {
+                if ((r = strbuf_adds(out, "  ")) < 0 ||
+                    (r = cm_output_add_clean(out, json_str(cond, "type") ?: "?")) < 0 ||
+                    (r = strbuf_addch(out, '=')) < 0 ||
+                    (r = cm_output_add_clean(out, json_str(cond, "status") ?: "?")) < 0)
+                        return r;
+                if (json_str(cond, "reason") &&
+                    ((r = strbuf_adds(out, " (")) < 0 ||
+                     (r = cm_output_add_clean(out, json_str(cond, "reason"))) < 0 ||
+                     (r = strbuf_addch(out, ')')) < 0))
+                        return r;
+                if (json_str(cond, "message") &&
+                    ((r = strbuf_adds(out, ": ")) < 0 ||
+                     (r = cm_output_add_clean(out, json_str(cond, "message"))) < 0))
+                        return r;
+                if ((r = strbuf_addch(out, '\n')) < 0)
+                        return r;
+        }
+        return 0;
 }
 
 static int cluster_details(struct strbuf *out, const json_t *c) {
@@ -522,6 +658,10 @@ static int render_table(struct strbuf *out, enum cm_resource kind, const json_t 
                 return cluster_details(out, v);
         if (kind == CM_RESOURCE_OPERATION)
                 return operation_details(out, v);
+        if (kind == CM_RESOURCE_ADDON)
+                return addon_details(out, v);
+        if (kind == CM_RESOURCE_ADDON_INSTALL)
+                return addon_install_details(out, v);
         return 0;
 }
 

@@ -29,6 +29,8 @@ enum cm_resource {
         CM_RESOURCE_SECRET,
         CM_RESOURCE_APIKEY,
         CM_RESOURCE_ROLEBINDING,
+        CM_RESOURCE_ADDON,
+        CM_RESOURCE_ADDON_INSTALL,
 };
 
 /* "table", "json", "yaml" → the format; -EINVAL otherwise. */

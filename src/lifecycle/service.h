@@ -34,6 +34,7 @@ struct cm_workers;
 struct cm_vault;
 struct cm_policy_remote;
 struct cm_compliance_loop;
+struct cm_addons_reconciler;
 struct strbuf;
 
 struct cm_service {
@@ -56,6 +57,7 @@ struct cm_service {
         const char *policy_url; /* for messages (no credentials in it) */
         bool policy_fail_open; /* remote unreachable: accept with a warning instead of 503 */
         struct cm_compliance_loop *compliance; /* periodic re-validation; NULL when off */
+        struct cm_addons_reconciler *addons; /* add-on reconciler (addons/reconciler.h); NULL when off */
 
         /* Health monitoring (monitor/monitor.h) and webhook delivery (monitor/webhooks.h); NULL: off. */
         struct cm_monitor *monitor;

@@ -7,6 +7,7 @@
 #include <sys/prctl.h>
 #include <sys/stat.h>
 
+#include "addons/reconciler.h"
 #include "auth/oidc.h"
 #include "base/fileio.h"
 #include "base/log.h"
@@ -44,6 +45,7 @@ struct serve_options {
         unsigned state_retention_days;
         const char *localk8s_path;
         const char *rke_path;
+        const char *helm_path;
         const char *policy_url;
         const char *policy_token_file;
         const char *policy_ca_file;
@@ -109,6 +111,9 @@ static void serve_usage(FILE *f) {
               "  --rke-path PATH             CLUSTERMGMT_RKE_PATH     rke binary of the rke engine,\n"
               "                              default: rke next to this binary, else ./bin/rke,\n"
               "                              else rke from PATH\n"
+              "  --helm-path PATH            CLUSTERMGMT_HELM_PATH    helm binary of Helm add-ons,\n"
+              "                              default: helm next to this binary, else ./bin/helm,\n"
+              "                              else helm from PATH\n"
               "  --policy-url URL            CLUSTERMGMT_POLICY_URL   remote Policy Management Service (OPA "
               "REST\n"
               "                              data API: https://HOST:PORT/v1/data/PACKAGE); default: the\n"
@@ -208,6 +213,7 @@ static int parse_options(int argc, char *argv[], struct serve_options *o) {
                 OPT_STATE_RETENTION,
                 OPT_LOCALK8S_PATH,
                 OPT_RKE_PATH,
+                OPT_HELM_PATH,
                 OPT_POLICY_URL,
                 OPT_POLICY_TOKEN_FILE,
                 OPT_POLICY_CA_FILE,
@@ -255,6 +261,7 @@ static int parse_options(int argc, char *argv[], struct serve_options *o) {
                 { "state-retention-days", required_argument, NULL, OPT_STATE_RETENTION },
                 { "localk8s-path", required_argument, NULL, OPT_LOCALK8S_PATH },
                 { "rke-path", required_argument, NULL, OPT_RKE_PATH },
+                { "helm-path", required_argument, NULL, OPT_HELM_PATH },
                 { "policy-url", required_argument, NULL, OPT_POLICY_URL },
                 { "policy-token-file", required_argument, NULL, OPT_POLICY_TOKEN_FILE },
                 { "policy-ca-file", required_argument, NULL, OPT_POLICY_CA_FILE },
@@ -308,6 +315,7 @@ static int parse_options(int argc, char *argv[], struct serve_options *o) {
                 { "CLUSTERMGMT_STATE_RETENTION_DAYS", OPT_STATE_RETENTION },
                 { "CLUSTERMGMT_LOCALK8S_PATH", OPT_LOCALK8S_PATH },
                 { "CLUSTERMGMT_RKE_PATH", OPT_RKE_PATH },
+                { "CLUSTERMGMT_HELM_PATH", OPT_HELM_PATH },
                 { "CLUSTERMGMT_POLICY_URL", OPT_POLICY_URL },
                 { "CLUSTERMGMT_POLICY_TOKEN_FILE", OPT_POLICY_TOKEN_FILE },
                 { "CLUSTERMGMT_POLICY_CA_FILE", OPT_POLICY_CA_FILE },
@@ -426,6 +434,9 @@ static int parse_options(int argc, char *argv[], struct serve_options *o) {
                                 break;
                         case OPT_RKE_PATH:
                                 o->rke_path = arg;
+                                break;
+                        case OPT_HELM_PATH:
+                                o->helm_path = arg;
                                 break;
                         case OPT_POLICY_URL:
                                 o->policy_url = arg;
@@ -791,6 +802,10 @@ int cm_serve_main(int argc, char *argv[]) {
                 fprintf(stderr, "clustermgmt serve: --rke-path is too long\n");
                 return 2;
         }
+        if (cm_addons_set_helm_path(o.helm_path) < 0) {
+                fprintf(stderr, "clustermgmt serve: --helm-path is too long\n");
+                return 2;
+        }
 
         /* The process holds keys and tokens: no core dumps, no ptrace by other users' processes. */
         (void) prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
@@ -942,6 +957,14 @@ int cm_serve_main(int argc, char *argv[]) {
                 log_error_errno(r, "start the policy re-validation: %m");
                 goto out;
         }
+        if (o.workers > 0) {
+                /* Add-ons are applied where operations run: replicas that serve the API only do neither. */
+                r = cm_addons_reconciler_start(svc, NULL);
+                if (r < 0) {
+                        log_error_errno(r, "start the add-on reconciler: %m");
+                        goto out;
+                }
+        }
         /* Adopts the local clusters still running from the last start; supervises them from now on. */
         r = cm_engine_local_start(svc);
         if (r < 0)
@@ -973,6 +996,7 @@ out:
         if (svc) {
                 /* Workers first: they poke the monitor, whose writer pokes the webhooks. */
                 cm_service_stop(svc);
+                cm_addons_reconciler_stop(svc);
                 svc->monitor = cm_monitor_stop(svc->monitor);
                 svc->webhooks = cm_webhooks_stop(svc->webhooks);
         }

@@ -41,8 +41,9 @@
 
 /* The event types, as the store records them and webhooks subscribe to them. */
 static const char *const event_types[] = {
-        "ConditionChanged",   "PhaseChanged",    "OperationStarted",
-        "OperationSucceeded", "OperationFailed", "OperationCancelled",
+        "ConditionChanged",   "PhaseChanged",        "OperationStarted",
+        "OperationSucceeded", "OperationFailed",     "OperationCancelled",
+        "AddonPhaseChanged",  "AddonDriftCorrected", "AddonUninstalled",
 };
 
 static bool event_type_known(const char *s) {
@@ -800,7 +801,8 @@ static int webhook_decode(struct cm_req *req, json_t **ret_doc, struct cm_webhoo
                                 cm_problem_add(p, path,
                                                "unknown event type (known: ConditionChanged, PhaseChanged, "
                                                "OperationStarted, OperationSucceeded, OperationFailed, "
-                                               "OperationCancelled)");
+                                               "OperationCancelled, AddonPhaseChanged, AddonDriftCorrected, "
+                                               "AddonUninstalled)");
                                 continue;
                         }
                         for (j = 0; j < i; j++)

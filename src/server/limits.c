@@ -316,6 +316,15 @@ int cm_limits_auth_check(struct cm_req *req, struct cm_problem *p) {
         return 0;
 }
 
+bool cm_limits_auth_blocked(struct cm_req *req) {
+        struct cm_limits *l = req->srv->limits;
+        unsigned retry_after = 0;
+
+        if (!l || req->route->role == CM_ROLE_NONE || !req->source[0] || l->auth_fail_max == 0)
+                return false;
+        return auth_blocked(l, req->source, &retry_after) < 0;
+}
+
 void cm_limits_auth_done(struct cm_req *req, int r) {
         struct cm_limits *l = req->srv->limits;
 

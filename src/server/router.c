@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "base/common.h"
 
+#include "addons/definition.h"
 #include "server/handlers.h"
 #include "server/router.h"
 
@@ -69,6 +70,30 @@ const struct cm_route cm_routes[] = {
           CM_SCOPE_ENV, false, false },
         { "DELETE", "/v1/environments/{env}/secrets/{name}", cm_handle_secret_delete, CM_ROLE_ADMIN,
           CM_SCOPE_ENV, false, false },
+        { "POST", "/v1/environments/{env}/addons", cm_handle_addon_create, CM_ROLE_ADMIN, CM_SCOPE_ENV,
+          false, false, CM_ADDON_BODY_MAX },
+        { "GET", "/v1/environments/{env}/addons", cm_handle_addon_list, CM_ROLE_VIEWER, CM_SCOPE_ENV, false,
+          false },
+        { "GET", "/v1/environments/{env}/addons/{addon}", cm_handle_addon_get, CM_ROLE_VIEWER, CM_SCOPE_ENV,
+          false, false },
+        { "PUT", "/v1/environments/{env}/addons/{addon}", cm_handle_addon_update, CM_ROLE_ADMIN,
+          CM_SCOPE_ENV, false, false, CM_ADDON_BODY_MAX },
+        { "DELETE", "/v1/environments/{env}/addons/{addon}", cm_handle_addon_delete, CM_ROLE_ADMIN,
+          CM_SCOPE_ENV, false, false },
+        { "POST", "/v1/environments/{env}/clusters/{name}/addons", cm_handle_install_create,
+          CM_ROLE_OPERATOR, CM_SCOPE_ENV, false, false, CM_ADDON_INSTALL_BODY_MAX },
+        { "GET", "/v1/environments/{env}/clusters/{name}/addons", cm_handle_install_list, CM_ROLE_VIEWER,
+          CM_SCOPE_ENV, false, false },
+        { "GET", "/v1/environments/{env}/clusters/{name}/addons/{addon}", cm_handle_install_get,
+          CM_ROLE_VIEWER, CM_SCOPE_ENV, false, false },
+        { "PUT", "/v1/environments/{env}/clusters/{name}/addons/{addon}", cm_handle_install_update,
+          CM_ROLE_OPERATOR, CM_SCOPE_ENV, false, false, CM_ADDON_INSTALL_BODY_MAX },
+        { "DELETE", "/v1/environments/{env}/clusters/{name}/addons/{addon}", cm_handle_install_delete,
+          CM_ROLE_OPERATOR, CM_SCOPE_ENV, false, false },
+        { "POST", "/v1/environments/{env}/clusters/{name}/addons/{addon}/sync", cm_handle_install_sync,
+          CM_ROLE_OPERATOR, CM_SCOPE_ENV, false, false },
+        { "POST", "/v1/environments/{env}/clusters/{name}/addons/{addon}/plan", cm_handle_install_plan,
+          CM_ROLE_OPERATOR, CM_SCOPE_ENV, false, false },
         { "GET", "/v1/environments/{env}/policies", cm_handle_policy_get, CM_ROLE_VIEWER, CM_SCOPE_ENV,
           false, false },
         { "PUT", "/v1/environments/{env}/policies", cm_handle_policy_put, CM_ROLE_ADMIN, CM_SCOPE_ENV, false,

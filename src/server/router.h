@@ -41,6 +41,7 @@ struct cm_route {
         enum cm_scope scope;
         bool streams; /* may answer with a stream (not counted in the duration histogram) */
         bool secret; /* answers a secret (kubeconfig, state file): every read is audited */
+        size_t max_body; /* the request body cap when larger than the server's; 0: the server's */
 };
 
 #define CM_ROUTE_MAX_PARAMS 4

@@ -279,19 +279,18 @@ static void idempotency_end(struct cm_req *req, const char *key) {
 /* The chain of steps for a complete request. */
 static void handle(struct cm_req *req) {
         struct cm_problem p;
-        bool path_matched = false, recorded = false;
+        bool recorded = false;
         const char *idem_key = NULL;
         int r;
 
         cm_problem_init(&p);
-        req->path = strdup(req->url);
+        /* routed when the request arrived (route_request), before its body was read */
         if (!req->path) {
                 cm_reply_error(req, -ENOMEM, NULL);
                 goto out;
         }
-        req->route = cm_route_match(req->method, req->path, req->params, &req->n_params, &path_matched);
         if (!req->route) {
-                if (path_matched) {
+                if (req->path_matched) {
                         cm_reply_problem_simple(req, 405, "method-not-allowed", "Method not allowed",
                                                 "this resource does not support the method");
                 } else
@@ -300,8 +299,7 @@ static void handle(struct cm_req *req) {
         }
         if (req->body_too_large) {
                 char d[96];
-                (void) cm_snprintf(d, sizeof(d), "the request body is larger than %zu bytes",
-                                   req->srv->cfg.max_body);
+                (void) cm_snprintf(d, sizeof(d), "the request body is larger than %zu bytes", req->max_body);
                 cm_reply_problem_simple(req, 413, "too-large", "Request too large", d);
                 cm_limits_note(req->srv->limits, CM_LIMIT_TOO_LARGE);
                 goto out;
@@ -371,7 +369,46 @@ static bool body_announced_too_large(struct cm_req *req) {
                 MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
         uint64_t n;
 
-        return v && safe_atou64(v, &n) >= 0 && n > req->srv->cfg.max_body;
+        return v && safe_atou64(v, &n) >= 0 && n > req->max_body;
+}
+
+/*
+ * Whether the caller may send a body over the server's cap: only an authenticated one, because bodies
+ * are read before a request is handled and the cap bounds what an anonymous client makes the server
+ * hold. A source that is throttled is not asked. The check leaves nothing behind (principal, failure,
+ * headers); handle() authenticates again (an API key from the cache) and counts a failure there.
+ */
+static bool large_body_allowed(struct cm_req *req) {
+        struct cm_problem p;
+        int r;
+
+        if (cm_limits_auth_blocked(req))
+                return false;
+        cm_problem_init(&p);
+        r = cm_auth_authenticate(req, &p);
+        cm_problem_done(&p);
+        req->principal = (struct cm_principal){};
+        req->auth_failure = NULL;
+        req->auth_reason[0] = 0;
+        for (size_t i = 0; i < req->n_headers; i++)
+                free(req->header_values[i]);
+        req->n_headers = 0;
+        return r >= 0;
+}
+
+/*
+ * Finds the route when the request arrives, so that its body cap is known before a byte of the body
+ * is read: the server's cap, or the route's when that is larger (add-on definitions carry manifests)
+ * and the caller is authenticated. A copy of the path that cannot be made is answered by handle() (500).
+ */
+static void route_request(struct cm_req *req) {
+        req->max_body = req->srv->cfg.max_body;
+        req->path = strdup(req->url);
+        if (!req->path)
+                return;
+        req->route = cm_route_match(req->method, req->path, req->params, &req->n_params, &req->path_matched);
+        if (req->route && req->route->max_body > req->max_body && large_body_allowed(req))
+                req->max_body = req->route->max_body;
 }
 
 static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, const char *url,
@@ -393,8 +430,6 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
                 req->method = method;
                 req->url = url;
                 req->start_usec = cm_mono_usec();
-                /* Bodies may carry private keys: growing copies and wipes, release wipes. */
-                strbuf_init_secret(&req->body, s->cfg.max_body);
                 strbuf_init(&req->out, 64 * 1024 * 1024);
                 /* Most answers are a few hundred bytes: one allocation up front. */
                 if (strbuf_grow(&req->out, 1024) < 0) {
@@ -417,6 +452,9 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
 
                         cm_limits_source_key(ci ? ci->client_addr : NULL, req->source, sizeof(req->source));
                 }
+                route_request(req);
+                /* Bodies may carry private keys: growing copies and wipes, release wipes. */
+                strbuf_init_secret(&req->body, req->max_body);
                 *con_cls = req;
                 if (body_announced_too_large(req)) {
                         /* Answered now: libmicrohttpd then discards the body and closes the connection. */

@@ -93,8 +93,10 @@ struct cm_req {
         char *path; /* copy, split by the router */
         const char *url; /* as received (path only) */
         struct strbuf body;
+        size_t max_body; /* the body cap: the server's, or the route's when larger */
         bool body_too_large;
         const struct cm_route *route;
+        bool path_matched; /* no route: some route has the path with another method (405) */
         char *params[CM_ROUTE_MAX_PARAMS];
         size_t n_params;
         struct cm_principal principal;

@@ -165,5 +165,7 @@ void cm_limits_conn_idle(struct cm_limits *l, struct cm_conn *c);
  * A refusal sets p (429, with a Retry-After header on req), counts it, and returns -EBUSY.
  */
 int cm_limits_auth_check(struct cm_req *req, struct cm_problem *p);
+/* Whether cm_limits_auth_check() would refuse the source now, without counting or answering anything. */
+bool cm_limits_auth_blocked(struct cm_req *req);
 void cm_limits_auth_done(struct cm_req *req, int r);
 int cm_limits_rate(struct cm_req *req, struct cm_problem *p);

@@ -40,7 +40,8 @@ def routes():
 
 def fill(path, env="dev", name="c1", op_id="op_none", file="cluster.yml", ident="x1"):
     return (path.replace("{env}", env).replace("{name}", name).replace("{file}", file)
-            .replace("{engine}", "rke").replace("{id}", op_id if path.startswith("/v1/operations") else ident))
+            .replace("{engine}", "rke").replace("{addon}", "a1")
+            .replace("{id}", op_id if path.startswith("/v1/operations") else ident))
 
 
 def snapshot(data_dir):
@@ -204,7 +205,8 @@ def test_path_and_name_tricks(world):
         params = re.findall(r"\{(\w+)\}", path)
         for p in params:
             for trick in TRICKS:
-                values = {"env": "dev", "name": "c1", "file": "cluster.yml", "engine": "rke", "id": "x1"}
+                values = {"env": "dev", "name": "c1", "file": "cluster.yml", "engine": "rke", "id": "x1",
+                          "addon": "a1"}
                 values[p] = trick
                 url = path
                 for k, v in values.items():
@@ -212,7 +214,7 @@ def test_path_and_name_tricks(world):
                 r = requests.request(method, s.url + url, headers={"Authorization": f"Bearer {s.token}"},
                                      json={} if method in ("POST", "PUT") else None, timeout=30)
                 assert r.status_code < 500, (method, url, r.status_code, r.text)
-                if method in ("PUT", "DELETE", "POST") and p in ("env", "name", "id", "file"):
+                if method in ("PUT", "DELETE", "POST") and p in ("env", "name", "id", "file", "addon"):
                     assert r.status_code in (400, 404, 405, 409, 413, 422), (method, url, r.status_code, r.text)
     assert snapshot(s.data_dir) == before
 
