@@ -37,7 +37,15 @@
    certificate and an address of its own (a loopback port of port-relay, which copies the bytes to
    one of the 3 API servers). Takes about 25 minutes with the default sizes.
 
---only core|local|vault|rke|policy|audit|auth|monitor runs one section.
+12. Add-ons: the first apply of an add-on of 500 objects (ConfigMaps, Secrets, Services, ServiceAccounts
+   in 4 namespaces of the same manifest) to a local cluster by the engine (tests/support/addon_apply.c,
+   `addon-apply`, beside the testbin or --addon-apply), by the service end to end (install request →
+   phase Applied) and by `kubectl apply --server-side` of the same file, alternating, each trial on
+   fresh namespaces; the same with 4 Deployments and their rollouts. Then a drift pass over 100
+   inventories of 50 objects, each in a namespace of its own on that one API server (a stand-in for
+   100 clusters): API calls and time per inventory, unchanged and after kubectl changed 3 objects of each.
+
+--only core|local|vault|rke|policy|audit|auth|monitor|addons runs one section.
 """
 import argparse
 import datetime
@@ -171,8 +179,15 @@ def main():
     ap.add_argument("--monitor-sizes", default="1000,2500,5000,10000", help="clusters monitored, comma-separated")
     ap.add_argument("--monitor-window", type=int, default=90, help="steady-state window in seconds (≥ 2 intervals)")
     ap.add_argument("--monitor-trials", type=int, default=9, help="NotReady detection trials (with the largest size)")
-    ap.add_argument("--only", choices=("core", "local", "vault", "rke", "policy", "audit", "auth", "monitor"))
+    ap.add_argument("--addon-apply", help="addon-apply driver (default: next to the testbin)")
+    ap.add_argument("--addon-objects", type=int, default=500, help="objects of the add-on applied whole")
+    ap.add_argument("--addon-trials", type=int, default=5, help="first applies per method (alternating)")
+    ap.add_argument("--drift-clusters", type=int, default=100, help="inventories of the drift pass")
+    ap.add_argument("--drift-objects", type=int, default=50, help="objects per inventory of the drift pass")
+    ap.add_argument("--only", choices=("core", "local", "vault", "rke", "policy", "audit", "auth", "monitor", "addons"))
     args = ap.parse_args()
+    if args.only == "addons":
+        return report_addons(bench_addons(args))
     if args.only == "monitor":
         return report_monitor(bench_monitor(args))
     if args.only == "local":
@@ -294,6 +309,7 @@ def main():
     report_audit(bench_audit(args))
     report_auth(bench_auth(args))
     report_monitor(bench_monitor(args))
+    report_addons(bench_addons(args))
     return 0
 
 
@@ -1149,6 +1165,380 @@ def report_monitor(r):
                   f"p90 {pct(rec, 90):.1f} s, max {max(rec):.1f} s |")
     return 0
 
+
+# ---- Add-ons (--only addons) ------------------------------------------------------------------------
+
+ADDON_LABEL = "bench.cratekube.io/run"
+ADDON_VICTIM = "bench.cratekube.io/victim"
+ADDON_TIER = "bench.cratekube.io/tier"
+ADDON_CLUSTER = "addons"
+ADDON_NAMESPACES = 4  # of the add-on applied whole
+ADDON_DEPLOYMENTS = 4  # in its variant with rollouts
+
+
+def addon_objects(tag, n, namespaces, deployments=0):
+    """n objects (the namespaces among them, first): ConfigMaps, Secrets, Services and ServiceAccounts
+    round robin over the namespaces, the last `deployments` of them Deployments (1 replica). Every object
+    is labelled with the tag; in each namespace the first three ConfigMaps are marked as the victims of
+    the drift pass (bench.cratekube.io/victim: delete, conflict, unlabel)."""
+    nss = [f"{tag}-{k}" for k in range(namespaces)]
+    out = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": {ADDON_LABEL: tag}}} for ns in nss]
+    kinds = ("ConfigMap", "Secret", "ConfigMap", "Service", "ConfigMap", "ServiceAccount", "Secret")
+    victims = {}
+    rest = n - namespaces
+    for i in range(rest):
+        ns = nss[i % namespaces]
+        kind = "Deployment" if i >= rest - deployments else kinds[(i // namespaces) % len(kinds)]
+        meta = {"name": f"{kind.lower()}-{i:04d}", "namespace": ns, "labels": {ADDON_LABEL: tag, ADDON_TIER: "base"}}
+        if kind == "ConfigMap":
+            seen = victims.setdefault(ns, 0)
+            if seen < 3:
+                meta["labels"][ADDON_VICTIM] = ("delete", "conflict", "unlabel")[seen]
+                victims[ns] = seen + 1
+            o = {"data": {"index": str(i), "settings.conf": f"key{i}=" + "x" * 200, "mode": "bench"}}
+        elif kind == "Secret":
+            o = {"type": "Opaque", "stringData": {"user": f"user{i}", "token": f"t{i:08d}" * 4}}
+        elif kind == "Service":
+            o = {"spec": {"selector": {"app": f"app{i}"}, "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}}
+        elif kind == "ServiceAccount":
+            o = {}
+        else:
+            o = {"spec": {"replicas": 1, "selector": {"matchLabels": {"app": f"web{i}"}},
+                          "template": {"metadata": {"labels": {"app": f"web{i}"}},
+                                       "spec": {"containers": [{"name": "pause", "image": "registry.k8s.io/pause:3.10"}]}}}}
+        out.append({"apiVersion": "apps/v1" if kind == "Deployment" else "v1", "kind": kind, "metadata": meta, **o})
+    return out, nss
+
+
+def write_manifest(path, objs):
+    import yaml
+    with open(path, "w") as f:
+        f.write(yaml.safe_dump_all(objs, sort_keys=False))
+
+
+def http_status(method, url, token=None, body=None):
+    """http() that answers (status, body) for error statuses too."""
+    import urllib.error
+    try:
+        return http(method, url, token, body)
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+class AddonBench:
+    """The local cluster of the add-on section: the service that made it, kubectl and the driver on it."""
+
+    def __init__(self, args, work):
+        self.work = work
+        self.driver = args.addon_apply or os.path.join(
+            os.path.dirname(args.testbin or os.path.join(os.path.dirname(args.binary), "tests", "clustermgmt-testbin")),
+            "addon-apply")
+        if not os.access(self.driver, os.X_OK):
+            raise SystemExit(f"{self.driver} is missing: it is built with clustermgmt-testbin (tests/CMakeLists.txt)")
+        if not os.path.exists(args.localk8s):
+            raise SystemExit(f"{args.localk8s} is missing: run `make localk8s`")
+        self.kubectl_cache = os.path.join(work, "kubectl-cache")
+        self.log = open(os.path.join(work, "serve.log"), "ab")
+        self.data = os.path.join(work, "data")
+        self.proc, self.url, self.token = monitor_serve(args, self.data, self.log, extra=("--no-monitor",))
+        self.cluster = f"{self.url}/v1/environments/default/clusters/{ADDON_CLUSTER}"
+        self.created = False
+
+    def create_cluster(self):
+        op = json.loads(http("POST", self.url + "/v1/environments/default/clusters", self.token,
+                             {"name": ADDON_CLUSTER, "spec": {"engine": "local", "local": {"nodes": 1}}})[1])
+        self.created = True
+        op = wait_op(self.url, self.token, op["id"], timeout=300)
+        if op["state"] != "succeeded":
+            raise RuntimeError(f"local cluster create failed: {op}")
+        self.kubeconfig = os.path.join(self.work, "admin.kubeconfig")
+        fd = os.open(self.kubeconfig, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(http("GET", self.cluster + "/kubeconfig", self.token)[1])
+
+    def kubectl(self, *argv, check=True):
+        """kubectl with the admin kubeconfig and a discovery cache of this run (never ~/.kube)."""
+        out = subprocess.run(["kubectl", "--kubeconfig", self.kubeconfig, "--cache-dir", self.kubectl_cache, *argv],
+                             capture_output=True, text=True, timeout=600)
+        if check and out.returncode != 0:
+            raise RuntimeError(f"kubectl {' '.join(argv)}: {out.stderr[-2000:]}")
+        return out
+
+    def timed_kubectl(self, *argv):
+        t0 = time.perf_counter()
+        out = self.kubectl(*argv)
+        return time.perf_counter() - t0, out
+
+    def driver_run(self, command, manifest=None, inventory=None, addon="bench", timeout=300):
+        """One call of the engine through addon-apply: (wall seconds, its JSON)."""
+        argv = [self.driver, command, "--kubeconfig", self.kubeconfig, "--addon", addon, "--timeout", str(timeout)]
+        if manifest:
+            argv += ["--manifest", manifest]
+        if inventory:
+            argv += ["--inventory", inventory]
+        t0 = time.perf_counter()
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=timeout + 60)
+        wall = time.perf_counter() - t0
+        if out.returncode != 0:
+            raise RuntimeError(f"addon-apply {command} exited with {out.returncode}: {out.stderr[-2000:]}")
+        res = json.loads(out.stdout)
+        if res["result"] != 0:
+            raise RuntimeError(f"addon-apply {command}: {res['reason']}: {res['message']}")
+        return wall, res
+
+    def delete_namespaces(self, nss):
+        """Deletes the namespaces and waits until they are gone (their objects with them), then lets the
+        API server settle, so that every trial is a first apply on a quiet cluster."""
+        self.kubectl("delete", "namespace", "--ignore-not-found", "--wait=true", "--timeout=300s", *nss)
+        time.sleep(1)
+
+    def install_and_wait(self, name, manifest_text, timeout=600):
+        """The service's path: a definition, then the install request timed to phase Applied (polled every
+        20 ms) and to the reconciler's own status.lastApplyTime. Uninstalled and deleted afterwards."""
+        http("POST", self.url + "/v1/environments/default/addons", self.token,
+             {"name": name, "kind": "manifest", "version": "1", "manifests": manifest_text, "timeoutSeconds": 600,
+              "driftIntervalSeconds": 86400})
+        t_req = time.time()
+        t0 = time.perf_counter()
+        status, body = http("POST", self.cluster + "/addons", self.token, {"addon": name})
+        assert status in (200, 201, 202), body
+        deadline = t0 + timeout
+        while True:
+            inst = json.loads(http("GET", f"{self.cluster}/addons/{name}", self.token)[1])
+            phase = inst.get("status", {}).get("phase")
+            if phase == "Applied":
+                polled = time.perf_counter() - t0
+                break
+            if phase == "Failed" or time.perf_counter() > deadline:
+                raise RuntimeError(f"add-on {name} not applied: {json.dumps(inst.get('status'))}")
+            time.sleep(0.02)
+        st = inst["status"]
+        out = {"seconds": polled, "status_s": api_time(st["lastApplyTime"]) - t_req, "objects": st.get("objects")}
+        http("DELETE", f"{self.cluster}/addons/{name}", self.token)
+        t1 = time.perf_counter()
+        while http_status("GET", f"{self.cluster}/addons/{name}", self.token)[0] != 404:
+            if time.perf_counter() > t1 + timeout:
+                raise RuntimeError(f"add-on {name} not uninstalled")
+            time.sleep(0.2)
+        http("DELETE", f"{self.url}/v1/environments/default/addons/{name}", self.token)
+        return out
+
+    def close(self):
+        try:
+            if self.created:
+                op = json.loads(http("DELETE", self.cluster, self.token)[1])
+                wait_op(self.url, self.token, op["id"], timeout=180)
+        finally:
+            serve_stop(self.proc)
+            self.log.close()
+
+
+def kubectl_requests(stderr):
+    """The requests kubectl made, by method, from its -v=6 log (round_trippers lines)."""
+    counts = {}
+    for m in re.finditer(r'"?(GET|PATCH|POST|PUT|DELETE)"? (?:url=")?https://\S+', stderr):
+        counts[m.group(1)] = counts.get(m.group(1), 0) + 1
+    return counts
+
+
+def kubectl_phases(stderr):
+    """From kubectl's -v=6 log: seconds from its first log line to its first PATCH (configuration,
+    discovery and OpenAPI, the client-side part of validation), and from the first PATCH to the last."""
+    def t(line):
+        h, m, sec = line.split()[1].split(":")
+        return int(h) * 3600 + int(m) * 60 + float(sec)
+    lines = [x for x in stderr.splitlines() if re.match(r"I\d{4} \d\d:\d\d:\d\d\.\d+ ", x)]
+    patches = [x for x in lines if "PATCH https://" in x]
+    if not lines or not patches:
+        return None
+    return {"before_first_patch_s": t(patches[0]) - t(lines[0]), "patches_s": t(patches[-1]) - t(patches[0])}
+
+
+def bench_addons(args):
+    """1. A first apply of an add-on of --addon-objects objects to a local cluster: the engine through
+    addon-apply, `kubectl apply --server-side` of the same file, and the service end to end (install
+    request → phase Applied), alternating, each trial on fresh namespaces; without Deployments (the
+    comparison) and with 4 (rollouts waited for).
+    2. A drift pass over --drift-clusters inventories of --drift-objects objects, each in a namespace of
+    its own on the same local cluster (a stand-in for that many clusters): every inventory applied once,
+    then applied again unchanged, then again after kubectl deleted or changed 3 objects of each."""
+    work = tempfile.mkdtemp(prefix="cm-bench-addons-")
+    b = AddonBench(args, work)
+    n, trials = args.addon_objects, args.addon_trials
+    out = {"objects": n, "trials": trials, "namespaces": ADDON_NAMESPACES,
+           "kubectl": json.loads(subprocess.run(["kubectl", "version", "--client", "-o", "json"], capture_output=True,
+                                                text=True, check=True).stdout)["clientVersion"]["gitVersion"]}
+    try:
+        t0 = time.time()
+        b.create_cluster()
+        out["cluster_create_s"] = time.time() - t0
+        out["server_version"] = json.loads(b.kubectl("version", "-o", "json").stdout)["serverVersion"]["gitVersion"]
+        # One apply untimed: kubectl's discovery and OpenAPI caches warm (kubectl at its best), the API
+        # server past its first writes of these kinds.
+        objs, nss = addon_objects("ab-warm", n, ADDON_NAMESPACES)
+        warm = os.path.join(work, "warm.yaml")
+        write_manifest(warm, objs)
+        b.kubectl("apply", "--server-side", "--force-conflicts", "-f", warm)
+        b.delete_namespaces(nss)
+
+        def one(method, tag, deployments):
+            objs, nss = addon_objects(tag, n, ADDON_NAMESPACES, deployments)
+            path = os.path.join(work, tag + ".yaml")
+            write_manifest(path, objs)
+            r = {}
+            if method == "engine":
+                r["seconds"], res = b.driver_run("apply", path, addon=tag)
+                r["api_calls"] = res["apiCalls"]
+                r["objects"] = len(res["inventory"])
+                if deployments:
+                    inv = os.path.join(work, tag + ".inventory.json")
+                    with open(inv, "w") as f:
+                        json.dump(res["inventory"], f)
+                    wait_s, res = b.driver_run("wait", inventory=inv, addon=tag)
+                    r["with_wait_s"] = r["seconds"] + wait_s
+                    r["wait_api_calls"] = res["apiCalls"]
+            elif method in ("kubectl", "kubectl_novalidate"):
+                extra = ("--validate=false",) if method == "kubectl_novalidate" else ()
+                r["seconds"], res = b.timed_kubectl("apply", "--server-side", "--force-conflicts", *extra, "-f", path)
+                r["objects"] = len(res.stdout.splitlines())
+                if deployments:
+                    wait_s, _ = b.timed_kubectl("wait", "deployments", "-A", "-l", f"{ADDON_LABEL}={tag}",
+                                                "--for=condition=Available", "--timeout=300s")
+                    r["with_wait_s"] = r["seconds"] + wait_s
+            else:
+                with open(path) as f:
+                    r.update(b.install_and_wait(tag, f.read()))
+            b.delete_namespaces(nss)
+            return r
+
+        # 1. Alternating, the order rotated each round; every trial on namespaces of its own.
+        for label, deployments, rounds, methods in (("plain", 0, trials,
+                                                     ("engine", "kubectl", "api", "kubectl_novalidate")),
+                                                    ("deployments", ADDON_DEPLOYMENTS, max(1, trials // 2),
+                                                     ("engine", "kubectl", "api"))):
+            res = {m: [] for m in methods}
+            for t in range(rounds):
+                for k in range(len(methods)):
+                    m = methods[(t + k) % len(methods)]
+                    r = one(m, f"ab-{label[0]}{t}{methods.index(m)}", deployments)
+                    res[m].append(r)
+                    print(json.dumps({"set": label, "method": m, **r}), file=sys.stderr, flush=True)
+            out[label] = {"deployments": deployments, "rounds": rounds, "runs": res}
+
+        # kubectl's requests for the same apply (one more run, untimed, with -v=6).
+        objs, nss = addon_objects("ab-count", n, ADDON_NAMESPACES)
+        path = os.path.join(work, "count.yaml")
+        write_manifest(path, objs)
+        v = b.kubectl("-v=6", "apply", "--server-side", "--force-conflicts", "-f", path)
+        out["kubectl_requests"] = kubectl_requests(v.stderr)
+        out["kubectl_phases"] = kubectl_phases(v.stderr)
+        out["kubectl_throttled"] = len(re.findall(r"client-side throttling", v.stderr))
+        b.delete_namespaces(nss)
+
+        # 2. The drift pass: one namespace and one inventory per stand-in cluster.
+        nc, per = args.drift_clusters, args.drift_objects
+        drift = {"clusters": nc, "objects": per, "first": [], "unchanged": [], "changed": []}
+        d = os.path.join(work, "drift")
+        os.makedirs(d)
+        for c in range(nc):
+            objs, _ = addon_objects(f"drift-{c:03d}", per, 1)
+            write_manifest(os.path.join(d, f"{c:03d}.yaml"), objs)
+
+        def drift_pass(key, expect_corrected):
+            t0 = time.perf_counter()
+            for c in range(nc):
+                inv = os.path.join(d, f"{c:03d}.json")
+                wall, res = b.driver_run("apply", os.path.join(d, f"{c:03d}.yaml"),
+                                         inventory=inv if os.path.exists(inv) else None, addon=f"drift-{c:03d}")
+                changes = sorted(x["change"] for x in res["corrected"])
+                if changes != expect_corrected:
+                    raise RuntimeError(f"drift pass {key}, cluster {c}: corrected {res['corrected']}")
+                with open(inv, "w") as f:
+                    json.dump(res["inventory"], f)
+                drift[key].append({"seconds": wall, "api_calls": res["apiCalls"], "corrected": len(res["corrected"])})
+            drift[key + "_wall_s"] = time.perf_counter() - t0
+
+        drift_pass("first", [])
+        time.sleep(1.1)  # the next writes in a later second than the first apply's (managedFields resolution)
+        drift_pass("unchanged", [])
+        sel = ADDON_VICTIM + "="
+        b.kubectl("delete", "configmaps", "-A", "-l", sel + "delete", "--wait=true")
+        b.kubectl("label", "configmaps", "-A", "-l", sel + "conflict", "--overwrite", ADDON_TIER + "=changed")
+        b.kubectl("label", "configmaps", "-A", "-l", sel + "unlabel", ADDON_TIER + "-")
+        drift_pass("changed", ["recreated", "reverted", "reverted"])
+        out["drift"] = drift
+        b.delete_namespaces([f"drift-{c:03d}-0" for c in range(nc)])
+    finally:
+        try:
+            b.close()
+        finally:
+            with open(os.path.join(work, "serve.log"), errors="replace") as f:
+                out["serve_log_tail"] = f.read().splitlines()[-20:]
+            shutil.rmtree(work, ignore_errors=True)
+    return out
+
+
+
+def report_addons(r):
+    print(json.dumps(r, indent=1))
+    print()
+    n = r["objects"]
+    for label in ("plain", "deployments"):
+        s = r[label]
+        runs = s["runs"]
+        sec = {m: [x["seconds"] for x in v] for m, v in runs.items()}
+        kp, km = pct(sec["kubectl"], 50), min(sec["kubectl"])
+        what = "no Deployments" if not s["deployments"] else f"{s['deployments']} Deployments of 1 replica"
+        print(f"| first apply of {n} objects ({what}), {s['rounds']} trials each, alternating | p50 | min | "
+              f"ratio to kubectl (p50 / min) | API calls | target |")
+        print("|---|---|---|---|---|---|")
+        kreq = sum(r["kubectl_requests"].values())
+        print(f"| `kubectl apply --server-side --force-conflicts -f` ({r['kubectl']}, caches warm) | {kp:.2f} s | "
+              f"{km:.2f} s | 1 | {kreq if not s['deployments'] else ''} | |")
+        if "kubectl_novalidate" in sec:
+            v = sec["kubectl_novalidate"]
+            print(f"| the same with `--validate=false` (no client-side OpenAPI step) | {pct(v, 50):.2f} s | {min(v):.2f} s | "
+                  f"{pct(v, 50) / kp:.2f}x / {min(v) / km:.2f}x | {n} | |")
+        e, a = sec["engine"], sec["api"]
+        calls = sorted({x["api_calls"] for x in runs["engine"]})
+        print(f"| engine: `addon-apply apply` (process, TLS, discovery, {n} applies) | {pct(e, 50):.2f} s | {min(e):.2f} s | "
+              f"**{pct(e, 50) / kp:.2f}x** / {min(e) / km:.2f}x | {', '.join(map(str, calls))} | ≤ 1.0x |")
+        if "kubectl_novalidate" in sec:
+            v = sec["kubectl_novalidate"]
+            print(f"| engine against `--validate=false` | | | {pct(e, 50) / pct(v, 50):.2f}x / {min(e) / min(v):.2f}x | | report |")
+        print(f"| service: install request → phase Applied (polled every 20 ms) | {pct(a, 50):.2f} s | {min(a):.2f} s | "
+              f"**{pct(a, 50) / kp:.2f}x** / {min(a) / km:.2f}x | | ≤ 1.0x |")
+        st = [x["status_s"] for x in runs["api"]]
+        print(f"| service: install request → status.lastApplyTime | {pct(st, 50):.2f} s | {min(st):.2f} s | "
+              f"{pct(st, 50) / kp:.2f}x / {min(st) / km:.2f}x | | report |")
+        if s["deployments"]:
+            kw, ew = ([x["with_wait_s"] for x in runs[m]] for m in ("kubectl", "engine"))
+            print(f"| kubectl apply + `kubectl wait --for=condition=Available` | {pct(kw, 50):.2f} s | {min(kw):.2f} s | "
+                  f"1 (of this row) | | |")
+            wc = sorted({x["wait_api_calls"] for x in runs["engine"]})
+            print(f"| engine apply + `addon-apply wait` (rollouts, polled every 200 ms) | {pct(ew, 50):.2f} s | "
+                  f"{min(ew):.2f} s | {pct(ew, 50) / pct(kw, 50):.2f}x / {min(ew) / min(kw):.2f}x | "
+                  f"+ {', '.join(map(str, wc))} | report |")
+            print(f"| service (rollouts waited for, polled every 250 ms) against kubectl apply + wait | | | "
+                  f"{pct(a, 50) / pct(kw, 50):.2f}x / {min(a) / min(kw):.2f}x | | report |")
+        print()
+    ph = r.get("kubectl_phases") or {}
+    print(f"kubectl's requests for the same apply (-v=6): {r['kubectl_requests']}; client-side throttling messages: "
+          f"{r['kubectl_throttled']}; start → first PATCH {ph.get('before_first_patch_s', float('nan')):.2f} s, "
+          f"first → last PATCH {ph.get('patches_s', float('nan')):.2f} s")
+    print()
+    d = r["drift"]
+    print(f"| {d['clusters']} inventories × {d['objects']} objects, one namespace each on one API server | "
+          f"per cluster p50 | p99 | API calls per cluster | sum over {d['clusters']} (pass wall time) |")
+    print("|---|---|---|---|---|")
+    for key, what in (("first", "first apply"), ("unchanged", "drift pass, nothing changed (corrected [])"),
+                      ("changed", "drift pass after kubectl deleted 1, relabelled 1 and unlabelled 1 ConfigMap "
+                                  "per cluster (3 corrected each)")):
+        x = [y["seconds"] * 1000 for y in d[key]]
+        calls = sorted({y["api_calls"] for y in d[key]})
+        print(f"| {what} | {pct(x, 50):.0f} ms | {pct(x, 99):.0f} ms | {', '.join(map(str, calls))} | "
+              f"{sum(x) / 1000:.1f} s ({d[key + '_wall_s']:.1f} s) |")
+    return 0
 
 def stop_all():
     for p in RUNNING:
