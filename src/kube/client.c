@@ -839,6 +839,9 @@ int cm_kube_apply(struct cm_kube *k, const json_t *object, const char *field_man
                 r = strbuf_addl(&path, "&force=true");
         if (r >= 0 && dry_run)
                 r = strbuf_addl(&path, "&dryRun=All");
+        /* A field the schema does not know is an error, not silently dropped (the default, Warn). */
+        if (r >= 0)
+                r = strbuf_addl(&path, "&fieldValidation=Strict");
         if (r < 0)
                 return kube_fail(err, r == -ENOMEM ? -ENOMEM : -EINVAL, "%s: the path is too long", what);
         /* JSON is YAML: the apply patch is the object as compact JSON. */

@@ -157,7 +157,8 @@ _warn_unused_result_ int cm_kube_delete(struct cm_kube *k, const struct cm_kube_
  * Server-side apply of one object (apiVersion, kind, metadata.name and, for namespaced kinds,
  * metadata.namespace must be set): PATCH of the object's path with Content-Type
  * application/apply-patch+yaml (the object as JSON, which is YAML) and
- * ?fieldManager=<field_manager>[&force=true][&dryRun=All]. force takes over fields another manager
+ * ?fieldManager=<field_manager>[&force=true][&dryRun=All]&fieldValidation=Strict (a field the
+ * object's schema does not know fails the apply with 422). force takes over fields another manager
  * owns instead of failing with a conflict (409); dry_run asks the API server what the object would
  * become without changing it. On success *ret_live (may be NULL) receives the object as the API
  * server answered it. The request body is wiped after use (an object may be a Secret).

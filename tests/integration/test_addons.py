@@ -288,6 +288,20 @@ def test_unknown_kind_fails_with_reason_and_keeps_what_was_applied(fx):
     assert fx.kube("/api/v1/namespaces/demo-addon/configmaps/partial") is None
 
 
+def test_unknown_field_fails_instead_of_being_dropped(fx):
+    # "datta" for "data": the API server's strict field validation refuses it.
+    text = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: typo, namespace: demo-addon}\ndatta: {a: b}\n"
+    r = fx.server.post(f"/v1/environments/{ENV}/addons", definition("typo", text))
+    assert r.status_code == 201, r.text
+    r = fx.server.post(f"{fx.cluster_path}/addons", {"addon": "typo"})
+    assert r.status_code == 202, r.text
+    st = fx.wait_install("typo", phase_is("Failed"))["status"]
+    assert st["reason"] == "ApplyFailed" and "datta" in st["message"], st
+    assert fx.kube("/api/v1/namespaces/demo-addon/configmaps/typo") is None
+    assert fx.server.delete(f"{fx.cluster_path}/addons/typo").status_code == 202
+    fx.wait_install("typo", lambda i: i is None, what="the failed add-on uninstalled")
+
+
 @pytest.fixture(scope="module")
 def repo():
     with ChartRepo(helm_binary()) as r:
