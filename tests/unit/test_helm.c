@@ -583,11 +583,18 @@ static void test_error_parse(void **state) {
                                    sizeof(msg));
         assert_null(strstr(msg, "hunter2hunter2"));
         assert_null(strstr(msg, "abcdefghijklmnop"));
-        (void) cm_helm_error_parse(
-                "Error: cannot parse:\n-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIKeyMaterial\n"
-                "-----END EC PRIVATE KEY-----\n",
-                msg, sizeof(msg));
-        assert_null(strstr(msg, "MHcCAQEEIKeyMaterial"));
+        {
+                /* A PEM private key block (tests/testdata/redact/pem) in helm's output. */
+                _cleanup_free_ char *pem = NULL;
+                char text[512];
+                size_t n = 0;
+
+                assert_int_equal(cm_read_file(CM_TESTDATA_DIR "/redact/pem", 4096, false, &pem, &n), 0);
+                assert_true(cm_snprintf(text, sizeof(text), "Error: cannot parse:\n%s", pem) >= 0);
+                (void) cm_helm_error_parse(text, msg, sizeof(msg));
+                assert_non_null(strstr(pem, "\nMIIB\n"));
+                assert_null(strstr(msg, "MIIB"));
+        }
 
         /* Cut to fit, at a character, with an ellipsis. */
         memcpy(big, "Error: ", 7);
