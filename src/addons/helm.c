@@ -543,31 +543,6 @@ const char *cm_helm_default_binary(void) {
         return default_binary;
 }
 
-/* The absolute path of the binary (a bare name is looked up in PATH); -ENOENT when there is none. */
-static int binary_resolve(const char *p, char *buf, size_t size) {
-        char tmp[PATH_MAX];
-
-        if (!strchr(p, '/')) {
-                const char *path = getenv("PATH") ?: CHILD_PATH;
-
-                for (const char *d = path; *d;) {
-                        const char *e = strchrnul(d, ':');
-                        char cand[PATH_MAX];
-
-                        if (e > d && cm_snprintf(cand, sizeof(cand), "%.*s/%s", (int) (e - d), d, p) > 0 &&
-                            access(cand, X_OK) == 0 && realpath(cand, tmp))
-                                return cm_strlcpy(buf, tmp, size) < 0 ? -ENAMETOOLONG : 0;
-                        d = *e ? e + 1 : e;
-                }
-                return -ENOENT;
-        }
-        if (!realpath(p, tmp))
-                return negative_errno();
-        if (access(tmp, X_OK) < 0)
-                return negative_errno();
-        return cm_strlcpy(buf, tmp, size) < 0 ? -ENAMETOOLONG : 0;
-}
-
 /* ---- argv and environment ---------------------------------------------------------------------- */
 
 struct strv {
@@ -1061,7 +1036,7 @@ static int helm_run(const struct cm_helm *h, enum helm_action a, const struct cm
         if (values && !json_is_object(values))
                 return helm_fail(ret, -EINVAL, "%s: the values must be a JSON object", what);
 
-        r = binary_resolve(isempty(h->binary) ? cm_helm_default_binary() : h->binary, bin, sizeof(bin));
+        r = cm_program_resolve(isempty(h->binary) ? cm_helm_default_binary() : h->binary, bin, sizeof(bin));
         if (r < 0)
                 return helm_fail(ret, -ENOEXEC, "%s: no helm binary at %s (%s): %s", what,
                                  isempty(h->binary) ? cm_helm_default_binary() : h->binary, strerror(-r),

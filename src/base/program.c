@@ -23,3 +23,27 @@ void cm_program_default_path(const char *name, bool fallback_to_path, char *buf,
                 return;
         (void) cm_strlcpy(buf, name, size);
 }
+
+int cm_program_resolve(const char *p, char *buf, size_t size) {
+        char tmp[PATH_MAX];
+
+        if (!strchr(p, '/')) {
+                const char *path = getenv("PATH") ?: "/usr/local/bin:/usr/bin:/bin";
+
+                for (const char *d = path; *d;) {
+                        const char *e = strchrnul(d, ':');
+                        char cand[PATH_MAX];
+
+                        if (e > d && cm_snprintf(cand, sizeof(cand), "%.*s/%s", (int) (e - d), d, p) > 0 &&
+                            access(cand, X_OK) == 0 && realpath(cand, tmp))
+                                return cm_strlcpy(buf, tmp, size) < 0 ? -ENAMETOOLONG : 0;
+                        d = *e ? e + 1 : e;
+                }
+                return -ENOENT;
+        }
+        if (!realpath(p, tmp))
+                return negative_errno();
+        if (access(tmp, X_OK) < 0)
+                return negative_errno();
+        return cm_strlcpy(buf, tmp, size) < 0 ? -ENAMETOOLONG : 0;
+}

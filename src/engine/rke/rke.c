@@ -63,28 +63,7 @@ const char *cm_engine_rke_path(void) {
 
 /* The absolute path of the binary (a bare name is looked up in PATH); -ENOENT when there is none. */
 static int rke_resolve(char *buf, size_t size) {
-        const char *p = cm_engine_rke_path();
-        char tmp[PATH_MAX];
-
-        if (!strchr(p, '/')) {
-                const char *path = getenv("PATH") ?: "/usr/local/bin:/usr/bin:/bin";
-
-                for (const char *d = path; *d;) {
-                        const char *e = strchrnul(d, ':');
-                        char cand[PATH_MAX];
-
-                        if (e > d && cm_snprintf(cand, sizeof(cand), "%.*s/%s", (int) (e - d), d, p) > 0 &&
-                            access(cand, X_OK) == 0 && realpath(cand, tmp))
-                                return cm_strlcpy(buf, tmp, size) < 0 ? -ENAMETOOLONG : 0;
-                        d = *e ? e + 1 : e;
-                }
-                return -ENOENT;
-        }
-        if (!realpath(p, tmp))
-                return negative_errno();
-        if (access(tmp, X_OK) < 0)
-                return negative_errno();
-        return cm_strlcpy(buf, tmp, size) < 0 ? -ENAMETOOLONG : 0;
+        return cm_program_resolve(cm_engine_rke_path(), buf, size);
 }
 
 struct lines_capture {
