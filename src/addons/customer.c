@@ -67,18 +67,7 @@ bool cm_customer_role_valid(const char *s) {
 
 /* A member that must be a DNS label; copied into dst. false (with a field error) otherwise. */
 static bool decode_label(const json_t *v, const char *field, char *dst, size_t size, struct cm_problem *p) {
-        if (!json_is_string(v)) {
-                cm_problem_add(p, field, "must be a string, not %s", cm_json_type_name(v));
-                return false;
-        }
-        if (!cm_dns_label_valid(json_string_value(v))) {
-                cm_problem_add(
-                        p, field,
-                        "must be a DNS label: 1-63 characters of a-z, 0-9 and '-', starting and ending "
-                        "with a letter or digit");
-                return false;
-        }
-        return cm_strlcpy(dst, json_string_value(v), size) >= 0;
+        return cm_json_check_dns_label(v, field, 63, p) && cm_strlcpy(dst, json_string_value(v), size) >= 0;
 }
 
 static bool decode_role(const json_t *v, const char *field, char *dst, size_t size, struct cm_problem *p) {

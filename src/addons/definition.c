@@ -32,18 +32,7 @@ static int finish_validation(struct cm_problem *p) {
 }
 
 static bool check_addon_name(const json_t *v, const char *field, struct cm_problem *p) {
-        if (!json_is_string(v)) {
-                cm_problem_add(p, field, "must be a string, not %s", cm_json_type_name(v));
-                return false;
-        }
-        if (!cm_addon_name_valid(json_string_value(v))) {
-                cm_problem_add(p, field,
-                               "must be a DNS label of at most %u characters: a-z, 0-9 and '-', starting "
-                               "and ending with a letter or digit",
-                               CM_ADDON_NAME_MAX);
-                return false;
-        }
-        return true;
+        return cm_json_check_dns_label(v, field, CM_ADDON_NAME_MAX, p);
 }
 
 /* Compact JSON with sorted keys into a secret buffer (manifests and values may hold secrets). */
@@ -241,10 +230,8 @@ int cm_addon_doc_decode(const char *body, size_t n, enum cm_addon_doc_mode mode,
         if (!v) {
                 if (json_object_set_new(root, "namespace", json_string(CM_ADDON_NAMESPACE_DEFAULT)) < 0)
                         return -ENOMEM;
-        } else if (!json_is_string(v) || !cm_dns_label_valid(json_string_value(v)))
-                cm_problem_add(p, "namespace",
-                               "must be a DNS label: 1-63 characters of a-z, 0-9 and '-', starting and "
-                               "ending with a letter or digit");
+        } else
+                (void) cm_json_check_dns_label(v, "namespace", 63, p);
 
         v = json_object_get(root, "values");
         if (!v) {

@@ -29,18 +29,7 @@ void cm_cluster_doc_done(struct cm_cluster_doc *d) {
 }
 
 static bool check_name(const json_t *v, const char *field, struct cm_problem *p) {
-        if (!json_is_string(v)) {
-                cm_problem_add(p, field, "must be a string, not %s", cm_json_type_name(v));
-                return false;
-        }
-        if (!cm_dns_label_valid(json_string_value(v))) {
-                cm_problem_add(
-                        p, field,
-                        "must be a DNS label: 1-63 characters of a-z, 0-9 and '-', starting and ending "
-                        "with a letter or digit");
-                return false;
-        }
-        return true;
+        return cm_json_check_dns_label(v, field, 63, p);
 }
 
 static int finish_validation(struct cm_problem *p) {

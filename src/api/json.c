@@ -2,6 +2,7 @@
 #include "base/common.h"
 
 #include "api/json.h"
+#include "base/parse.h"
 
 /* A scan of the raw bytes that bounds nesting, value count and string length before parsing. */
 static int json_prescan(const char *buf, size_t n, size_t max_string, struct cm_problem *p) {
@@ -121,6 +122,24 @@ const char *cm_json_type_name(const json_t *v) {
                 return "null";
         }
         return "unknown";
+}
+
+bool cm_json_check_dns_label(const json_t *v, const char *field, size_t max, struct cm_problem *p) {
+        const char *s = json_string_value(v);
+
+        if (!json_is_string(v)) {
+                cm_problem_add(p, field, "must be a string, not %s", cm_json_type_name(v));
+                return false;
+        }
+        if (!cm_dns_label_valid(s) || strlen(s) > max) {
+                cm_problem_add(
+                        p, field,
+                        "must be a DNS label: 1-%zu characters of a-z, 0-9 and '-', starting and ending "
+                        "with a letter or digit",
+                        MIN(max, (size_t) 63));
+                return false;
+        }
+        return true;
 }
 
 bool cm_json_check_fields(const json_t *obj, const char *path, const char *const *allowed,

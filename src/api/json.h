@@ -42,6 +42,12 @@ void cm_json_path_index(char *buf, size_t size, const char *base, size_t index);
 const char *cm_json_type_name(const json_t *v);
 
 /*
+ * Checks that v is a string and a DNS label of at most max (1..63) characters; otherwise adds a field
+ * error at field ("must be a string, not ..." or "must be a DNS label: 1-<max> characters of ...").
+ */
+bool cm_json_check_dns_label(const json_t *v, const char *field, size_t max, struct cm_problem *p);
+
+/*
  * Validates a labels object at path: at most 64 entries; keys 1-63 (an optional DNS-subdomain prefix
  * and '/' allowed, 253 max in all) of [A-Za-z0-9._-]; values 0-63 of the same characters, strings.
  */
