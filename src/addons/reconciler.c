@@ -178,12 +178,11 @@ static int record_corrections(json_t *status, json_t *objects) {
 }
 
 /* A failure: phase Failed (or Uninstalling), Applied False with the reason; retried with backoff. */
-static int outcome_failed(struct outcome *o, const struct cm_addon_install *inst, unsigned drift_sec,
-                          const char *phase, const char *reason, const char *message) {
+static int outcome_failed(struct outcome *o, unsigned drift_sec, const char *phase, const char *reason,
+                          const char *message) {
         uint64_t failures = (uint64_t) juint(o->status, "failures", 0) + 1,
                  delay = RETRY_FIRST_USEC << MIN(failures - 1, 10U);
 
-        (void) inst;
         delay = MIN(delay, (uint64_t) drift_sec * USEC_PER_SEC);
         o->next_check_usec = cm_now_usec() + MAX(delay, RETRY_FIRST_USEC);
         if (set_phase(o->status, phase, reason, message) < 0 ||
@@ -246,13 +245,11 @@ static int manifest_pass(struct cm_addons_reconciler *rc, const struct cm_addon_
         if (inst->uninstall) {
                 r = cm_kube_open(kubeconfig, kc_len, NULL, &k, &kerr);
                 if (r < 0)
-                        return outcome_failed(o, inst, drift, "Uninstalling", "UninstallFailed",
-                                              kerr.message);
+                        return outcome_failed(o, drift, "Uninstalling", "UninstallFailed", kerr.message);
                 r = cm_addon_remove(k, previous, &opts, &rep);
                 o->inventory = json_incref(rep.inventory);
                 if (r < 0)
-                        return outcome_failed(o, inst, drift, "Uninstalling", "UninstallFailed",
-                                              rep.message);
+                        return outcome_failed(o, drift, "Uninstalling", "UninstallFailed", rep.message);
                 return 1; /* removed */
         }
 
@@ -261,26 +258,26 @@ static int manifest_pass(struct cm_addons_reconciler *rc, const struct cm_addon_
                 char msg[512];
 
                 cm_manifest_error_format(&merr, msg, sizeof(msg));
-                return outcome_failed(o, inst, drift, "Failed", "InvalidManifests", msg);
+                return outcome_failed(o, drift, "Failed", "InvalidManifests", msg);
         }
         cm_manifest_sort(&m);
         r = cm_kube_open(kubeconfig, kc_len, NULL, &k, &kerr);
         if (r < 0) {
                 cm_manifest_done(&m);
-                return outcome_failed(o, inst, drift, "Failed", "Unreachable", kerr.message);
+                return outcome_failed(o, drift, "Failed", "Unreachable", kerr.message);
         }
         r = cm_addon_apply(k, &m, previous, &opts, &rep);
         cm_manifest_done(&m);
         o->inventory = json_incref(rep.inventory);
         if (r < 0)
-                return outcome_failed(o, inst, drift, "Failed", rep.reason, rep.message);
+                return outcome_failed(o, drift, "Failed", rep.reason, rep.message);
         ncorr = json_array_size(rep.corrected);
         if (changed || ncorr > 0 || !streq(jstr(o->status, "phase") ?: "", "Applied")) {
                 struct cm_apply_report wait = {};
 
                 r = cm_addon_wait_healthy(k, rep.inventory, &opts, &wait);
                 if (r < 0) {
-                        r = outcome_failed(o, inst, drift, "Failed", wait.reason, wait.message);
+                        r = outcome_failed(o, drift, "Failed", wait.reason, wait.message);
                         (void) set_condition(o->status, "Healthy", "False", wait.reason, wait.message);
                         cm_apply_report_done(&wait);
                         return r;
@@ -408,7 +405,7 @@ static int helm_pass(struct cm_addons_reconciler *rc, const struct cm_addon_inst
         if (inst->uninstall) {
                 r = cm_helm_uninstall(&h, &rel, &res);
                 if (r < 0) {
-                        r = outcome_failed(o, inst, drift, "Uninstalling", "UninstallFailed", res.message);
+                        r = outcome_failed(o, drift, "Uninstalling", "UninstallFailed", res.message);
                         cm_helm_result_done(&res);
                         return r;
                 }
@@ -421,7 +418,7 @@ static int helm_pass(struct cm_addons_reconciler *rc, const struct cm_addon_inst
 
                 r = helm_missing(kubeconfig, kc_len, previous, &missing, why, sizeof(why));
                 if (r < 0)
-                        return outcome_failed(o, inst, drift, "Failed", "Unreachable", why);
+                        return outcome_failed(o, drift, "Failed", "Unreachable", why);
                 if (json_array_size(missing) == 0) {
                         o->applied = true;
                         o->next_check_usec = cm_now_usec() + (uint64_t) drift * USEC_PER_SEC;
@@ -434,11 +431,11 @@ static int helm_pass(struct cm_addons_reconciler *rc, const struct cm_addon_inst
         }
         r = cm_addons_helm_values(def, inst->values_json, &values);
         if (r < 0)
-                return outcome_failed(o, inst, drift, "Failed", "InvalidValues",
+                return outcome_failed(o, drift, "Failed", "InvalidValues",
                                       "the installation's values are not a JSON object");
         r = cm_helm_upgrade_install(&h, &rel, values, &res);
         if (r < 0) {
-                r = outcome_failed(o, inst, drift, "Failed", r == -ENOENT ? "ChartNotFound" : "HelmFailed",
+                r = outcome_failed(o, drift, "Failed", r == -ENOENT ? "ChartNotFound" : "HelmFailed",
                                    res.message);
                 cm_helm_result_done(&res);
                 return r;
@@ -455,7 +452,7 @@ static int helm_pass(struct cm_addons_reconciler *rc, const struct cm_addon_inst
         }
         cm_helm_result_done(&res);
         if (r < 0)
-                return outcome_failed(o, inst, drift, "Failed", "HelmFailed",
+                return outcome_failed(o, drift, "Failed", "HelmFailed",
                                       "the release's manifest could not be read back");
         if (missing && json_array_size(missing) > 0 && record_corrections(o->status, missing) < 0)
                 return -ENOMEM;
@@ -497,8 +494,8 @@ static void reconcile(struct cm_addons_reconciler *rc, struct cm_addon_install *
                 goto finish;
         }
         if (r < 0) {
-                r = outcome_failed(&o, inst, drift, inst->uninstall ? "Uninstalling" : "Failed",
-                                   "NoKubeconfig", why);
+                r = outcome_failed(&o, drift, inst->uninstall ? "Uninstalling" : "Failed", "NoKubeconfig",
+                                   why);
                 goto finish;
         }
         r = helm ? helm_pass(rc, inst, def, kc, kc_len, changed, &o)
