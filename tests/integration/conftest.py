@@ -206,6 +206,26 @@ def stop_local_helpers(data_dir):
     return pids
 
 
+def finish_module_cluster(server, cluster_path, created, data_dir):
+    """The end of a module that shares one server and one local cluster: deletes the cluster (when it was
+    created and the server still runs), stops the server, kills helpers left running; fails with what
+    went wrong."""
+    problems = []
+    if created and server.proc:
+        r = server.delete(cluster_path)
+        if r.status_code == 202:
+            op = server.wait_op(r.json()["id"], timeout=90)
+            if op["state"] != "succeeded":
+                problems.append(f"delete failed: {op}")
+    rc = server.stop()
+    if rc not in (0, None):
+        problems.append(f"serve exited with {rc}:\n{server.log()[-4000:]}")
+    leftovers = stop_local_helpers(data_dir)
+    if leftovers:
+        problems.append(f"helpers left running: {leftovers}")
+    assert not problems, problems
+
+
 class LocalCluster:
     """A local cluster created through the API of its own server."""
 

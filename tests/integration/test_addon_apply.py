@@ -29,7 +29,7 @@ import pytest
 import requests
 import yaml
 
-from conftest import Server, localk8s_helper, stop_local_helpers
+from conftest import Server, finish_module_cluster, localk8s_helper
 
 ENV = "default"
 CLUSTER = "addons"
@@ -239,20 +239,7 @@ def kube(binary, tmp_path_factory):
         assert r.status_code == 200, r.text
         yield Kube(server, driver, work, r.text)
     finally:
-        problems = []
-        if created and server.proc:
-            r = server.delete(f"/v1/environments/{ENV}/clusters/{CLUSTER}")
-            if r.status_code == 202:
-                op = server.wait_op(r.json()["id"], timeout=90)
-                if op["state"] != "succeeded":
-                    problems.append(f"delete failed: {op}")
-        rc = server.stop()
-        if rc not in (0, None):
-            problems.append(f"serve exited with {rc}:\n{server.log()[-4000:]}")
-        leftovers = stop_local_helpers(data_dir)
-        if leftovers:
-            problems.append(f"helpers left running: {leftovers}")
-        assert not problems, problems
+        finish_module_cluster(server, f"/v1/environments/{ENV}/clusters/{CLUSTER}", created, data_dir)
 
 
 # --- the tests -------------------------------------------------------------------------------------

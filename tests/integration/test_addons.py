@@ -8,13 +8,12 @@ a failed add-on status with the reason.
 One server and one 1-node local cluster are shared by the module; the tests run in file order.
 """
 import json
-import os
 import time
 
 import pytest
 
 from chart_repo import ChartRepo, helm_binary
-from conftest import Server, localk8s_helper, stop_local_helpers
+from conftest import Server, finish_module_cluster, localk8s_helper
 from test_customer_access import Kubeconfig
 
 ENV = "addons"
@@ -170,20 +169,7 @@ def fx(binary, tmp_path_factory):
         assert op["state"] == "succeeded", f"{op}\n{server.log()[-4000:]}"
         yield f
     finally:
-        problems = []
-        if created and server.proc:
-            r = server.delete(f"/v1/environments/{ENV}/clusters/{NAME}")
-            if r.status_code == 202:
-                op = server.wait_op(r.json()["id"], timeout=90)
-                if op["state"] != "succeeded":
-                    problems.append(f"delete failed: {op}")
-        rc = server.stop()
-        if rc not in (0, None):
-            problems.append(f"serve exited with {rc}:\n{server.log()[-4000:]}")
-        leftovers = stop_local_helpers(data_dir)
-        if leftovers:
-            problems.append(f"helpers left running: {leftovers}")
-        assert not problems, problems
+        finish_module_cluster(server, f"/v1/environments/{ENV}/clusters/{NAME}", created, data_dir)
 
 
 def test_baseline_addon_on_new_cluster(fx):

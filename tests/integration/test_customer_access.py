@@ -22,7 +22,7 @@ import pytest
 import requests
 import yaml
 
-from conftest import Server, localk8s_helper, stop_local_helpers
+from conftest import Server, finish_module_cluster, localk8s_helper
 from test_access import as_token, new_key
 
 ENV = "acme"
@@ -184,20 +184,7 @@ def fx(binary, tmp_path_factory):
         assert f.create_op["state"] == "succeeded", f"{f.create_op}\n{f.create_log}\n{server.log()[-4000:]}"
         yield f
     finally:
-        problems = []
-        if created and server.proc:
-            r = server.delete(f"/v1/environments/{ENV}/clusters/{NAME}")
-            if r.status_code == 202:
-                op = server.wait_op(r.json()["id"], timeout=90)
-                if op["state"] != "succeeded":
-                    problems.append(f"delete failed: {op}")
-        rc = server.stop()
-        if rc not in (0, None):
-            problems.append(f"serve exited with {rc}:\n{server.log()[-4000:]}")
-        leftovers = stop_local_helpers(data_dir)
-        if leftovers:
-            problems.append(f"helpers left running: {leftovers}")
-        assert not problems, problems
+        finish_module_cluster(server, f"/v1/environments/{ENV}/clusters/{NAME}", created, data_dir)
 
 
 # --- the tests -------------------------------------------------------------------------------------
