@@ -45,14 +45,25 @@
 /* Writes waiting for the writer beyond this are dropped when they only refresh lastProbeTime. */
 #define WRITE_QUEUE_SOFT_MAX 4096
 #define BACKOFF_MAX_FACTOR 4
+/*
+ * /version is read by the first probe, by every VERSION_EVERY-th after it and by the first OK one
+ * after a failed probe; the others report the version last read (a version changes with an upgrade,
+ * which also restarts the API server: its probes fail or the connection is new).
+ */
+#define VERSION_EVERY 10
 /* A handle keeps an answer buffer up to this size for the next probe. */
 #define HANDLE_BODY_KEEP (256 * 1024)
 
 static const double duration_buckets[] = { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10 };
 
+/*
+ * A probe's requests, in order. /livez is asked only when /readyz fails (a ready API server is live:
+ * /readyz runs every check of /livez and more), to tell "not ready" from "not live". /version only
+ * when due (version_every).
+ */
 enum step {
-        STEP_LIVEZ,
         STEP_READYZ,
+        STEP_LIVEZ,
         STEP_VERSION,
         STEP_NODES,
         STEP_DEPLOYMENTS,
@@ -107,6 +118,7 @@ struct target {
         uint64_t next_wall; /* wall clock of the next probe */
         unsigned known_ready, known_total; /* the last nodes seen */
         char known_version[64];
+        unsigned version_age; /* probes since /version was read; 0: read it next */
         int64_t known_cert;
 
         uint64_t due; /* monotonic */
@@ -159,6 +171,7 @@ struct cm_monitor {
         double hist_sum;
         uint64_t hist_count;
         uint64_t errors[_CM_PROBE_OUTCOME_MAX];
+        uint64_t handshakes_full, handshakes_resumed;
         uint64_t writes_dropped;
 
         /* The writer's queue. */
@@ -499,6 +512,7 @@ static int target_load_kubeconfig(struct cm_monitor *m, struct target *t) {
         cm_kubeconfig_done(&t->kc);
         t->kc_version = version;
         t->kc_recheck = false;
+        t->version_age = 0;
         if (r < 0) {
                 cm_kubeconfig_done(&kc);
                 (void) cm_snprintf(t->kc_error, sizeof(t->kc_error),
@@ -618,7 +632,10 @@ static int handle_acquire(struct cm_monitor *m, struct target *t) {
          * Addresses in kubeconfigs are mostly literal IPs, which are not resolved at all.
          */
         (void) curl_easy_setopt(e, CURLOPT_DNS_CACHE_TIMEOUT, 0L);
-        /* No TLS session cache: it would keep a copy of the peer's chain per cluster for nothing. */
+        /*
+         * Not libcurl's TLS session cache, which matches by host and port and holds decoded sessions:
+         * the target's identity keeps its own session, serialized, and offers it (tls.h).
+         */
         (void) curl_easy_setopt(e, CURLOPT_SSL_SESSIONID_CACHE, 0L);
         return 0;
 }
@@ -734,7 +751,7 @@ static void probe_start(struct cm_monitor *m, struct target *t) {
                 return;
         }
         m->running++;
-        t->step = STEP_LIVEZ;
+        t->step = STEP_READYZ;
         t->pages = 0;
         r = target_load_kubeconfig(m, t);
         t->no_kubeconfig = r == -ENOENT;
@@ -856,8 +873,8 @@ static void step_done(struct cm_monitor *m, struct target *t, CURLcode cc) {
                 break;
         }
         /* /livez and /readyz answer 500 when unhealthy: a state, not an error. Others must be 200. */
-        if ((t->step > STEP_READYZ && status != 200) || r < 0 ||
-            (t->step <= STEP_READYZ && status != 200 && status != 500)) {
+        if ((t->step > STEP_LIVEZ && status != 200) || r < 0 ||
+            (t->step <= STEP_LIVEZ && status != 200 && status != 500)) {
                 res->outcome = CM_PROBE_ERROR;
                 if (r < 0)
                         (void) cm_snprintf(res->detail, sizeof(res->detail),
@@ -868,11 +885,17 @@ static void step_done(struct cm_monitor *m, struct target *t, CURLcode cc) {
                 probe_finish(m, t);
                 return;
         }
-        /* An API server that is not ready answers nothing more worth reading. */
-        if (t->step == STEP_READYZ && (res->livez_status != 200 || res->readyz_status != 200))
+        /* An API server that is not ready answers nothing more worth reading than /livez. */
+        if (t->step == STEP_READYZ)
+                t->step = res->readyz_status == 200 ? STEP_VERSION : STEP_LIVEZ;
+        else if (t->step == STEP_LIVEZ)
                 t->step = STEP_DONE;
         else
                 t->step++;
+        if (t->step == STEP_VERSION && t->version_age > 0 && !isempty(t->known_version)) {
+                (void) cm_strlcpy(res->version, t->known_version, sizeof(res->version));
+                t->step++;
+        }
         if (t->step == STEP_NODES)
                 t->h->cont[0] = '\0';
         if (t->step >= STEP_DONE) {
@@ -925,10 +948,12 @@ static void probe_finish(struct cm_monitor *m, struct target *t) {
         unsigned failures;
         bool changed, removed;
         char material[sizeof(t->persisted)];
+        unsigned hs_full, hs_resumed;
 
         handle_release(m, t);
         if (!m->keep_alive)
                 target_share_drop(t);
+        cm_tls_identity_take_handshakes(t->tls, &hs_full, &hs_resumed);
         m->running--;
         t->busy = false;
         res->time_usec = cm_now_usec();
@@ -940,8 +965,16 @@ static void probe_finish(struct cm_monitor *m, struct target *t) {
         cm_health_evaluate(&t->health, res, failures, &hs, (int64_t) (res->time_usec / USEC_PER_SEC), &next);
         changed = cm_health_changed(&t->health, &next);
         if (res->outcome == CM_PROBE_UNAUTHORIZED || res->outcome == CM_PROBE_TLS_ERROR ||
-            res->outcome == CM_PROBE_BAD_KUBECONFIG)
+            res->outcome == CM_PROBE_BAD_KUBECONFIG) {
                 t->kc_recheck = true; /* the credentials may have been rotated */
+                /* The next connection proves the credentials again with a full handshake. */
+                cm_tls_identity_forget_session(t->tls);
+        }
+        /* After a failure the next OK probe reads /version again (the API server may have been upgraded). */
+        if (res->outcome != CM_PROBE_OK)
+                t->version_age = 0;
+        else if (!isempty(res->version))
+                t->version_age = (t->version_age + 1) % VERSION_EVERY;
         if (changed)
                 log_change(t, &t->health, &next);
 
@@ -970,6 +1003,8 @@ static void probe_finish(struct cm_monitor *m, struct target *t) {
         t->due = now + delay;
         t->next_wall = res->time_usec + delay;
         observe(m, res);
+        m->handshakes_full += hs_full;
+        m->handshakes_resumed += hs_resumed;
         removed = t->removed;
         if (removed)
                 target_drop(m, t);
@@ -1497,6 +1532,15 @@ int cm_monitor_metrics(struct cm_monitor *m, struct strbuf *out) {
         for (int o = 1; r >= 0 && o < _CM_PROBE_OUTCOME_MAX; o++)
                 r = strbuf_addf(out, "clustermgmt_probe_errors_total{reason=\"%s\"} %" PRIu64 "\n",
                                 cm_probe_outcome_name(o), m->errors[o]);
+        if (r >= 0)
+                r = strbuf_addf(
+                        out,
+                        "# HELP clustermgmt_probe_tls_handshakes_total TLS handshakes of health probes, "
+                        "by whether they resumed the cluster's last session\n"
+                        "# TYPE clustermgmt_probe_tls_handshakes_total counter\n"
+                        "clustermgmt_probe_tls_handshakes_total{resumed=\"false\"} %" PRIu64 "\n"
+                        "clustermgmt_probe_tls_handshakes_total{resumed=\"true\"} %" PRIu64 "\n",
+                        m->handshakes_full, m->handshakes_resumed);
         pthread_mutex_unlock(&m->lock);
         return r < 0 ? r : 0;
 }

@@ -6,15 +6,41 @@
 #include <openssl/x509.h>
 #include <openssl/x509_vfy.h>
 
+#include <pthread.h>
+
+#include "base/secret.h"
 #include "base/strbuf.h"
 #include "monitor/tls.h"
+
+/* A session larger than this (its ticket, the server's certificate) is not kept. */
+#define SESSION_MAX (16 * 1024)
 
 struct cm_tls_identity {
         STACK_OF(X509) * anchors; /* the kubeconfig's CA certificates */
         X509 *cert; /* NULL without a client certificate */
         STACK_OF(X509) * chain; /* the certificates after the first in client-certificate-data */
         EVP_PKEY *key;
+        /*
+         * The last TLS session the server gave (DER, i2d_SSL_SESSION: its resumption secret, ticket
+         * and the server's certificate), offered by the next connection. Wiped when dropped.
+         */
+        unsigned char *session;
+        size_t session_len;
+        unsigned handshakes_full, handshakes_resumed;
 };
+
+static int ctx_index = -1;
+static pthread_once_t ctx_index_once = PTHREAD_ONCE_INIT;
+
+static void ctx_index_init(void) {
+        ctx_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+}
+
+static struct cm_tls_identity *identity_of_ssl(const SSL *ssl) {
+        SSL_CTX *ctx = SSL_get_SSL_CTX(ssl);
+
+        return ctx && ctx_index >= 0 ? SSL_CTX_get_ex_data(ctx, ctx_index) : NULL;
+}
 
 static void bio_freep(BIO **b) {
         BIO_free(*b);
@@ -89,8 +115,29 @@ struct cm_tls_identity *cm_tls_identity_free(struct cm_tls_identity *id) {
         X509_free(id->cert);
         sk_X509_pop_free(id->chain, X509_free);
         EVP_PKEY_free(id->key);
+        cm_tls_identity_forget_session(id);
         free(id);
         return NULL;
+}
+
+void cm_tls_identity_forget_session(struct cm_tls_identity *id) {
+        if (!id || !id->session)
+                return;
+        cm_wipe(id->session, id->session_len);
+        free(id->session);
+        id->session = NULL;
+        id->session_len = 0;
+}
+
+bool cm_tls_identity_has_session(const struct cm_tls_identity *id) {
+        return id && id->session;
+}
+
+void cm_tls_identity_take_handshakes(struct cm_tls_identity *id, unsigned *ret_full, unsigned *ret_resumed) {
+        *ret_full = id ? id->handshakes_full : 0;
+        *ret_resumed = id ? id->handshakes_resumed : 0;
+        if (id)
+                id->handshakes_full = id->handshakes_resumed = 0;
 }
 
 static int identity_trust(struct cm_tls_identity *id, const struct cm_kubeconfig *kc, char *error,
@@ -207,11 +254,83 @@ static int verify_chain(X509_STORE_CTX *x, void *userdata) {
         return X509_verify_cert(x);
 }
 
-int cm_tls_identity_install(const struct cm_tls_identity *id, SSL_CTX *ctx) {
+/*
+ * A session the server gave (with TLS 1.3 after the handshake, while the answer is read): kept
+ * serialized, replacing the previous one. Returns 0: OpenSSL keeps no reference for us.
+ */
+static int session_new(SSL *ssl, SSL_SESSION *sess) {
+        struct cm_tls_identity *id = identity_of_ssl(ssl);
+        unsigned char *der, *p;
+        int n;
+
+        if (!id || !SSL_SESSION_is_resumable(sess))
+                return 0;
+        n = i2d_SSL_SESSION(sess, NULL);
+        if (n <= 0 || n > SESSION_MAX) {
+                ERR_clear_error();
+                return 0;
+        }
+        der = malloc((size_t) n);
+        if (!der)
+                return 0;
+        p = der;
+        if (i2d_SSL_SESSION(sess, &p) != n) {
+                cm_wipe(der, (size_t) n);
+                free(der);
+                ERR_clear_error();
+                return 0;
+        }
+        cm_tls_identity_forget_session(id);
+        id->session = der;
+        id->session_len = (size_t) n;
+        return 0;
+}
+
+/*
+ * libcurl makes the SSL after CURLOPT_SSL_CTX_FUNCTION ran, so the session is offered from here: the
+ * start of the first handshake, before the ClientHello is written. A server that no longer knows the
+ * session answers with a full handshake (verified by verify_chain() as always). The handshake's end
+ * is counted, resumed or not.
+ */
+static void handshake_info(const SSL *ssl, int where, int ret) {
+        struct cm_tls_identity *id;
+        (void) ret;
+
+        if (SSL_is_server(ssl) || !(where & (SSL_CB_HANDSHAKE_START | SSL_CB_HANDSHAKE_DONE)))
+                return;
+        id = identity_of_ssl(ssl);
+        if (!id)
+                return;
+        if (where & SSL_CB_HANDSHAKE_DONE) {
+                if (SSL_session_reused(ssl))
+                        id->handshakes_resumed++;
+                else
+                        id->handshakes_full++;
+                return;
+        }
+        if (id->session && !SSL_get_session(ssl)) {
+                const unsigned char *p = id->session;
+                SSL_SESSION *sess = d2i_SSL_SESSION(NULL, &p, (long) id->session_len);
+
+                /*
+                 * The callback's SSL is const only by its signature: it is the connection being set up.
+                 * SSL_set_session() takes its own reference.
+                 */
+                if (!sess || SSL_set_session((SSL *) (uintptr_t) ssl, sess) != 1)
+                        cm_tls_identity_forget_session(id);
+                SSL_SESSION_free(sess);
+                ERR_clear_error();
+        }
+}
+
+int cm_tls_identity_install(struct cm_tls_identity *id, SSL_CTX *ctx) {
         if (!id || !ctx)
                 return -EINVAL;
+        if (pthread_once(&ctx_index_once, ctx_index_init) != 0 || ctx_index < 0 ||
+            SSL_CTX_set_ex_data(ctx, ctx_index, id) != 1)
+                goto fail;
         /* The identity outlives the connection: the target frees it only once no probe runs. */
-        SSL_CTX_set_cert_verify_callback(ctx, verify_chain, (void *) (uintptr_t) id);
+        SSL_CTX_set_cert_verify_callback(ctx, verify_chain, id);
         if (id->cert) {
                 if (SSL_CTX_use_certificate(ctx, id->cert) != 1 || SSL_CTX_use_PrivateKey(ctx, id->key) != 1)
                         goto fail;
@@ -221,6 +340,10 @@ int cm_tls_identity_install(const struct cm_tls_identity *id, SSL_CTX *ctx) {
         }
         /* A kept connection holds no read or write buffer while it is idle (about 34 KiB). */
         (void) SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+        /* Sessions go to the identity only (no cache inside OpenSSL, libcurl's own is off). */
+        (void) SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL);
+        SSL_CTX_sess_set_new_cb(ctx, session_new);
+        SSL_CTX_set_info_callback(ctx, handshake_info);
         return 0;
 fail:
         ERR_clear_error();

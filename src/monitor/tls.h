@@ -14,6 +14,13 @@
  * connection (its decoder framework made that most of the monitor's CPU).
  *
  * The key lives in OpenSSL's EVP_PKEY, which clears its private parts when freed.
+ *
+ * It also keeps the cluster's last TLS session, so that the next connection resumes it (TLS 1.3 PSK with
+ * a fresh ECDHE, or a TLS 1.2 ticket or session ID) instead of a full handshake: no certificate is
+ * decoded, verified or signed on either side. The server authenticates the client from the session
+ * it issued after the full handshake (kube-apiserver keeps the client's certificate in its ticket).
+ * Sessions are never shared between identities, so one cluster record never resumes another's. An
+ * identity is used by one thread at a time (the prober's).
  */
 struct cm_tls_identity;
 
@@ -35,7 +42,15 @@ bool cm_tls_identity_has_client_cert(const struct cm_tls_identity *id);
 /*
  * Installs the identity into a connection's TLS context: the server's chain is verified against the
  * identity's anchors only (a verify callback that ignores the context's X509_STORE, whatever libcurl
- * loads into it), the client certificate, chain and key are set, and idle connections release their
- * read and write buffers. The identity must outlive the context. 0 or -EIO.
+ * loads into it), the client certificate, chain and key are set, idle connections release their
+ * read and write buffers, the identity's session is offered when the handshake starts and the
+ * session the server gives replaces it. The identity must outlive the context. 0 or -EIO.
  */
-int cm_tls_identity_install(const struct cm_tls_identity *id, SSL_CTX *ctx);
+int cm_tls_identity_install(struct cm_tls_identity *id, SSL_CTX *ctx);
+
+/* Drops (wipes) the kept session: the next connection makes a full handshake. Accepts NULL. */
+void cm_tls_identity_forget_session(struct cm_tls_identity *id);
+bool cm_tls_identity_has_session(const struct cm_tls_identity *id);
+
+/* The handshakes completed since the last call (full, resumed), then resets both counts. */
+void cm_tls_identity_take_handshakes(struct cm_tls_identity *id, unsigned *ret_full, unsigned *ret_resumed);

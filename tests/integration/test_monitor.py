@@ -40,8 +40,10 @@ INTERVAL = 2  # --monitor-interval-seconds
 THRESHOLD = 2  # --monitor-threshold
 TIMEOUT = 1.5  # --monitor-timeout-ms, in seconds
 SLACK = 3
+# No connection kept between probes, as with more clusters than --monitor-keep-alive-max: every probe
+# connects, and resumes the cluster's last TLS session.
 MONITOR_ARGS = ["--monitor-interval-seconds", str(INTERVAL), "--monitor-threshold", str(THRESHOLD),
-                "--monitor-timeout-ms", str(int(TIMEOUT * 1000))]
+                "--monitor-timeout-ms", str(int(TIMEOUT * 1000)), "--monitor-keep-alive-max", "0"]
 
 READY_TO_HEALTHY = INTERVAL + SLACK
 CONDITION_CHANGE = 2 * INTERVAL + SLACK
@@ -666,6 +668,19 @@ def test_healthy_cluster_becomes_healthy(mon, record_property):
     counts = metric_samples(text, "clustermgmt_probe_duration_seconds_count")
     assert counts and sum(counts.values()) >= 1, text
     assert metric_samples(text, "clustermgmt_probe_duration_seconds_bucket"), text
+
+    # One full TLS handshake, then the probes resume the session the API server gave (each probe is a
+    # new connection here), and the API server still knows the client: the nodes were read.
+    deadline = time.monotonic() + 3 * INTERVAL + SLACK
+    while True:
+        text = requests.get(mon.server.url + "/metrics", timeout=10).text
+        resumed = metric(text, "clustermgmt_probe_tls_handshakes_total", resumed="true") or 0
+        if resumed >= 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    full = metric(text, "clustermgmt_probe_tls_handshakes_total", resumed="false")
+    assert resumed >= 2 and full is not None and 1 <= full < resumed, text
+    assert mon.health()["health"]["nodesReady"] == NODES
 
 
 def test_node_not_ready_is_detected_and_clears(mon, record_property):

@@ -1481,13 +1481,10 @@ static void test_tls_identity(void **state) {
         }
 }
 
-/* Runs a TLS handshake in memory between a client context and a server with tests/testdata/tls/server.*. */
-static bool handshake(SSL_CTX *client_ctx, bool want_client_cert) {
+/* A server context with tests/testdata/tls/server.*, which may demand a client certificate of ca.pem. */
+static SSL_CTX *server_ctx(bool want_client_cert) {
         SSL_CTX *sctx = SSL_CTX_new(TLS_server_method());
         char path[512];
-        SSL *c, *s;
-        BIO *cb = NULL, *sb = NULL;
-        bool ok = false;
 
         assert_non_null(sctx);
         assert_true(snprintf(path, sizeof(path), "%s/tls/server.pem", CM_TESTDATA_DIR) < (int) sizeof(path));
@@ -1499,7 +1496,23 @@ static bool handshake(SSL_CTX *client_ctx, bool want_client_cert) {
                             (int) sizeof(path));
                 assert_int_equal(SSL_CTX_load_verify_locations(sctx, path, NULL), 1);
                 SSL_CTX_set_verify(sctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+                /* An OpenSSL server resumes sessions with verified clients only within a context. */
+                assert_int_equal(SSL_CTX_set_session_id_context(sctx, (const unsigned char *) "cm-test", 7),
+                                 1);
         }
+        return sctx;
+}
+
+/*
+ * Runs a TLS handshake in memory between a client context and a server context, then one byte each
+ * way (with TLS 1.3 the server judges the client's certificate, and the client reads the server's
+ * session tickets, only then). reused: whether the client resumed a session.
+ */
+static bool handshake_on(SSL_CTX *sctx, SSL_CTX *client_ctx, bool *reused) {
+        SSL *c, *s;
+        BIO *cb = NULL, *sb = NULL;
+        bool ok = false;
+
         c = SSL_new(client_ctx);
         s = SSL_new(sctx);
         assert_non_null(c);
@@ -1513,20 +1526,29 @@ static bool handshake(SSL_CTX *client_ctx, bool want_client_cert) {
                 int rc = SSL_do_handshake(c), rs = SSL_do_handshake(s);
 
                 if (rc == 1 && rs == 1) {
-                        /* TLS 1.3: the server judges the client's certificate when it reads. */
                         char buf[8];
 
                         (void) SSL_write(c, "x", 1);
-                        ok = SSL_read(s, buf, sizeof(buf)) == 1;
+                        ok = SSL_read(s, buf, sizeof(buf)) == 1 && SSL_write(s, "y", 1) == 1 &&
+                             SSL_read(c, buf, sizeof(buf)) == 1;
                         break;
                 }
                 if ((rc <= 0 && SSL_get_error(c, rc) != SSL_ERROR_WANT_READ) ||
                     (rs <= 0 && SSL_get_error(s, rs) != SSL_ERROR_WANT_READ))
                         break;
         }
+        if (reused)
+                *reused = SSL_session_reused(c) == 1;
         ERR_clear_error();
         SSL_free(c);
         SSL_free(s);
+        return ok;
+}
+
+static bool handshake(SSL_CTX *client_ctx, bool want_client_cert) {
+        SSL_CTX *sctx = server_ctx(want_client_cert);
+        bool ok = handshake_on(sctx, client_ctx, NULL);
+
         SSL_CTX_free(sctx);
         return ok;
 }
@@ -1594,6 +1616,75 @@ static void test_tls_identity_verifies(void **state) {
         cm_tls_identity_free(token);
 }
 
+/* One connection of a fresh client context (libcurl makes one per connection) with the identity. */
+static bool connect_with(SSL_CTX *sctx, struct cm_tls_identity *id, bool *reused) {
+        SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+        bool ok;
+
+        assert_non_null(ctx);
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+        assert_int_equal(cm_tls_identity_install(id, ctx), 0);
+        ok = handshake_on(sctx, ctx, reused);
+        SSL_CTX_free(ctx);
+        return ok;
+}
+
+/*
+ * The next connection resumes the identity's last session (the server demands a client certificate
+ * and accepts the one it saw in the full handshake), only its own identity's, and after
+ * forget_session() makes a full handshake again.
+ */
+static void test_tls_identity_resumes(void **state) {
+        struct cm_tls_identity *own = identity_of("ca.pem", "client.pem", "client.key"),
+                               *second = identity_of("ca.pem", "client.pem", "client.key");
+        SSL_CTX *sctx = server_ctx(true);
+        unsigned full = 0, resumed = 0;
+        bool reused = true;
+        (void) state;
+
+        assert_false(cm_tls_identity_has_session(own));
+        assert_true(connect_with(sctx, own, &reused));
+        assert_false(reused);
+        assert_true(cm_tls_identity_has_session(own));
+        for (int i = 0; i < 3; i++) {
+                reused = false;
+                assert_true(connect_with(sctx, own, &reused));
+                assert_true(reused);
+        }
+        cm_tls_identity_take_handshakes(own, &full, &resumed);
+        assert_int_equal(full, 1);
+        assert_int_equal(resumed, 3);
+        cm_tls_identity_take_handshakes(own, &full, &resumed);
+        assert_int_equal(full + resumed, 0);
+
+        /* Another cluster record with the same credentials has no session of the first's. */
+        assert_false(cm_tls_identity_has_session(second));
+        assert_true(connect_with(sctx, second, &reused));
+        assert_false(reused);
+
+        /* Forgotten: a full handshake, and then a session again. */
+        cm_tls_identity_forget_session(own);
+        assert_false(cm_tls_identity_has_session(own));
+        assert_true(connect_with(sctx, own, &reused));
+        assert_false(reused);
+        assert_true(cm_tls_identity_has_session(own));
+
+        /* A server that no longer knows the session (a restart: new ticket keys): a full handshake. */
+        SSL_CTX_free(sctx);
+        sctx = server_ctx(true);
+        assert_true(connect_with(sctx, own, &reused));
+        assert_false(reused);
+        assert_true(connect_with(sctx, own, &reused));
+        assert_true(reused);
+        cm_tls_identity_take_handshakes(own, &full, &resumed);
+        assert_int_equal(full, 2);
+        assert_int_equal(resumed, 1);
+
+        SSL_CTX_free(sctx);
+        cm_tls_identity_free(own);
+        cm_tls_identity_free(second);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_names),
@@ -1618,6 +1709,7 @@ int main(void) {
                 cmocka_unit_test(test_health_changed),
                 cmocka_unit_test(test_health_from_conditions),
                 cmocka_unit_test(test_tls_identity),
+                cmocka_unit_test(test_tls_identity_resumes),
                 cmocka_unit_test(test_tls_identity_verifies),
         };
 
