@@ -741,6 +741,8 @@ def scrape_monitor(url):
             "buckets": [v - (cum[i - 1][1] if i else 0) for i, (_, v) in enumerate(cum)],
             "errors": {k: int(v) for k, v in re.findall(r'^clustermgmt_probe_errors_total\{reason="([^"]+)"\} (\d+)$',
                                                         text, re.M)},
+            "handshakes": {k: int(v) for k, v in re.findall(
+                r'^clustermgmt_probe_tls_handshakes_total\{resumed="([^"]+)"\} (\d+)$', text, re.M)},
             "bytes": len(text)}
 
 
@@ -796,7 +798,9 @@ def measure_window(pid, scrape, seconds, helper_pids, relay_pids):
             "p99_ms": hist_quantile(m1["bounds"], counts, 0.99) * 1000,
             "mean_ms": (m1["sum"] - m0["sum"]) / max(probes, 1) * 1000,
             "errors": {k: v - m0["errors"].get(k, 0) for k, v in m1["errors"].items() if v - m0["errors"].get(k, 0)},
-            "errors_total": {k: v for k, v in m1["errors"].items() if v}}
+            "errors_total": {k: v for k, v in m1["errors"].items() if v},
+            # TLS handshakes in the window, by whether they resumed the cluster's session (monitor only).
+            "handshakes": {k: v - m0.get("handshakes", {}).get(k, 0) for k, v in m1.get("handshakes", {}).items()}}
 
 
 def monitor_serve(args, data, log, extra=()):

@@ -1,11 +1,12 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The health prober: one thread, one libcurl multi handle, every monitored cluster a target with its
- * credentials held in memory only (decoded once: tls.h) and its own connection cache (while there are
- * at most keep_alive_max targets its connection stays there between probes, so a probe costs no
- * handshake). Targets wait in a min-heap by due time; at most cfg.concurrency probes run at once, each
- * on an easy handle borrowed from a pool. A probe is a sequence of GETs; when it ends, the conditions
- * are computed (health.c) and what changed goes to the writer thread.
+ * credentials held in memory only (checked once: tls.h) and its own connection cache (for up to
+ * keep_alive_max targets the connection stays there between probes, so a probe costs no handshake;
+ * the others resume their last TLS session). Targets wait in a min-heap by due time; at most
+ * cfg.concurrency probes run at once, each on an easy handle borrowed from a pool, driven by epoll and
+ * curl_multi_socket_action(). A probe is a sequence of GETs; when it ends, the conditions are computed
+ * (health.c) and what changed goes to the writer thread.
  */
 #include "base/common.h"
 
@@ -16,7 +17,10 @@
 #include <openssl/x509.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "api/model.h"
 #include "base/log.h"
@@ -124,6 +128,7 @@ struct target {
         uint64_t due; /* monotonic */
         size_t heap_idx; /* SIZE_MAX: not in the heap (probing) */
         bool busy, removed, seen;
+        bool keep; /* its idle connection is kept for the next probe (one of the first keep_alive_max) */
         bool no_kubeconfig; /* the vault holds no kubeconfig: not monitored */
         unsigned interval_sec, threshold, warn_days;
         uint64_t persisted_at; /* monotonic; 0: never */
@@ -147,6 +152,14 @@ struct cm_monitor {
         struct cm_service *svc;
         struct cm_monitor_config cfg;
         CURLM *multi;
+        /*
+         * Event-driven: libcurl tells which sockets to watch (socket_watch) and when to call it back
+         * (timer_set); epoll says which socket is ready and only that transfer runs. wake_fd (an
+         * eventfd, also in epoll) interrupts the wait for a poke or the stop.
+         */
+        int epoll_fd, wake_fd;
+        bool timer_armed;
+        uint64_t timer_due; /* monotonic */
         pthread_t thread, writer;
         bool thread_started, writer_started;
         atomic_bool stopping;
@@ -162,7 +175,6 @@ struct cm_monitor {
         struct handle *free_handles;
         struct handle **handles; /* every handle made, for the cleanup */
         size_t n_handles;
-        bool keep_alive; /* idle connections are kept for the next probe of their cluster */
         uint64_t last_scan_mono, last_counter;
         bool scanned;
 
@@ -536,10 +548,11 @@ static int target_load_kubeconfig(struct cm_monitor *m, struct target *t) {
 
 static size_t body_write(char *ptr, size_t size, size_t nmemb, void *userdata);
 
-/* libcurl's hook into each new connection's TLS context (userdata: the target's identity). */
+/* libcurl's hook into each new connection's TLS context (userdata: the target). */
 static CURLcode ssl_ctx_install(CURL *easy, void *ssl_ctx, void *userdata) {
+        struct target *t = userdata;
         (void) easy;
-        return cm_tls_identity_install(userdata, ssl_ctx) < 0 ? CURLE_SSL_CERTPROBLEM : CURLE_OK;
+        return cm_tls_identity_install(t->tls, ssl_ctx, t->keep) < 0 ? CURLE_SSL_CERTPROBLEM : CURLE_OK;
 }
 
 /* Borrows a handle from the pool (or makes one) and sets it up for t's cluster. */
@@ -622,7 +635,7 @@ static int handle_acquire(struct cm_monitor *m, struct target *t) {
         /* No X509 store shared between connections: each is checked against its own cluster's CA. */
         (void) curl_easy_setopt(e, CURLOPT_CA_CACHE_TIMEOUT, 0L);
         (void) curl_easy_setopt(e, CURLOPT_SSL_CTX_FUNCTION, ssl_ctx_install);
-        (void) curl_easy_setopt(e, CURLOPT_SSL_CTX_DATA, t->tls);
+        (void) curl_easy_setopt(e, CURLOPT_SSL_CTX_DATA, t);
         (void) curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
         (void) curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
         (void) curl_easy_setopt(e, CURLOPT_SSLVERSION, (long) CURL_SSLVERSION_TLSv1_2);
@@ -728,7 +741,7 @@ static void step_start(struct cm_monitor *m, struct target *t) {
          * libcurl's cache would only be walked (and evicted) at every new connection.
          */
         (void) curl_easy_setopt(t->h->easy, CURLOPT_FORBID_REUSE,
-                                (long) (!m->keep_alive && t->step == STEP_STATEFULSETS));
+                                (long) (!t->keep && t->step == STEP_STATEFULSETS));
         (void) curl_easy_setopt(t->h->easy, CURLOPT_TIMEOUT_MS,
                                 (long) MAX((deadline - now) / USEC_PER_MSEC, 1));
         if (curl_multi_add_handle(m->multi, t->h->easy) != CURLM_OK) {
@@ -951,7 +964,7 @@ static void probe_finish(struct cm_monitor *m, struct target *t) {
         unsigned hs_full, hs_resumed;
 
         handle_release(m, t);
-        if (!m->keep_alive)
+        if (!t->keep)
                 target_share_drop(t);
         cm_tls_identity_take_handshakes(t->tls, &hs_full, &hs_resumed);
         m->running--;
@@ -1251,28 +1264,114 @@ static void rescan(struct cm_monitor *m) {
         }
         m->n_targets = kept;
         /*
-         * Idle connections are kept for the next probe while there are not too many: each costs tens of
-         * KB in libcurl and OpenSSL. Past the limit a probe opens a connection, its requests share it,
-         * its last request closes it, and the target's connection cache goes when the probe ends.
+         * Idle connections are kept for the next probe of the first keep_alive_max targets (by id): each
+         * costs tens of KB in libcurl and OpenSSL. The others' probes open a connection (resuming the
+         * cluster's TLS session), their requests share it, the last request closes it, and the target's
+         * connection cache goes when the probe ends.
          */
-        m->keep_alive = m->n_targets <= m->cfg.keep_alive_max;
+        for (size_t i = 0; i < m->n_targets; i++) {
+                struct target *t = m->targets[i];
+
+                /* One that stops being kept lets go of its connection when its next probe ends. */
+                t->keep = i < m->cfg.keep_alive_max;
+        }
         (void) curl_multi_setopt(
                 m->multi, CURLMOPT_MAXCONNECTS,
-                (long) (m->keep_alive ? m->n_targets + m->cfg.concurrency + 16 : m->cfg.concurrency));
+                (long) (MIN(m->n_targets, m->cfg.keep_alive_max) + m->cfg.concurrency + 16));
         pthread_mutex_unlock(&m->lock);
 }
 
 /* ---- the loop ---- */
 
+/*
+ * Registers fd for ev's events: changed when registered, else (also when libcurl closed the socket and
+ * its number came back) added. 0 or -errno.
+ */
+static int watch_set(int epoll_fd, int fd, struct epoll_event *ev, bool registered) {
+        if (registered) {
+                if (epoll_ctl(epoll_fd, EPOLL_CTL_MOD, fd, ev) == 0)
+                        return 0;
+                if (errno != ENOENT)
+                        return -errno;
+        }
+        if (epoll_ctl(epoll_fd, EPOLL_CTL_ADD, fd, ev) == 0)
+                return 0;
+        if (errno == EEXIST && epoll_ctl(epoll_fd, EPOLL_CTL_MOD, fd, ev) == 0)
+                return 0;
+        return -errno;
+}
+
+/*
+ * CURLMOPT_SOCKETFUNCTION: what libcurl wants to know about a transfer's socket. The socket's pointer
+ * (curl_multi_assign) holds the events it is registered for, plus one: no epoll_ctl() when they did
+ * not change.
+ */
+static int socket_watch(CURL *easy, curl_socket_t fd, int what, void *userdata, void *socketp) {
+        struct cm_monitor *m = userdata;
+        struct epoll_event ev = { .data.fd = fd };
+        uintptr_t registered = (uintptr_t) socketp;
+        int r;
+        (void) easy;
+
+        if (what == CURL_POLL_REMOVE) {
+                /* libcurl may have closed the socket already, which took it out of the epoll set. */
+                (void) epoll_ctl(m->epoll_fd, EPOLL_CTL_DEL, fd, NULL);
+                return 0;
+        }
+        ev.events = ((what & CURL_POLL_IN) ? EPOLLIN : 0u) | ((what & CURL_POLL_OUT) ? EPOLLOUT : 0u);
+        if (registered == (uintptr_t) ev.events + 1)
+                return 0;
+        r = watch_set(m->epoll_fd, fd, &ev, registered != 0);
+        if (r < 0) {
+                log_warning_errno(r, "monitor: watch a socket: %m");
+                return -1; /* libcurl fails the transfer */
+        }
+        (void) curl_multi_assign(m->multi, fd, (void *) ((uintptr_t) ev.events + 1));
+        return 0;
+}
+
+/* CURLMOPT_TIMERFUNCTION: when libcurl wants curl_multi_socket_action(CURL_SOCKET_TIMEOUT). */
+static int timer_set(CURLM *multi, long timeout_ms, void *userdata) {
+        struct cm_monitor *m = userdata;
+        (void) multi;
+
+        m->timer_armed = timeout_ms >= 0;
+        if (m->timer_armed)
+                m->timer_due = cm_mono_usec() + (uint64_t) timeout_ms * USEC_PER_MSEC;
+        return 0;
+}
+
+/* The answers of the requests that ended: each moves its probe on (which may start the next request). */
+static void collect(struct cm_monitor *m) {
+        CURLMsg *msg;
+        int left;
+
+        while ((msg = curl_multi_info_read(m->multi, &left))) {
+                struct target *t = NULL;
+
+                if (msg->msg != CURLMSG_DONE)
+                        continue;
+                (void) curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &t);
+                if (t && t->busy && t->cur)
+                        step_done(m, t, msg->data.result);
+        }
+}
+
+static void wake(struct cm_monitor *m) {
+        uint64_t one = 1;
+
+        if (m->wake_fd >= 0 && write(m->wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+                log_debug_errno(-errno, "monitor: wake the prober: %m");
+}
+
 static void *monitor_main(void *userdata) {
         struct cm_monitor *m = userdata;
+        struct epoll_event evs[64];
 
         (void) pthread_setname_np(pthread_self(), "cm-monitor");
         while (!atomic_load(&m->stopping)) {
-                uint64_t now;
-                int timeout_ms = 1000, still = 0;
-                CURLMsg *msg;
-                int left;
+                uint64_t now, wait = 1000 * USEC_PER_MSEC;
+                int n, still = 0;
 
                 rescan(m);
 
@@ -1287,26 +1386,44 @@ static void *monitor_main(void *userdata) {
                         probe_start(m, t);
                         pthread_mutex_lock(&m->lock);
                 }
-                if (m->n_heap > 0 && m->running < m->cfg.concurrency) {
-                        uint64_t wait = m->heap[0]->due > now ? m->heap[0]->due - now : 0;
-
-                        timeout_ms = (int) MIN(wait / USEC_PER_MSEC + 1, 1000);
-                }
+                if (m->n_heap > 0 && m->running < m->cfg.concurrency)
+                        wait = MIN(wait, m->heap[0]->due > now ? m->heap[0]->due - now : 0);
                 pthread_mutex_unlock(&m->lock);
+                collect(m); /* requests that could not start ended at once */
+                if (m->timer_armed)
+                        wait = MIN(wait, m->timer_due > now ? m->timer_due - now : 0);
 
-                (void) curl_multi_perform(m->multi, &still);
-                while ((msg = curl_multi_info_read(m->multi, &left))) {
-                        struct target *t = NULL;
-
-                        if (msg->msg != CURLMSG_DONE)
-                                continue;
-                        (void) curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &t);
-                        if (t && t->busy && t->cur)
-                                step_done(m, t, msg->data.result);
+                /* Round up: waking a little early would only loop. */
+                n = epoll_wait(m->epoll_fd, evs, (int) ELEMENTSOF(evs),
+                               (int) ((wait + USEC_PER_MSEC - 1) / USEC_PER_MSEC));
+                if (n < 0 && errno != EINTR) {
+                        log_warning_errno(-errno, "monitor: wait for sockets: %m");
+                        n = 0;
                 }
-                if (still > 0 || timeout_ms > 0)
-                        (void) curl_multi_poll(m->multi, NULL, 0,
-                                               still > 0 ? MIN(timeout_ms, 1000) : timeout_ms, NULL);
+                for (int i = 0; i < n; i++) {
+                        int fd = evs[i].data.fd, flags = 0;
+
+                        if (fd == m->wake_fd) {
+                                uint64_t v;
+
+                                /* Resets the eventfd; nothing to do when another wake-up got there first. */
+                                if (read(m->wake_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+                                        log_debug_errno(-errno, "monitor: read the wake-up: %m");
+                                continue;
+                        }
+                        if (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLRDHUP))
+                                flags |= CURL_CSELECT_IN;
+                        if (evs[i].events & EPOLLOUT)
+                                flags |= CURL_CSELECT_OUT;
+                        if (evs[i].events & EPOLLERR)
+                                flags |= CURL_CSELECT_ERR;
+                        (void) curl_multi_socket_action(m->multi, fd, flags, &still);
+                }
+                if (m->timer_armed && cm_mono_usec() >= m->timer_due) {
+                        m->timer_armed = false;
+                        (void) curl_multi_socket_action(m->multi, CURL_SOCKET_TIMEOUT, 0, &still);
+                }
+                collect(m);
         }
         return NULL;
 }
@@ -1331,11 +1448,25 @@ int cm_monitor_start(struct cm_service *svc, const struct cm_monitor_config *cfg
         pthread_mutex_init(&m->wlock, NULL);
         pthread_cond_init(&m->wcond, NULL);
         m->wtail = &m->whead;
+        m->epoll_fd = m->wake_fd = -1;
         m->multi = curl_multi_init();
         if (!m->multi) {
                 cm_monitor_stop(m);
                 return -ENOMEM;
         }
+        m->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+        m->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (m->epoll_fd < 0 || m->wake_fd < 0 ||
+            epoll_ctl(m->epoll_fd, EPOLL_CTL_ADD, m->wake_fd,
+                      &(struct epoll_event){ .events = EPOLLIN, .data.fd = m->wake_fd }) < 0) {
+                r = -errno;
+                cm_monitor_stop(m);
+                return r;
+        }
+        (void) curl_multi_setopt(m->multi, CURLMOPT_SOCKETFUNCTION, socket_watch);
+        (void) curl_multi_setopt(m->multi, CURLMOPT_SOCKETDATA, m);
+        (void) curl_multi_setopt(m->multi, CURLMOPT_TIMERFUNCTION, timer_set);
+        (void) curl_multi_setopt(m->multi, CURLMOPT_TIMERDATA, m);
         (void) curl_multi_setopt(m->multi, CURLMOPT_MAXCONNECTS, (long) (m->cfg.concurrency + 16));
         r = -pthread_create(&m->writer, NULL, writer_main, m);
         if (r < 0) {
@@ -1357,8 +1488,7 @@ struct cm_monitor *cm_monitor_stop(struct cm_monitor *m) {
         if (!m)
                 return NULL;
         atomic_store(&m->stopping, true);
-        if (m->multi)
-                (void) curl_multi_wakeup(m->multi);
+        wake(m);
         if (m->thread_started)
                 pthread_join(m->thread, NULL);
         pthread_mutex_lock(&m->wlock);
@@ -1387,6 +1517,11 @@ struct cm_monitor *cm_monitor_stop(struct cm_monitor *m) {
         free(m->handles);
         if (m->multi)
                 curl_multi_cleanup(m->multi);
+        /* After libcurl: it tells socket_watch() about the sockets it closes. */
+        if (m->epoll_fd >= 0)
+                (void) close(m->epoll_fd);
+        if (m->wake_fd >= 0)
+                (void) close(m->wake_fd);
         pthread_cond_destroy(&m->wcond);
         pthread_mutex_destroy(&m->wlock);
         pthread_mutex_destroy(&m->lock);
@@ -1398,7 +1533,7 @@ void cm_monitor_poke(struct cm_monitor *m) {
         if (!m)
                 return;
         atomic_store(&m->poked, true);
-        (void) curl_multi_wakeup(m->multi);
+        wake(m);
 }
 
 int cm_monitor_live(struct cm_monitor *m, const char *cluster_id, struct cm_monitor_live *ret) {

@@ -15,10 +15,17 @@
 /* A session larger than this (its ticket, the server's certificate) is not kept. */
 #define SESSION_MAX (16 * 1024)
 
+/*
+ * Certificates are kept as DER, one after another, and decoded only for a full handshake: OpenSSL 3.0's
+ * X509 is about 6.5 KiB decoded against well under 1 KiB of DER, and a resumed handshake needs neither
+ * the anchors nor the client certificate. The key stays decoded (2.6 KiB; decoding one costs OpenSSL
+ * 3.0 about ten times a certificate's time).
+ */
 struct cm_tls_identity {
-        STACK_OF(X509) * anchors; /* the kubeconfig's CA certificates */
-        X509 *cert; /* NULL without a client certificate */
-        STACK_OF(X509) * chain; /* the certificates after the first in client-certificate-data */
+        unsigned char *anchors; /* the kubeconfig's CA certificates */
+        size_t anchors_len;
+        unsigned char *certs; /* the client certificate, then any chain behind it; NULL without one */
+        size_t certs_len;
         EVP_PKEY *key;
         /*
          * The last TLS session the server gave (DER, i2d_SSL_SESSION: its resumption secret, ticket
@@ -108,12 +115,55 @@ static int read_certs(const char *pem, size_t len, X509 ***ret, size_t *ret_n) {
         return 0;
 }
 
+/* Encodes certificates as DER one after another. 0 or -ENOMEM (or -EINVAL: one does not encode). */
+static int certs_der(X509 *const *certs, size_t n, unsigned char **ret, size_t *ret_len) {
+        unsigned char *der, *p;
+        size_t len = 0;
+
+        for (size_t i = 0; i < n; i++) {
+                int k = i2d_X509(certs[i], NULL);
+
+                if (k <= 0)
+                        return -EINVAL;
+                len += (size_t) k;
+        }
+        der = malloc(MAX(len, 1u));
+        if (!der)
+                return -ENOMEM;
+        p = der;
+        for (size_t i = 0; i < n; i++)
+                if (i2d_X509(certs[i], &p) <= 0) {
+                        free(der);
+                        return -EINVAL;
+                }
+        *ret = der;
+        *ret_len = len;
+        return 0;
+}
+
+/* Decodes DER certificates kept by certs_der() into a new stack; NULL when out of memory. */
+static STACK_OF(X509) * certs_decode(const unsigned char *der, size_t len) {
+        STACK_OF(X509) *sk = sk_X509_new_null();
+        const unsigned char *p = der, *end = der + len;
+
+        while (sk && p < end) {
+                X509 *x = d2i_X509(NULL, &p, end - p);
+
+                if (!x || !sk_X509_push(sk, x)) {
+                        X509_free(x);
+                        sk_X509_pop_free(sk, X509_free);
+                        sk = NULL;
+                }
+        }
+        ERR_clear_error();
+        return sk;
+}
+
 struct cm_tls_identity *cm_tls_identity_free(struct cm_tls_identity *id) {
         if (!id)
                 return NULL;
-        sk_X509_pop_free(id->anchors, X509_free);
-        X509_free(id->cert);
-        sk_X509_pop_free(id->chain, X509_free);
+        free(id->anchors);
+        free(id->certs);
         EVP_PKEY_free(id->key);
         cm_tls_identity_forget_session(id);
         free(id);
@@ -152,19 +202,12 @@ static int identity_trust(struct cm_tls_identity *id, const struct cm_kubeconfig
         if (r < 0)
                 return tls_fail(error, size,
                                 "certificate-authority-data holds no PEM certificate that decodes");
-        id->anchors = sk_X509_new_null();
-        if (!id->anchors) {
-                certs_free(certs, n);
-                return -ENOMEM;
-        }
-        for (size_t i = 0; i < n; i++)
-                if (!sk_X509_push(id->anchors, certs[i])) {
-                        certs_free(certs + i, n - i);
-                        free(certs);
-                        return -ENOMEM;
-                }
-        free(certs);
-        return 0;
+        r = certs_der(certs, n, &id->anchors, &id->anchors_len);
+        certs_free(certs, n);
+        if (r == -EINVAL)
+                return tls_fail(error, size,
+                                "certificate-authority-data holds a certificate that does not encode");
+        return r;
 }
 
 static int identity_client(struct cm_tls_identity *id, const struct cm_kubeconfig *kc, char *error,
@@ -180,38 +223,34 @@ static int identity_client(struct cm_tls_identity *id, const struct cm_kubeconfi
         if (r < 0)
                 return tls_fail(error, size,
                                 "client-certificate-data holds no PEM certificate that decodes");
-        id->cert = certs[0];
-        id->chain = sk_X509_new_null();
-        if (!id->chain) {
-                certs[0] = NULL;
+        if (kc->key_len == 0 || kc->key_len > INT_MAX) {
+                certs_free(certs, n);
+                return tls_fail(error, size, "client-key-data is empty or too large");
+        }
+        bio = BIO_new_mem_buf(kc->key_pem, (int) kc->key_len);
+        if (!bio) {
                 certs_free(certs, n);
                 return -ENOMEM;
         }
-        for (size_t i = 1; i < n; i++) {
-                if (!sk_X509_push(id->chain, certs[i])) {
-                        certs[0] = NULL;
-                        certs_free(certs + i, n - i);
-                        free(certs);
-                        return -ENOMEM;
-                }
-        }
-        free(certs);
-
-        if (kc->key_len == 0 || kc->key_len > INT_MAX)
-                return tls_fail(error, size, "client-key-data is empty or too large");
-        bio = BIO_new_mem_buf(kc->key_pem, (int) kc->key_len);
-        if (!bio)
-                return -ENOMEM;
         id->key = PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL);
-        if (!id->key)
+        if (!id->key) {
+                certs_free(certs, n);
                 return tls_fail(
                         error, size,
                         "client-key-data holds no PEM private key that decodes (an encrypted key is not "
                         "supported)");
-        if (X509_check_private_key(id->cert, id->key) != 1)
+        }
+        if (X509_check_private_key(certs[0], id->key) != 1) {
+                certs_free(certs, n);
                 return tls_fail(error, size, "client-key-data does not match client-certificate-data");
+        }
+        r = certs_der(certs, n, &id->certs, &id->certs_len);
+        certs_free(certs, n);
+        if (r == -EINVAL)
+                return tls_fail(error, size,
+                                "client-certificate-data holds a certificate that does not encode");
         ERR_clear_error();
-        return 0;
+        return r;
 }
 
 int cm_tls_identity_new(const struct cm_kubeconfig *kc, struct cm_tls_identity **ret, char *error,
@@ -235,7 +274,7 @@ int cm_tls_identity_new(const struct cm_kubeconfig *kc, struct cm_tls_identity *
 }
 
 bool cm_tls_identity_has_client_cert(const struct cm_tls_identity *id) {
-        return id && id->cert;
+        return id && id->certs;
 }
 
 /*
@@ -247,11 +286,42 @@ bool cm_tls_identity_has_client_cert(const struct cm_tls_identity *id) {
  */
 static int verify_chain(X509_STORE_CTX *x, void *userdata) {
         const struct cm_tls_identity *id = userdata;
+        STACK_OF(X509) *anchors = certs_decode(id->anchors, id->anchors_len);
+        int r;
 
-        X509_STORE_CTX_set0_trusted_stack(x, id->anchors);
+        if (!anchors) {
+                X509_STORE_CTX_set_error(x, X509_V_ERR_OUT_OF_MEM);
+                return 0;
+        }
+        X509_STORE_CTX_set0_trusted_stack(x, anchors);
         /* As libcurl sets it: a CA of the bundle is an anchor even when it is an intermediate. */
         X509_STORE_CTX_set_flags(x, X509_V_FLAG_PARTIAL_CHAIN | X509_V_FLAG_TRUSTED_FIRST);
-        return X509_verify_cert(x);
+        r = X509_verify_cert(x);
+        /* The verified chain libssl keeps holds its own references to the certificates. */
+        X509_STORE_CTX_set0_trusted_stack(x, NULL);
+        sk_X509_pop_free(anchors, X509_free);
+        return r;
+}
+
+/*
+ * The client certificate, when the server asks for one (a full handshake; a resumed one is
+ * authenticated by the session): decoded onto the connection's SSL, with the key. 1, or 0 to abort.
+ */
+static int client_cert(SSL *ssl, void *userdata) {
+        const struct cm_tls_identity *id = userdata;
+        STACK_OF(X509) * certs;
+        bool ok;
+
+        if (!id->certs)
+                return 1; /* a token kubeconfig: no certificate to offer */
+        certs = certs_decode(id->certs, id->certs_len);
+        ok = certs && sk_X509_num(certs) > 0 && SSL_use_certificate(ssl, sk_X509_value(certs, 0)) == 1 &&
+             SSL_use_PrivateKey(ssl, id->key) == 1;
+        for (int i = 1; ok && i < sk_X509_num(certs); i++)
+                ok = SSL_add1_chain_cert(ssl, sk_X509_value(certs, i)) == 1;
+        sk_X509_pop_free(certs, X509_free);
+        ERR_clear_error();
+        return ok ? 1 : 0;
 }
 
 /*
@@ -323,7 +393,7 @@ static void handshake_info(const SSL *ssl, int where, int ret) {
         }
 }
 
-int cm_tls_identity_install(struct cm_tls_identity *id, SSL_CTX *ctx) {
+int cm_tls_identity_install(struct cm_tls_identity *id, SSL_CTX *ctx, bool kept_idle) {
         if (!id || !ctx)
                 return -EINVAL;
         if (pthread_once(&ctx_index_once, ctx_index_init) != 0 || ctx_index < 0 ||
@@ -331,15 +401,14 @@ int cm_tls_identity_install(struct cm_tls_identity *id, SSL_CTX *ctx) {
                 goto fail;
         /* The identity outlives the connection: the target frees it only once no probe runs. */
         SSL_CTX_set_cert_verify_callback(ctx, verify_chain, id);
-        if (id->cert) {
-                if (SSL_CTX_use_certificate(ctx, id->cert) != 1 || SSL_CTX_use_PrivateKey(ctx, id->key) != 1)
-                        goto fail;
-                for (int i = 0; i < sk_X509_num(id->chain); i++)
-                        if (SSL_CTX_add1_chain_cert(ctx, sk_X509_value(id->chain, i)) != 1)
-                                goto fail;
-        }
-        /* A kept connection holds no read or write buffer while it is idle (about 34 KiB). */
-        (void) SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+        SSL_CTX_set_cert_cb(ctx, client_cert, id);
+        /*
+         * A connection kept idle between probes holds no read or write buffer meanwhile (about 34 KiB).
+         * One that lives for one probe keeps them: releasing and allocating 17 KiB buffers around
+         * every record was a tenth of the prober's CPU in malloc at 10,000 clusters.
+         */
+        if (kept_idle)
+                (void) SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
         /* Sessions go to the identity only (no cache inside OpenSSL, libcurl's own is off). */
         (void) SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL);
         SSL_CTX_sess_set_new_cb(ctx, session_new);

@@ -7,11 +7,13 @@
 #include "monitor/health.h"
 
 /*
- * A cluster's TLS material, decoded once: the trust anchors of its kubeconfig (its CA certificates), the
- * client certificate (with any chain behind it) and the private key. The prober installs it into
- * every new connection's SSL_CTX from libcurl's CURLOPT_SSL_CTX_FUNCTION (taking references, no
- * copies), instead of handing libcurl PEM blobs that OpenSSL 3.0 would decode again for every
- * connection (its decoder framework made that most of the monitor's CPU).
+ * A cluster's TLS material, checked and decoded from PEM once: the trust anchors of its kubeconfig (its
+ * CA certificates), the client certificate (with any chain behind it) and the private key. The prober
+ * installs it into every new connection's SSL_CTX from libcurl's CURLOPT_SSL_CTX_FUNCTION as callbacks,
+ * instead of handing libcurl PEM blobs that OpenSSL 3.0 would decode again for every connection (its
+ * decoder framework made that most of the monitor's CPU). Certificates are held as DER and decoded
+ * only when a full handshake needs them: the anchors to verify the server's chain, the client
+ * certificate when the server asks for one.
  *
  * The key lives in OpenSSL's EVP_PKEY, which clears its private parts when freed.
  *
@@ -42,11 +44,12 @@ bool cm_tls_identity_has_client_cert(const struct cm_tls_identity *id);
 /*
  * Installs the identity into a connection's TLS context: the server's chain is verified against the
  * identity's anchors only (a verify callback that ignores the context's X509_STORE, whatever libcurl
- * loads into it), the client certificate, chain and key are set, idle connections release their
- * read and write buffers, the identity's session is offered when the handshake starts and the
- * session the server gives replaces it. The identity must outlive the context. 0 or -EIO.
+ * loads into it), the client certificate, chain and key are set when the server asks for them, the
+ * identity's session is offered when the handshake starts and the session the server gives replaces
+ * it. kept_idle: the connection will be kept idle between uses, so it releases its read and write
+ * buffers whenever they are empty. The identity must outlive the context. 0 or -EIO.
  */
-int cm_tls_identity_install(struct cm_tls_identity *id, SSL_CTX *ctx);
+int cm_tls_identity_install(struct cm_tls_identity *id, SSL_CTX *ctx, bool kept_idle);
 
 /* Drops (wipes) the kept session: the next connection makes a full handshake. Accepts NULL. */
 void cm_tls_identity_forget_session(struct cm_tls_identity *id);
