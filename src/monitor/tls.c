@@ -10,10 +10,17 @@
 
 #include "base/secret.h"
 #include "base/strbuf.h"
+#include "base/util.h"
 #include "monitor/tls.h"
 
 /* A session larger than this (its ticket, the server's certificate) is not kept. */
 #define SESSION_MAX (16 * 1024)
+/*
+ * A resumed session carries the server's certificate of the full handshake that began it (a server
+ * that reloads its certificate without a restart keeps resuming), so a full handshake at least this
+ * often reads the current one: its expiry is at most this old.
+ */
+#define SESSION_MAX_AGE_USEC (3600 * USEC_PER_SEC)
 
 /*
  * Certificates are kept as DER, one after another, and decoded only for a full handshake: OpenSSL 3.0's
@@ -33,6 +40,8 @@ struct cm_tls_identity {
          */
         unsigned char *session;
         size_t session_len;
+        uint64_t verified_at; /* monotonic time of the last full handshake */
+        uint64_t session_max_age; /* usec after verified_at the session is no longer offered */
         unsigned handshakes_full, handshakes_resumed;
 };
 
@@ -179,6 +188,10 @@ void cm_tls_identity_forget_session(struct cm_tls_identity *id) {
         id->session_len = 0;
 }
 
+void cm_tls_identity_set_session_max_age(struct cm_tls_identity *id, uint64_t usec) {
+        id->session_max_age = usec;
+}
+
 bool cm_tls_identity_has_session(const struct cm_tls_identity *id) {
         return id && id->session;
 }
@@ -261,6 +274,7 @@ int cm_tls_identity_new(const struct cm_kubeconfig *kc, struct cm_tls_identity *
         id = new0(struct cm_tls_identity, 1);
         if (!id)
                 return -ENOMEM;
+        id->session_max_age = SESSION_MAX_AGE_USEC;
         r = identity_trust(id, kc, error, error_size);
         if (r < 0)
                 return r;
@@ -374,10 +388,14 @@ static void handshake_info(const SSL *ssl, int where, int ret) {
         if (where & SSL_CB_HANDSHAKE_DONE) {
                 if (SSL_session_reused(ssl))
                         id->handshakes_resumed++;
-                else
+                else {
                         id->handshakes_full++;
+                        id->verified_at = cm_mono_usec();
+                }
                 return;
         }
+        if (id->session && cm_mono_usec() - id->verified_at >= id->session_max_age)
+                cm_tls_identity_forget_session(id);
         if (id->session && !SSL_get_session(ssl)) {
                 const unsigned char *p = id->session;
                 SSL_SESSION *sess = d2i_SSL_SESSION(NULL, &p, (long) id->session_len);

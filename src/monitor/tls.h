@@ -54,6 +54,12 @@ int cm_tls_identity_install(struct cm_tls_identity *id, SSL_CTX *ctx, bool kept_
 /* Drops (wipes) the kept session: the next connection makes a full handshake. Accepts NULL. */
 void cm_tls_identity_forget_session(struct cm_tls_identity *id);
 bool cm_tls_identity_has_session(const struct cm_tls_identity *id);
+/*
+ * A session is offered for at most this long after the full handshake that began it (default one hour):
+ * then a full handshake verifies the server's current certificate (a server that reloads it without
+ * restarting would otherwise keep resuming with the old one, whose expiry the probe reports).
+ */
+void cm_tls_identity_set_session_max_age(struct cm_tls_identity *id, uint64_t usec);
 
 /* The handshakes completed since the last call (full, resumed), then resets both counts. */
 void cm_tls_identity_take_handshakes(struct cm_tls_identity *id, unsigned *ret_full, unsigned *ret_resumed);
