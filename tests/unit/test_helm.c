@@ -25,6 +25,7 @@
 #include "base/spawn.h"
 #include "base/strbuf.h"
 #include "base/util.h"
+#include "support/net.h"
 
 #define HELM_BIN CM_TESTDATA_DIR "/../../bin/helm"
 #define CHART_DIR CM_TESTDATA_DIR "/charts/demo"
@@ -69,34 +70,6 @@ static void remove_tree(const char *dir) {
                 (void) nftw(dir, remove_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
-static int free_port(void) {
-        struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-        socklen_t len = sizeof(a);
-        int fd, port;
-
-        fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        assert_true(fd >= 0);
-        assert_int_equal(bind(fd, (struct sockaddr *) &a, sizeof(a)), 0);
-        assert_int_equal(getsockname(fd, (struct sockaddr *) &a, &len), 0);
-        port = ntohs(a.sin_port);
-        close(fd);
-        return port;
-}
-
-static bool port_accepts(int port) {
-        struct sockaddr_in a = { .sin_family = AF_INET,
-                                 .sin_port = htons((uint16_t) port),
-                                 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        bool ok;
-
-        if (fd < 0)
-                return false;
-        ok = connect(fd, (struct sockaddr *) &a, sizeof(a)) == 0;
-        close(fd);
-        return ok;
-}
-
 static void print_line(void *userdata, const char *line, size_t n) {
         (void) userdata;
         print_message("  %.*s\n", (int) n, line);
@@ -139,7 +112,7 @@ static void repo_start(void) {
         /* Relative chart URLs: helm resolves them against the repository URL. */
         helm_cli((const char *const[]){ "repo", "index", t.repo_dir, NULL });
 
-        port = free_port();
+        port = cm_test_free_port();
         assert_true(cm_snprintf(port_s, sizeof(port_s), "%d", port) >= 0);
         assert_true(cm_snprintf(t.repo_url, sizeof(t.repo_url), "http://127.0.0.1:%d", port) >= 0);
         char *const argv[] = { CM_UNCONST(char *, "/usr/bin/env"),
@@ -165,7 +138,7 @@ static void repo_start(void) {
                 _exit(127);
         }
         deadline = cm_mono_usec() + 30 * USEC_PER_SEC;
-        while (!port_accepts(port)) {
+        while (!cm_test_port_accepts(port)) {
                 if (waitpid(t.server, &status, WNOHANG) == t.server) {
                         t.server = 0;
                         fail_msg("python3 -m http.server exited with status %d", status);
@@ -914,7 +887,7 @@ static void test_template_not_found(void **state) {
         assert_true(cm_snprintf(closed, sizeof(closed), "%s/no/such/repo", t.repo_url) >= 0);
         rel.repo = closed;
         assert_int_equal(cm_helm_template(&h, &rel, NULL, &res), -ENOENT);
-        assert_true(cm_snprintf(closed, sizeof(closed), "http://127.0.0.1:%d", free_port()) >= 0);
+        assert_true(cm_snprintf(closed, sizeof(closed), "http://127.0.0.1:%d", cm_test_free_port()) >= 0);
         assert_int_equal(cm_helm_template(&h, &rel, NULL, &res), -EHOSTUNREACH);
         print_message("unreachable repository: %s\n", res.message);
         cm_helm_result_done(&res);
@@ -941,7 +914,7 @@ static int find_token(const char *path, const struct stat *st, int flag, struct 
 /* helm reads the kubeconfig from its fd: the cluster it cannot reach is the one the kubeconfig names. */
 static void test_cluster_unreachable(void **state) {
         char kc[1024], addr[32];
-        int port = free_port();
+        int port = cm_test_free_port();
         struct cm_helm h = { .binary = HELM_BIN, .dir = t.helm_dir, .kubeconfig = kc, .timeout_sec = 20 };
         struct cm_helm_release rel = {
                 .name = "web",

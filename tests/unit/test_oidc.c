@@ -32,6 +32,7 @@
 #include "base/fileio.h"
 #include "base/strbuf.h"
 #include "base/util.h"
+#include "support/net.h"
 
 #define ISSUER "https://issuer.example"
 #define AUDIENCE "clustermgmt"
@@ -1497,20 +1498,6 @@ static void write_file(const char *path, const char *content) {
         assert_int_equal(cm_write_file_atomic(path, content, strlen(content), 0600), 0);
 }
 
-static int free_port(void) {
-        struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-        socklen_t len = sizeof(a);
-        int fd, port;
-
-        fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        assert_true(fd >= 0);
-        assert_int_equal(bind(fd, (struct sockaddr *) &a, sizeof(a)), 0);
-        assert_int_equal(getsockname(fd, (struct sockaddr *) &a, &len), 0);
-        port = ntohs(a.sin_port);
-        close(fd);
-        return port;
-}
-
 static void dump_log(void) {
         _cleanup_free_ char *log = NULL;
         size_t n;
@@ -1876,7 +1863,7 @@ static void test_unreachable(void **state) {
         int fd;
 
         /* Nothing listens. */
-        assert_true(cm_snprintf(issuer, sizeof(issuer), "https://127.0.0.1:%d", free_port()) >= 0);
+        assert_true(cm_snprintf(issuer, sizeof(issuer), "https://127.0.0.1:%d", cm_test_free_port()) >= 0);
         {
                 struct cm_oidc_config c = { .issuer = issuer, .audience = AUDIENCE, .timeout_ms = 30000 };
                 _cleanup_(cm_oidc_freep) struct cm_oidc *o = NULL;

@@ -21,6 +21,7 @@
 #include "base/util.h"
 #include "policy/policy.h"
 #include "policy/remote.h"
+#include "support/net.h"
 
 #define OPA_BIN CM_TESTDATA_DIR "/../../bin/opa"
 #define OPA_DIR CM_TESTDATA_DIR "/opa"
@@ -46,34 +47,6 @@ static void path_join(char *buf, size_t size, const char *dir, const char *name)
 
 static void write_file(const char *path, const char *content) {
         assert_int_equal(cm_write_file_atomic(path, content, strlen(content), 0600), 0);
-}
-
-static int free_port(void) {
-        struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-        socklen_t len = sizeof(a);
-        int fd, port;
-
-        fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        assert_true(fd >= 0);
-        assert_int_equal(bind(fd, (struct sockaddr *) &a, sizeof(a)), 0);
-        assert_int_equal(getsockname(fd, (struct sockaddr *) &a, &len), 0);
-        port = ntohs(a.sin_port);
-        close(fd);
-        return port;
-}
-
-static bool port_accepts(int port) {
-        struct sockaddr_in a = { .sin_family = AF_INET,
-                                 .sin_port = htons((uint16_t) port),
-                                 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        bool ok;
-
-        if (fd < 0)
-                return false;
-        ok = connect(fd, (struct sockaddr *) &a, sizeof(a)) == 0;
-        close(fd);
-        return ok;
 }
 
 static void dump_log(void) {
@@ -125,7 +98,7 @@ static void opa_start(void) {
         }
 
         deadline = cm_mono_usec() + 60 * USEC_PER_SEC;
-        while (!port_accepts(opa.port)) {
+        while (!cm_test_port_accepts(opa.port)) {
                 if (waitpid(opa.pid, &status, WNOHANG) == opa.pid) {
                         opa.pid = 0;
                         dump_log();
@@ -199,7 +172,7 @@ static int group_setup(void **state) {
         opa.available = access(OPA_BIN, X_OK) == 0;
         if (!opa.available)
                 return 0;
-        opa.port = free_port();
+        opa.port = cm_test_free_port();
         opa_start();
         return 0;
 }
