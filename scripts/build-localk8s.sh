@@ -12,27 +12,11 @@ set -euo pipefail
 KUBERNETES_VERSION=v1.36.3
 ETCD_VERSION=v3.6.16
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=scripts/go-helper.sh
+source "$(dirname "${BASH_SOURCE[0]}")/go-helper.sh"
+go_helper_init localk8s 9 "$@"
 SRC="$ROOT/localk8s"
 OUT="$ROOT/bin/clustermgmt-localk8s"
-FORCE=0
-for arg in "$@"; do
-  case "$arg" in
-    --force) FORCE=1 ;;
-    -h|--help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *) echo "build-localk8s: unknown argument: $arg" >&2; exit 2 ;;
-  esac
-done
-
-say() { printf 'build-localk8s: %s\n' "$*" >&2; }
-
-GO="${GO:-}"
-if [[ -z "$GO" ]]; then
-  if command -v go >/dev/null 2>&1; then GO=go
-  elif [[ -x /usr/local/go/bin/go ]]; then GO=/usr/local/go/bin/go
-  else say "Go is not installed (need Go 1.26 or newer; set GO=/path/to/go)"; exit 1
-  fi
-fi
 
 # Check that go.mod pins what this script says.
 for pin in "k8s.io/kubernetes $KUBERNETES_VERSION" "go.etcd.io/etcd/server/v3 $ETCD_VERSION"; do

@@ -12,26 +12,10 @@ set -euo pipefail
 OPA_MODULE=github.com/open-policy-agent/opa
 OPA_VERSION=v1.22.3
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=scripts/go-helper.sh
+source "$(dirname "${BASH_SOURCE[0]}")/go-helper.sh"
+go_helper_init opa 10 "$@"
 OUT="$ROOT/bin/opa"
-FORCE=0
-for arg in "$@"; do
-  case "$arg" in
-    --force) FORCE=1 ;;
-    -h|--help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *) echo "build-opa: unknown argument: $arg" >&2; exit 2 ;;
-  esac
-done
-
-say() { printf 'build-opa: %s\n' "$*" >&2; }
-
-GO="${GO:-}"
-if [[ -z "$GO" ]]; then
-  if command -v go >/dev/null 2>&1; then GO=go
-  elif [[ -x /usr/local/go/bin/go ]]; then GO=/usr/local/go/bin/go
-  else say "Go is not installed (set GO=/path/to/go)"; exit 1
-  fi
-fi
 
 if [[ $FORCE -eq 0 && -x "$OUT" && "$OUT" -nt "$0" ]] &&
    "$OUT" version 2>/dev/null | grep -qx "Version: ${OPA_VERSION#v}"; then

@@ -12,27 +12,11 @@ set -euo pipefail
 RKE_MODULE=github.com/rancher/rke
 RKE_VERSION=v1.8.6   # newest v1.8.x the Go module proxy serves
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=scripts/go-helper.sh
+source "$(dirname "${BASH_SOURCE[0]}")/go-helper.sh"
+go_helper_init rke 10 "$@"
 OUT="$ROOT/bin/rke"
 BUILD="$ROOT/.cache/tools/rke-$RKE_VERSION"
-FORCE=0
-for arg in "$@"; do
-  case "$arg" in
-    --force) FORCE=1 ;;
-    -h|--help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *) echo "build-rke: unknown argument: $arg" >&2; exit 2 ;;
-  esac
-done
-
-say() { printf 'build-rke: %s\n' "$*" >&2; }
-
-GO="${GO:-}"
-if [[ -z "$GO" ]]; then
-  if command -v go >/dev/null 2>&1; then GO=go
-  elif [[ -x /usr/local/go/bin/go ]]; then GO=/usr/local/go/bin/go
-  else say "Go is not installed (set GO=/path/to/go)"; exit 1
-  fi
-fi
 
 if [[ $FORCE -eq 0 && -x "$OUT" && "$OUT" -nt "$0" ]] &&
    [[ "$("$OUT" --version 2>/dev/null)" == *" $RKE_VERSION" ]]; then
