@@ -6,6 +6,7 @@
 
 #include "base/secret.h"
 #include "cli/yaml.h"
+#include "monitor/conn.h"
 #include "monitor/health.h"
 
 /* Where a parse reports why it failed; never fed with a value of the kubeconfig. */
@@ -179,6 +180,7 @@ static int kc_refuse_file(const struct kc_error *e, const json_t *obj, const cha
 
 /* server: https://host[:port][/path] without credentials, query or fragment; a trailing '/' is dropped. */
 static int kc_server(const struct kc_error *e, const json_t *cluster, struct cm_kubeconfig *k) {
+        struct cm_endpoint ep;
         const json_t *v = NULL;
         const char *s, *host, *p;
         size_t n;
@@ -209,6 +211,10 @@ static int kc_server(const struct kc_error *e, const json_t *cluster, struct cm_
         k->server = strndup(s, n);
         if (!k->server)
                 return kc_oom(e);
+        if (cm_endpoint_parse(k->server, &ep) < 0)
+                return kc_fail(e,
+                               "the cluster's server must be https://host[:port][/path]: a host name or an "
+                               "IP address ([...] for IPv6), a port from 1 to 65535");
         return 0;
 }
 

@@ -10,8 +10,9 @@ struct cm_monitor;
 struct cm_webhooks;
 
 /*
- * The health monitor: one thread probing every Ready or Updating cluster's API server through one
- * libcurl multi handle (no thread per cluster), with the kubeconfig from the state vault. After each
+ * The health monitor: one thread probing every Ready or Updating cluster's API server from one epoll
+ * loop (no thread per cluster; its own TLS and HTTP/1.1 client: conn.h), with the kubeconfig from the
+ * state vault. After each
  * probe it computes the health conditions (health.h) and hands what changed to a writer thread that
  * stores it (store.h cluster_set_health; the store records the transitions as events). See
  * docs/internals/monitor.md.

@@ -1,24 +1,24 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The health prober: one thread, one libcurl multi handle, every monitored cluster a target with its
- * credentials held in memory only (checked once: tls.h) and its own connection cache (for up to
- * keep_alive_max targets the connection stays there between probes, so a probe costs no handshake;
- * the others resume their last TLS session). Targets wait in a min-heap by due time; at most
- * cfg.concurrency probes run at once, each on an easy handle borrowed from a pool, driven by epoll and
- * curl_multi_socket_action(). A probe is a sequence of GETs; when it ends, the conditions are computed
- * (health.c) and what changed goes to the writer thread.
+ * The health prober: one thread, one epoll loop, every monitored cluster a target with its credentials
+ * held in memory only (checked once: tls.h) and its own connection (conn.h: TLS from one shared client
+ * context, HTTP/1.1). For up to keep_alive_max targets the connection stays open between probes, so a
+ * probe costs no handshake; the others resume their last TLS session. Targets wait in a min-heap by
+ * due time; at most cfg.concurrency probes run at once, each with buffers borrowed from a pool. Host
+ * names are resolved off the loop (resolve.h). A probe is a sequence of GETs; when it ends, the
+ * conditions are computed (health.c) and what changed goes to the writer thread.
  */
 #include "base/common.h"
 
-#include <curl/curl.h>
+#include <ctype.h>
 #include <jansson.h>
 #include <math.h>
 #include <openssl/ssl.h>
-#include <openssl/x509.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -27,11 +27,12 @@
 #include "base/secret.h"
 #include "base/strbuf.h"
 #include "base/util.h"
-#include "client/curlx.h"
 #include "lifecycle/service.h"
 #include "lifecycle/statefiles.h"
+#include "monitor/conn.h"
 #include "monitor/health.h"
 #include "monitor/monitor.h"
+#include "monitor/resolve.h"
 #include "monitor/tls.h"
 #include "monitor/webhooks.h"
 #include "store/store.h"
@@ -57,6 +58,12 @@
 #define VERSION_EVERY 10
 /* A handle keeps an answer buffer up to this size for the next probe. */
 #define HANDLE_BODY_KEEP (256 * 1024)
+/* Connecting (and resolving) a probe's connection takes at most this long (and the probe's timeout). */
+#define CONNECT_TIMEOUT_USEC (5 * USEC_PER_SEC)
+/* Threads resolving host names (kubeconfigs mostly name IP addresses: those are not looked up). */
+#define RESOLVER_THREADS 2
+/* File descriptors the process keeps for everything else (the store, the API, webhooks, logs). */
+#define FDS_RESERVED 256
 
 static const double duration_buckets[] = { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10 };
 
@@ -76,18 +83,16 @@ enum step {
         STEP_DONE,
 };
 
-/*
- * An easy handle of the pool: probes borrow one for their requests, with the buffers a probe needs
- * while it runs. Connections live in the target's connection cache (its share object), not in easy
- * handles, so a target finds its connection again with any handle.
- */
+/* The buffers a running probe needs, borrowed from a pool (a target holds none between probes). */
 struct handle {
         struct handle *next_free;
-        CURL *easy;
-        struct curl_slist *headers; /* one may carry a token: wiped when the probe ends */
+        struct cm_endpoint ep; /* the kubeconfig's server, split */
         struct strbuf body; /* the current answer */
+        struct cm_http1_response resp; /* its parser */
         char cont[1024]; /* the node list's continue token */
-        char errbuf[CURL_ERROR_SIZE];
+        bool resolving; /* the step waits for its host name to resolve */
+        uint64_t connect_start; /* monotonic; 0 when the step's connection is up (or reused) */
+        unsigned retries; /* requests sent again on a new connection after a stale one (per probe) */
 };
 
 struct target {
@@ -102,12 +107,11 @@ struct target {
         struct cm_tls_identity *tls; /* the CA, client certificate and key, decoded once */
         char kc_error[CM_PROBE_TEXT_MAX]; /* why the kubeconfig is not usable ("" when it is) */
         /*
-         * The target's own connection cache: libcurl matches a request to an idle connection by host,
-         * port and TLS options, and with the credentials installed from CURLOPT_SSL_CTX_FUNCTION nothing
-         * would keep it from handing one cluster record's connection to another's request. NULL between
-         * probes when connections are not kept.
+         * The target's own connection, made with its own identity (never another record's). NULL
+         * between probes when it is not kept.
          */
-        CURLSH *share;
+        struct cm_conn *conn;
+        size_t run_idx; /* in m->run while probing */
 
         struct handle *h; /* while a probe runs */
         enum step step;
@@ -151,15 +155,17 @@ struct env_settings {
 struct cm_monitor {
         struct cm_service *svc;
         struct cm_monitor_config cfg;
-        CURLM *multi;
         /*
-         * Event-driven: libcurl tells which sockets to watch (socket_watch) and when to call it back
-         * (timer_set); epoll says which socket is ready and only that transfer runs. wake_fd (an
-         * eventfd, also in epoll) interrupts the wait for a poke or the stop.
+         * Event-driven: every connection's socket is in epoll (edge-triggered, registered once), and
+         * fd_owner says whose it is. wake_fd (an eventfd, also in epoll) interrupts the wait for a poke,
+         * the stop or a host name resolved.
          */
         int epoll_fd, wake_fd;
-        bool timer_armed;
-        uint64_t timer_due; /* monotonic */
+        struct target **fd_owner; /* by file descriptor */
+        size_t n_fd_owner;
+        SSL_CTX *tls_ctx; /* shared by every connection (tls.h) */
+        struct cm_resolver *resolver;
+        struct target **run; /* the probes running (at most cfg.concurrency) */
         pthread_t thread, writer;
         bool thread_started, writer_started;
         atomic_bool stopping;
@@ -282,18 +288,20 @@ static uint64_t jitter(uint64_t span) {
         return r % span;
 }
 
+/* Takes t out of the running probes (the last one takes its place). */
+static void run_remove(struct cm_monitor *m, struct target *t) {
+        struct target *last = m->run[--m->running];
+
+        m->run[t->run_idx] = last;
+        last->run_idx = t->run_idx;
+}
+
 /* Gives the target's handle back to the pool (a target never holds one between probes). */
 static void handle_release(struct cm_monitor *m, struct target *t) {
         struct handle *h = t->h;
 
         if (!h)
                 return;
-        (void) curl_multi_remove_handle(m->multi, h->easy);
-        cm_curl_slist_free_wiped(h->headers);
-        h->headers = NULL;
-        /* The handle points at t (private data, TLS identity, share): drop that before t goes. */
-        (void) curl_easy_setopt(h->easy, CURLOPT_SHARE, NULL);
-        curl_easy_reset(h->easy);
         /* A large node list is not kept for the next probe. */
         if (h->body.alloc > HANDLE_BODY_KEEP)
                 strbuf_release(&h->body);
@@ -304,16 +312,26 @@ static void handle_release(struct cm_monitor *m, struct target *t) {
         t->h = NULL;
 }
 
-/* Closes the target's idle connections (they were made with credentials it no longer holds, or are not kept). */
-static void target_share_drop(struct target *t) {
-        if (t->share && curl_share_cleanup(t->share) == CURLSHE_OK)
-                t->share = NULL;
+/*
+ * Closes the target's connection (made with credentials it no longer holds, not kept, or done). Its
+ * socket leaves epoll as it is closed; fd_owner forgets it, so an event of it still in the batch being
+ * handled finds nobody.
+ */
+static void conn_drop(struct cm_monitor *m, struct target *t) {
+        int fd;
+
+        if (!t->conn)
+                return;
+        fd = cm_conn_fd(t->conn);
+        if (fd >= 0 && (size_t) fd < m->n_fd_owner && m->fd_owner[fd] == t)
+                m->fd_owner[fd] = NULL;
+        t->conn = cm_conn_close(t->conn);
 }
 
-static void target_free(struct target *t) {
+static void target_free(struct cm_monitor *m, struct target *t) {
         if (!t)
                 return;
-        target_share_drop(t);
+        conn_drop(m, t);
         cm_tls_identity_free(t->tls);
         cm_kubeconfig_done(&t->kc);
         free(t->cur);
@@ -329,7 +347,7 @@ static void target_drop(struct cm_monitor *m, struct target *t) {
                         m->n_targets--;
                         break;
                 }
-        target_free(t);
+        target_free(m, t);
 }
 
 /* ---- the writer ---- */
@@ -518,7 +536,7 @@ static int target_load_kubeconfig(struct cm_monitor *m, struct target *t) {
                 }
         }
         /* New credentials: connections made with the old ones are closed. */
-        target_share_drop(t);
+        conn_drop(m, t);
         cm_tls_identity_free(t->tls);
         t->tls = NULL;
         cm_kubeconfig_done(&t->kc);
@@ -546,30 +564,10 @@ static int target_load_kubeconfig(struct cm_monitor *m, struct target *t) {
         return 0;
 }
 
-static size_t body_write(char *ptr, size_t size, size_t nmemb, void *userdata);
-
-/* libcurl's hook into each new connection's TLS context (userdata: the target). */
-static CURLcode ssl_ctx_install(CURL *easy, void *ssl_ctx, void *userdata) {
-        struct target *t = userdata;
-        (void) easy;
-        return cm_tls_identity_install(t->tls, ssl_ctx, t->keep) < 0 ? CURLE_SSL_CERTPROBLEM : CURLE_OK;
-}
-
-/* Borrows a handle from the pool (or makes one) and sets it up for t's cluster. */
+/* Borrows a handle from the pool (or makes one) for t's probe. */
 static int handle_acquire(struct cm_monitor *m, struct target *t) {
         struct handle *h = m->free_handles;
-        CURL *e;
-        int r;
 
-        if (!t->share) {
-                t->share = curl_share_init();
-                if (!t->share)
-                        return -ENOMEM;
-                if (curl_share_setopt(t->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT) != CURLSHE_OK) {
-                        target_share_drop(t);
-                        return -ENOMEM;
-                }
-        }
         if (h)
                 m->free_handles = h->next_free;
         else {
@@ -581,174 +579,198 @@ static int handle_acquire(struct cm_monitor *m, struct target *t) {
                 h = new0(struct handle, 1);
                 if (!h)
                         return -ENOMEM;
-                h->easy = curl_easy_init();
-                if (!h->easy) {
-                        free(h);
-                        return -ENOMEM;
-                }
                 strbuf_init(&h->body, BODY_MAX);
                 m->handles[m->n_handles++] = h;
         }
-        e = h->easy;
-        r = cm_curl_slist_add(&h->headers, "Accept: application/json");
-        if (r >= 0)
-                r = cm_curl_slist_add(&h->headers, "User-Agent: clustermgmt-monitor/" CM_VERSION);
-        if (r >= 0 && t->kc.token) {
-                _cleanup_free_ char *auth = NULL;
-                size_t n = strlen(t->kc.token) + sizeof("Authorization: Bearer ");
-
-                auth = malloc(n);
-                if (!auth)
-                        r = -ENOMEM;
-                else {
-                        (void) cm_snprintf(auth, n, "Authorization: Bearer %s", t->kc.token);
-                        r = cm_curl_slist_add(&h->headers, auth);
-                        cm_wipe(auth, n);
-                }
-        }
-        t->h = h;
-        if (r < 0) {
-                handle_release(m, t);
-                return r;
-        }
         h->cont[0] = '\0';
-        (void) curl_easy_setopt(e, CURLOPT_PRIVATE, t);
-        (void) curl_easy_setopt(e, CURLOPT_SHARE, t->share);
-        (void) curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-        (void) curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "https");
-        (void) curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
-        (void) curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long) CURL_HTTP_VERSION_1_1);
-        (void) curl_easy_setopt(e, CURLOPT_HTTPHEADER, h->headers);
-        (void) curl_easy_setopt(e, CURLOPT_ERRORBUFFER, h->errbuf);
-        (void) curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, body_write);
-        (void) curl_easy_setopt(e, CURLOPT_WRITEDATA, t);
-        (void) curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long) MIN(m->cfg.timeout_ms, 5000u));
-        /*
-         * The kubeconfig's CA is the only trust anchor: no CA file or directory for libcurl to load (a
-         * public CA could otherwise vouch for a cluster), and ssl_ctx_install() makes the connection
-         * verify the server's chain against the anchors decoded with the kubeconfig, not the context's
-         * store, and sets the client certificate and key. Should that callback not run, nothing is
-         * trusted and the probe fails closed.
-         */
-        (void) curl_easy_setopt(e, CURLOPT_CAINFO, NULL);
-        (void) curl_easy_setopt(e, CURLOPT_CAPATH, NULL);
-        /* No X509 store shared between connections: each is checked against its own cluster's CA. */
-        (void) curl_easy_setopt(e, CURLOPT_CA_CACHE_TIMEOUT, 0L);
-        (void) curl_easy_setopt(e, CURLOPT_SSL_CTX_FUNCTION, ssl_ctx_install);
-        (void) curl_easy_setopt(e, CURLOPT_SSL_CTX_DATA, t);
-        (void) curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
-        (void) curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
-        (void) curl_easy_setopt(e, CURLOPT_SSLVERSION, (long) CURL_SSLVERSION_TLSv1_2);
-        /*
-         * No DNS cache: libcurl prunes its cache by walking every entry whenever it resolves, and with
-         * thousands of clusters (each its own host and port) that walk was 40% of the monitor's CPU.
-         * Addresses in kubeconfigs are mostly literal IPs, which are not resolved at all.
-         */
-        (void) curl_easy_setopt(e, CURLOPT_DNS_CACHE_TIMEOUT, 0L);
-        /*
-         * Not libcurl's TLS session cache, which matches by host and port and holds decoded sessions:
-         * the target's identity keeps its own session, serialized, and offers it (tls.h).
-         */
-        (void) curl_easy_setopt(e, CURLOPT_SSL_SESSIONID_CACHE, 0L);
+        h->resolving = false;
+        h->connect_start = 0;
+        h->retries = 0;
+        t->h = h;
         return 0;
 }
 
 /* ---- one probe ---- */
 
-static size_t body_write(char *ptr, size_t size, size_t nmemb, void *userdata) {
-        struct target *t = userdata;
-        size_t n = size * nmemb;
+/* Appends s percent-encoded as a query value (RFC 3986 unreserved characters stay). */
+static int add_query_value(struct strbuf *out, const char *s) {
+        static const char hex[] = "0123456789ABCDEF";
 
-        /* The serving certificate, read while the connection is attached (also when it is reused). */
-        if (t->cur && t->cur->cert_not_after == 0) {
-                const struct curl_tlssessioninfo *info = NULL;
+        for (const unsigned char *p = (const unsigned char *) s; *p; p++) {
+                int r;
 
-                if (curl_easy_getinfo(t->h->easy, CURLINFO_TLS_SSL_PTR, &info) == CURLE_OK && info &&
-                    info->backend == CURLSSLBACKEND_OPENSSL && info->internals) {
-                        X509 *peer = SSL_get0_peer_certificate((SSL *) info->internals);
-                        struct tm tm = {};
+                if (isalnum(*p) || *p == '-' || *p == '.' || *p == '_' || *p == '~')
+                        r = strbuf_addch(out, (char) *p);
+                else {
+                        char e[3] = { '%', hex[*p >> 4], hex[*p & 15] };
 
-                        if (peer && ASN1_TIME_to_tm(X509_get0_notAfter(peer), &tm) == 1)
-                                t->cur->cert_not_after = (int64_t) timegm(&tm);
+                        r = strbuf_add(out, e, sizeof(e));
                 }
+                if (r < 0)
+                        return r;
         }
-        if (strbuf_add(&t->h->body, ptr, n) < 0)
-                return 0; /* over the cap: the transfer fails with CURLE_WRITE_ERROR */
-        return n;
+        return 0;
 }
 
-static const char *step_path(const struct target *t, char *buf, size_t size) {
+/* The current step's path (under the server's prefix). */
+static int step_path(const struct target *t, struct strbuf *out) {
         switch (t->step) {
         case STEP_LIVEZ:
-                return "/livez";
+                return strbuf_addl(out, "/livez");
         case STEP_READYZ:
-                return "/readyz?verbose";
+                return strbuf_addl(out, "/readyz?verbose");
         case STEP_VERSION:
-                return "/version";
+                return strbuf_addl(out, "/version");
         case STEP_NODES: {
-                _cleanup_free_ char *esc = NULL;
+                int r = strbuf_addl(out, "/api/v1/nodes?limit=" NODES_PAGE);
 
-                if (isempty(t->h->cont))
-                        return "/api/v1/nodes?limit=" NODES_PAGE;
-                esc = curl_easy_escape(NULL, t->h->cont, 0);
-                if (!esc ||
-                    cm_snprintf(buf, size, "/api/v1/nodes?limit=" NODES_PAGE "&continue=%s", esc) < 0)
-                        return NULL;
-                return buf;
+                if (r < 0 || isempty(t->h->cont))
+                        return r;
+                r = strbuf_addl(out, "&continue=");
+                return r < 0 ? r : add_query_value(out, t->h->cont);
         }
         case STEP_DEPLOYMENTS:
         case STEP_DAEMONSETS:
         case STEP_STATEFULSETS:
-                if (cm_snprintf(buf, size, "/apis/apps/v1/namespaces/kube-system/%s",
-                                cm_workload_resource((enum cm_workload_kind)(t->step - STEP_DEPLOYMENTS))) <
-                    0)
-                        return NULL;
-                return buf;
+                return strbuf_addf(
+                        out, "/apis/apps/v1/namespaces/kube-system/%s",
+                        cm_workload_resource((enum cm_workload_kind)(t->step - STEP_DEPLOYMENTS)));
         default:
-                return NULL;
+                return -EINVAL;
         }
 }
 
+/* The step's request, whole: it may carry the token (the buffer is secret: wiped when released). */
+static int step_request(const struct target *t, struct strbuf *req) {
+        int r;
+
+        if ((r = strbuf_addl(req, "GET ")) < 0 || (r = strbuf_adds(req, t->h->ep.prefix)) < 0 ||
+            (r = step_path(t, req)) < 0 || (r = strbuf_addl(req, " HTTP/1.1\r\nHost: ")) < 0 ||
+            (r = strbuf_adds(req, t->h->ep.authority)) < 0 ||
+            (r = strbuf_addl(req, "\r\nUser-Agent: clustermgmt-monitor/" CM_VERSION
+                                  "\r\nAccept: application/json\r\n")) < 0)
+                return r;
+        if (t->kc.token && ((r = strbuf_addl(req, "Authorization: Bearer ")) < 0 ||
+                            (r = strbuf_adds(req, t->kc.token)) < 0 || (r = strbuf_addl(req, "\r\n")) < 0))
+                return r;
+        return strbuf_addl(req, "\r\n");
+}
+
 static void probe_finish(struct cm_monitor *m, struct target *t);
+static void step_done(struct cm_monitor *m, struct target *t, int rc);
+
+static void probe_fail(struct cm_monitor *m, struct target *t, enum cm_probe_outcome outcome,
+                       const char *detail) {
+        t->cur->outcome = outcome;
+        (void) cm_strlcpy(t->cur->detail, detail, sizeof(t->cur->detail));
+        probe_finish(m, t);
+}
+
+/* Runs the target's connection as far as it goes; an answer or a failure moves the probe on. */
+static void drive(struct cm_monitor *m, struct target *t) {
+        int rc = cm_conn_run(t->conn);
+
+        /* Connected, handshake included: from here only the probe's own deadline counts. */
+        if (t->h->connect_start && cm_conn_established(t->conn))
+                t->h->connect_start = 0;
+        if (rc != 0)
+                step_done(m, t, rc);
+}
+
+/* A socket for fd_owner: grows the table. 0 or -ENOMEM. */
+static int fd_owner_set(struct cm_monitor *m, int fd, struct target *t) {
+        if ((size_t) fd >= m->n_fd_owner) {
+                size_t n = MAX((size_t) fd + 1, m->n_fd_owner * 2);
+                struct target **more = reallocarray(m->fd_owner, n, sizeof(*more));
+
+                if (!more)
+                        return -ENOMEM;
+                memset(more + m->n_fd_owner, 0, (n - m->n_fd_owner) * sizeof(*more));
+                m->fd_owner = more;
+                m->n_fd_owner = n;
+        }
+        m->fd_owner[fd] = t;
+        return 0;
+}
+
+/* Opens the step's connection. 1: open; 0: waits for the host name; <0: the probe ended. */
+static int conn_start(struct cm_monitor *m, struct target *t) {
+        struct sockaddr_storage addr;
+        socklen_t addr_len = 0;
+        char err[CM_PROBE_TEXT_MAX] = "", detail[CM_PROBE_TEXT_MAX];
+        const char *name = t->kc.tls_server_name ? t->kc.tls_server_name : t->h->ep.host;
+        int r, fd;
+
+        if (t->h->connect_start == 0)
+                t->h->connect_start = cm_mono_usec();
+        r = cm_resolver_lookup(m->resolver, t->h->ep.host, t->h->ep.port, &addr, &addr_len, err,
+                               sizeof(err));
+        t->h->resolving = r == -EAGAIN;
+        if (r == -EAGAIN)
+                return 0;
+        if (r < 0) {
+                if (err[0] == '\0')
+                        (void) cm_snprintf(detail, sizeof(detail), "could not resolve %s: %s", t->h->ep.host,
+                                           strerror(-r));
+                else
+                        (void) cm_snprintf(detail, sizeof(detail), "could not resolve %s", err);
+                probe_fail(m, t, r == -ENOMEM ? CM_PROBE_ERROR : CM_PROBE_UNREACHABLE, detail);
+                return -EIO;
+        }
+        r = cm_conn_open(m->tls_ctx, t->tls, name, (const struct sockaddr *) &addr, addr_len, t->keep,
+                         &t->conn);
+        if (r < 0) {
+                (void) cm_snprintf(detail, sizeof(detail), "could not connect to %s: %s", t->h->ep.authority,
+                                   strerror(-r));
+                probe_fail(m, t, r == -ENOMEM ? CM_PROBE_ERROR : CM_PROBE_UNREACHABLE, detail);
+                return -EIO;
+        }
+        fd = cm_conn_fd(t->conn);
+        if (fd_owner_set(m, fd, t) < 0 ||
+            epoll_ctl(m->epoll_fd, EPOLL_CTL_ADD, fd,
+                      &(struct epoll_event){ .events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
+                                             .data.fd = fd }) < 0) {
+                conn_drop(m, t);
+                probe_fail(m, t, CM_PROBE_ERROR, "could not watch a connection");
+                return -EIO;
+        }
+        return 1;
+}
 
 /* Starts the current step's request; on failure ends the probe with an error outcome. */
 static void step_start(struct cm_monitor *m, struct target *t) {
-        char pathbuf[1400], url[2048];
-        const char *path = step_path(t, pathbuf, sizeof(pathbuf));
+        _cleanup_strbuf_ struct strbuf req = STRBUF_INIT(64 * 1024);
         uint64_t now = cm_mono_usec(),
                  deadline = t->probe_start + (uint64_t) m->cfg.timeout_ms * USEC_PER_MSEC;
+        int r;
 
-        if (!path || cm_snprintf(url, sizeof(url), "%s%s", t->kc.server, path) < 0) {
-                t->cur->outcome = CM_PROBE_ERROR;
-                (void) cm_strlcpy(t->cur->detail, "the API server's address is too long",
-                                  sizeof(t->cur->detail));
-                probe_finish(m, t);
-                return;
-        }
+        strbuf_init_secret(&req, 64 * 1024);
         if (now >= deadline) {
-                t->cur->outcome = CM_PROBE_UNREACHABLE;
-                (void) cm_snprintf(t->cur->detail, sizeof(t->cur->detail),
-                                   "the probe took longer than %u ms", m->cfg.timeout_ms);
-                probe_finish(m, t);
+                char detail[CM_PROBE_TEXT_MAX];
+
+                (void) cm_snprintf(detail, sizeof(detail), "the probe took longer than %u ms",
+                                   m->cfg.timeout_ms);
+                probe_fail(m, t, CM_PROBE_UNREACHABLE, detail);
                 return;
         }
-        strbuf_reset(&t->h->body);
-        t->h->body.cap = t->step == STEP_NODES ? NODES_BODY_MAX : BODY_MAX;
-        t->h->errbuf[0] = '\0';
-        (void) curl_easy_setopt(t->h->easy, CURLOPT_URL, url);
-        /*
-         * Without keep-alive the probe's last request closes its connection: idle connections left in
-         * libcurl's cache would only be walked (and evicted) at every new connection.
-         */
-        (void) curl_easy_setopt(t->h->easy, CURLOPT_FORBID_REUSE,
-                                (long) (!t->keep && t->step == STEP_STATEFULSETS));
-        (void) curl_easy_setopt(t->h->easy, CURLOPT_TIMEOUT_MS,
-                                (long) MAX((deadline - now) / USEC_PER_MSEC, 1));
-        if (curl_multi_add_handle(m->multi, t->h->easy) != CURLM_OK) {
-                t->cur->outcome = CM_PROBE_ERROR;
-                (void) cm_strlcpy(t->cur->detail, "could not start a request", sizeof(t->cur->detail));
-                probe_finish(m, t);
+        /* One that cannot carry another request (the server closes it, or it failed) is not used. */
+        if (t->conn && !cm_conn_reusable(t->conn))
+                conn_drop(m, t);
+        if (!t->conn) {
+                r = conn_start(m, t);
+                if (r <= 0)
+                        return;
         }
+        t->h->body.cap = t->step == STEP_NODES ? NODES_BODY_MAX : BODY_MAX;
+        r = step_request(t, &req);
+        if (r >= 0)
+                r = cm_conn_send(t->conn, req.buf, req.len, &t->h->body, &t->h->resp);
+        if (r < 0) {
+                probe_fail(m, t, CM_PROBE_ERROR,
+                           r == -ENOMEM ? "out of memory" : "the API server's address is too long");
+                return;
+        }
+        drive(m, t);
 }
 
 static void probe_start(struct cm_monitor *m, struct target *t) {
@@ -763,7 +785,8 @@ static void probe_start(struct cm_monitor *m, struct target *t) {
                 (void) heap_push(m, t);
                 return;
         }
-        m->running++;
+        t->run_idx = m->running;
+        m->run[m->running++] = t;
         t->step = STEP_READYZ;
         t->pages = 0;
         r = target_load_kubeconfig(m, t);
@@ -775,7 +798,7 @@ static void probe_start(struct cm_monitor *m, struct target *t) {
                  */
                 free(t->cur);
                 t->cur = NULL;
-                m->running--;
+                run_remove(m, t);
                 t->busy = false;
                 t->kc_recheck = true;
                 t->kc_version = 0;
@@ -803,45 +826,59 @@ static void probe_start(struct cm_monitor *m, struct target *t) {
         }
         r = handle_acquire(m, t);
         if (r < 0) {
-                t->cur->outcome = CM_PROBE_ERROR;
-                (void) cm_strlcpy(t->cur->detail, "out of memory", sizeof(t->cur->detail));
-                probe_finish(m, t);
+                probe_fail(m, t, CM_PROBE_ERROR, "out of memory");
                 return;
         }
+        if (cm_endpoint_parse(t->kc.server, &t->h->ep) < 0) {
+                probe_fail(m, t, CM_PROBE_BAD_KUBECONFIG,
+                           "the kubeconfig's server is not an https://host[:port][/path] URL the monitor "
+                           "can use");
+                return;
+        }
+        /* A kept connection waited since the last probe: what the server sent meanwhile is read first. */
+        if (t->conn && !cm_conn_alive(t->conn))
+                conn_drop(m, t);
         step_start(m, t);
 }
 
-/* The answer of the current step; moves on or ends the probe. */
-static void step_done(struct cm_monitor *m, struct target *t, CURLcode cc) {
+/* The answer of the current step (rc: cm_conn_run's); moves on or ends the probe. */
+static void step_done(struct cm_monitor *m, struct target *t, int rc) {
         struct cm_probe_result *res = t->cur;
         long status = 0;
         const char *what;
         int r = 0;
 
-        (void) curl_multi_remove_handle(m->multi, t->h->easy);
         what = t->step == STEP_LIVEZ     ? "/livez"
                : t->step == STEP_READYZ  ? "/readyz"
                : t->step == STEP_VERSION ? "/version"
                : t->step == STEP_NODES   ? "the node list"
                                          : "the kube-system workloads";
-        if (cc != CURLE_OK) {
-                if (cm_curl_code_is_tls(cc) && cc != CURLE_SSL_CERTPROBLEM)
-                        res->outcome = CM_PROBE_TLS_ERROR;
-                else if (cc == CURLE_WRITE_ERROR) {
-                        res->outcome = CM_PROBE_ERROR;
+        if (rc < 0) {
+                enum cm_conn_failure f = cm_conn_failure(t->conn);
+
+                /* The server closed the idle connection as the request went out: once more, on a new one. */
+                if (cm_conn_stale(t->conn) && t->h->retries == 0) {
+                        t->h->retries++;
+                        conn_drop(m, t);
+                        step_start(m, t);
+                        return;
+                }
+                res->outcome = f == CM_CONN_TLS           ? CM_PROBE_TLS_ERROR
+                               : f == CM_CONN_UNREACHABLE ? CM_PROBE_UNREACHABLE
+                                                          : CM_PROBE_ERROR;
+                if (f == CM_CONN_TOO_LARGE)
                         (void) cm_snprintf(res->detail, sizeof(res->detail),
                                            "the answer for %s is too large", what);
-                        probe_finish(m, t);
-                        return;
-                } else
-                        res->outcome =
-                                cc == CURLE_SSL_CERTPROBLEM ? CM_PROBE_BAD_KUBECONFIG : CM_PROBE_UNREACHABLE;
-                (void) cm_snprintf(res->detail, sizeof(res->detail), "%s",
-                                   isempty(t->h->errbuf) ? curl_easy_strerror(cc) : t->h->errbuf);
+                else if (f == CM_CONN_PROTOCOL)
+                        (void) cm_snprintf(res->detail, sizeof(res->detail),
+                                           "the answer for %s is not valid HTTP/1.1", what);
+                else
+                        (void) cm_snprintf(res->detail, sizeof(res->detail), "%s: %s", t->h->ep.authority,
+                                           cm_conn_error(t->conn));
                 probe_finish(m, t);
                 return;
         }
-        (void) curl_easy_getinfo(t->h->easy, CURLINFO_RESPONSE_CODE, &status);
+        status = cm_conn_status(t->conn);
         if (status == 401 || status == 403) {
                 res->outcome = CM_PROBE_UNAUTHORIZED;
                 (void) cm_snprintf(res->detail, sizeof(res->detail),
@@ -964,14 +1001,17 @@ static void probe_finish(struct cm_monitor *m, struct target *t) {
         unsigned hs_full, hs_resumed;
 
         handle_release(m, t);
-        if (!t->keep)
-                target_share_drop(t);
+        /* Kept for the next probe only when it is one of the kept and can carry more requests. */
+        if (t->conn && !(t->keep && cm_conn_reusable(t->conn)))
+                conn_drop(m, t);
         cm_tls_identity_take_handshakes(t->tls, &hs_full, &hs_resumed);
-        m->running--;
+        run_remove(m, t);
         t->busy = false;
         res->time_usec = cm_now_usec();
         res->latency_usec = now - t->probe_start;
-        /* A certificate seen on an earlier request of the connection still counts. */
+        /* The serving certificate's expiry, from the last full handshake (resumed ones carry none). */
+        if (res->outcome == CM_PROBE_OK)
+                res->cert_not_after = cm_tls_identity_cert_not_after(t->tls);
         if (res->outcome == CM_PROBE_OK && res->cert_not_after == 0)
                 res->cert_not_after = t->known_cert;
         failures = res->outcome == CM_PROBE_OK ? 0 : t->failures + 1;
@@ -1164,7 +1204,7 @@ static int scan_env(struct cm_monitor *m, const char *env) {
                         t->due = now + (m->scanned ? 0 : jitter((uint64_t) st.interval_sec * USEC_PER_SEC));
                         t->next_wall = cm_now_usec() + (t->due - now);
                         if (insert_target(m, t) < 0 || heap_push(m, t) < 0) {
-                                target_free(t);
+                                target_free(m, t);
                                 r = -ENOMEM;
                                 break;
                         }
@@ -1260,14 +1300,13 @@ static void rescan(struct cm_monitor *m) {
                         t->removed = true;
                         m->targets[kept++] = t;
                 } else
-                        target_free(t);
+                        target_free(m, t);
         }
         m->n_targets = kept;
         /*
          * Idle connections are kept for the next probe of the first keep_alive_max targets (by id): each
-         * costs tens of KB in libcurl and OpenSSL. The others' probes open a connection (resuming the
-         * cluster's TLS session), their requests share it, the last request closes it, and the target's
-         * connection cache goes when the probe ends.
+         * costs a socket and some KB of OpenSSL's. The others' probes open a connection (resuming the
+         * cluster's TLS session), their requests share it, and it is closed when the probe ends.
          */
         for (size_t i = 0; i < m->n_targets; i++) {
                 struct target *t = m->targets[i];
@@ -1275,86 +1314,53 @@ static void rescan(struct cm_monitor *m) {
                 /* One that stops being kept lets go of its connection when its next probe ends. */
                 t->keep = i < m->cfg.keep_alive_max;
         }
-        (void) curl_multi_setopt(
-                m->multi, CURLMOPT_MAXCONNECTS,
-                (long) (MIN(m->n_targets, m->cfg.keep_alive_max) + m->cfg.concurrency + 16));
         pthread_mutex_unlock(&m->lock);
 }
 
 /* ---- the loop ---- */
 
 /*
- * Registers fd for ev's events: changed when registered, else (also when libcurl closed the socket and
- * its number came back) added. 0 or -errno.
+ * What is due among the running probes: those past their deadline (or still connecting past the
+ * connect timeout) fail, those waiting for a host name try again when resolved is set. Returns how
+ * long until the next deadline (at most max_wait).
  */
-static int watch_set(int epoll_fd, int fd, struct epoll_event *ev, bool registered) {
-        if (registered) {
-                if (epoll_ctl(epoll_fd, EPOLL_CTL_MOD, fd, ev) == 0)
-                        return 0;
-                if (errno != ENOENT)
-                        return -errno;
-        }
-        if (epoll_ctl(epoll_fd, EPOLL_CTL_ADD, fd, ev) == 0)
-                return 0;
-        if (errno == EEXIST && epoll_ctl(epoll_fd, EPOLL_CTL_MOD, fd, ev) == 0)
-                return 0;
-        return -errno;
-}
+static uint64_t check_running(struct cm_monitor *m, bool resolved, uint64_t max_wait) {
+        uint64_t wait = max_wait, now = cm_mono_usec(),
+                 timeout = (uint64_t) m->cfg.timeout_ms * USEC_PER_MSEC,
+                 connect_timeout = MIN(timeout, CONNECT_TIMEOUT_USEC);
 
-/*
- * CURLMOPT_SOCKETFUNCTION: what libcurl wants to know about a transfer's socket. The socket's pointer
- * (curl_multi_assign) holds the events it is registered for, plus one: no epoll_ctl() when they did
- * not change.
- */
-static int socket_watch(CURL *easy, curl_socket_t fd, int what, void *userdata, void *socketp) {
-        struct cm_monitor *m = userdata;
-        struct epoll_event ev = { .data.fd = fd };
-        uintptr_t registered = (uintptr_t) socketp;
-        int r;
-        (void) easy;
+        /* Downwards: a probe that ends takes the last one's place, which was checked already. */
+        for (size_t i = m->running; i-- > 0;) {
+                struct target *t = m->run[i];
+                uint64_t deadline = t->probe_start + timeout;
+                char detail[CM_PROBE_TEXT_MAX];
 
-        if (what == CURL_POLL_REMOVE) {
-                /* libcurl may have closed the socket already, which took it out of the epoll set. */
-                (void) epoll_ctl(m->epoll_fd, EPOLL_CTL_DEL, fd, NULL);
-                return 0;
-        }
-        ev.events = ((what & CURL_POLL_IN) ? EPOLLIN : 0u) | ((what & CURL_POLL_OUT) ? EPOLLOUT : 0u);
-        if (registered == (uintptr_t) ev.events + 1)
-                return 0;
-        r = watch_set(m->epoll_fd, fd, &ev, registered != 0);
-        if (r < 0) {
-                log_warning_errno(r, "monitor: watch a socket: %m");
-                return -1; /* libcurl fails the transfer */
-        }
-        (void) curl_multi_assign(m->multi, fd, (void *) ((uintptr_t) ev.events + 1));
-        return 0;
-}
-
-/* CURLMOPT_TIMERFUNCTION: when libcurl wants curl_multi_socket_action(CURL_SOCKET_TIMEOUT). */
-static int timer_set(CURLM *multi, long timeout_ms, void *userdata) {
-        struct cm_monitor *m = userdata;
-        (void) multi;
-
-        m->timer_armed = timeout_ms >= 0;
-        if (m->timer_armed)
-                m->timer_due = cm_mono_usec() + (uint64_t) timeout_ms * USEC_PER_MSEC;
-        return 0;
-}
-
-/* The answers of the requests that ended: each moves its probe on (which may start the next request). */
-static void collect(struct cm_monitor *m) {
-        CURLMsg *msg;
-        int left;
-
-        while ((msg = curl_multi_info_read(m->multi, &left))) {
-                struct target *t = NULL;
-
-                if (msg->msg != CURLMSG_DONE)
+                if (!t->h)
                         continue;
-                (void) curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &t);
-                if (t && t->busy && t->cur)
-                        step_done(m, t, msg->data.result);
+                if (t->h->connect_start)
+                        deadline = MIN(deadline, t->h->connect_start + connect_timeout);
+                if (now >= deadline) {
+                        if (t->h->connect_start && now - t->h->connect_start >= connect_timeout)
+                                (void) cm_snprintf(
+                                        detail, sizeof(detail), "could not connect to %s within %u ms%s",
+                                        t->h->ep.authority, (unsigned) (connect_timeout / USEC_PER_MSEC),
+                                        t->h->resolving ? " (its name did not resolve in time)" : "");
+                        else
+                                (void) cm_snprintf(detail, sizeof(detail),
+                                                   "the probe took longer than %u ms", m->cfg.timeout_ms);
+                        conn_drop(m, t);
+                        probe_fail(m, t, CM_PROBE_UNREACHABLE, detail);
+                        continue;
+                }
+                if (resolved && t->h->resolving) {
+                        step_start(m, t);
+                        if (t->busy && t->h && t->h->resolving)
+                                wait = MIN(wait, deadline - now);
+                        continue;
+                }
+                wait = MIN(wait, deadline - now);
         }
+        return wait;
 }
 
 static void wake(struct cm_monitor *m) {
@@ -1364,6 +1370,21 @@ static void wake(struct cm_monitor *m) {
                 log_debug_errno(-errno, "monitor: wake the prober: %m");
 }
 
+/* An event of a socket: the running probe whose it is goes on; an idle one the server closed goes. */
+static void socket_event(struct cm_monitor *m, int fd, uint32_t events) {
+        struct target *t = (size_t) fd < m->n_fd_owner ? m->fd_owner[fd] : NULL;
+
+        if (!t || !t->conn || cm_conn_fd(t->conn) != fd)
+                return;
+        if (t->busy && t->h && !t->h->resolving) {
+                drive(m, t);
+                return;
+        }
+        /* Idle and kept: anything but a session ticket means it is over. */
+        if ((events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) || !cm_conn_alive(t->conn))
+                conn_drop(m, t);
+}
+
 static void *monitor_main(void *userdata) {
         struct cm_monitor *m = userdata;
         struct epoll_event evs[64];
@@ -1371,7 +1392,8 @@ static void *monitor_main(void *userdata) {
         (void) pthread_setname_np(pthread_self(), "cm-monitor");
         while (!atomic_load(&m->stopping)) {
                 uint64_t now, wait = 1000 * USEC_PER_MSEC;
-                int n, still = 0;
+                bool woken = false;
+                int n;
 
                 rescan(m);
 
@@ -1389,9 +1411,7 @@ static void *monitor_main(void *userdata) {
                 if (m->n_heap > 0 && m->running < m->cfg.concurrency)
                         wait = MIN(wait, m->heap[0]->due > now ? m->heap[0]->due - now : 0);
                 pthread_mutex_unlock(&m->lock);
-                collect(m); /* requests that could not start ended at once */
-                if (m->timer_armed)
-                        wait = MIN(wait, m->timer_due > now ? m->timer_due - now : 0);
+                wait = check_running(m, false, wait);
 
                 /* Round up: waking a little early would only loop. */
                 n = epoll_wait(m->epoll_fd, evs, (int) ELEMENTSOF(evs),
@@ -1401,7 +1421,7 @@ static void *monitor_main(void *userdata) {
                         n = 0;
                 }
                 for (int i = 0; i < n; i++) {
-                        int fd = evs[i].data.fd, flags = 0;
+                        int fd = evs[i].data.fd;
 
                         if (fd == m->wake_fd) {
                                 uint64_t v;
@@ -1409,23 +1429,37 @@ static void *monitor_main(void *userdata) {
                                 /* Resets the eventfd; nothing to do when another wake-up got there first. */
                                 if (read(m->wake_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
                                         log_debug_errno(-errno, "monitor: read the wake-up: %m");
+                                woken = true;
                                 continue;
                         }
-                        if (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLRDHUP))
-                                flags |= CURL_CSELECT_IN;
-                        if (evs[i].events & EPOLLOUT)
-                                flags |= CURL_CSELECT_OUT;
-                        if (evs[i].events & EPOLLERR)
-                                flags |= CURL_CSELECT_ERR;
-                        (void) curl_multi_socket_action(m->multi, fd, flags, &still);
+                        socket_event(m, fd, evs[i].events);
                 }
-                if (m->timer_armed && cm_mono_usec() >= m->timer_due) {
-                        m->timer_armed = false;
-                        (void) curl_multi_socket_action(m->multi, CURL_SOCKET_TIMEOUT, 0, &still);
-                }
-                collect(m);
+                /* A wake-up may be a host name resolved: the probes waiting for one go on. */
+                if (woken)
+                        (void) check_running(m, true, 0);
         }
         return NULL;
+}
+
+/*
+ * Every kept connection and every running probe holds a socket: the soft limit of open files is raised
+ * towards the hard one for them, and the connections kept are bounded by what it allows.
+ */
+static unsigned fds_for_connections(unsigned want) {
+        struct rlimit rl;
+        rlim_t need = (rlim_t) want + FDS_RESERVED;
+
+        if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+                return want;
+        if (rl.rlim_cur < need && rl.rlim_cur != RLIM_INFINITY) {
+                struct rlimit more = { .rlim_cur = MIN(need, rl.rlim_max), .rlim_max = rl.rlim_max };
+
+                if (setrlimit(RLIMIT_NOFILE, &more) == 0)
+                        rl.rlim_cur = more.rlim_cur;
+        }
+        if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= need)
+                return want;
+        return rl.rlim_cur > FDS_RESERVED ? (unsigned) (rl.rlim_cur - FDS_RESERVED) : 0;
 }
 
 int cm_monitor_start(struct cm_service *svc, const struct cm_monitor_config *cfg, struct cm_monitor **ret) {
@@ -1449,8 +1483,21 @@ int cm_monitor_start(struct cm_service *svc, const struct cm_monitor_config *cfg
         pthread_cond_init(&m->wcond, NULL);
         m->wtail = &m->whead;
         m->epoll_fd = m->wake_fd = -1;
-        m->multi = curl_multi_init();
-        if (!m->multi) {
+        {
+                unsigned allowed = fds_for_connections(m->cfg.keep_alive_max + m->cfg.concurrency);
+
+                if (allowed < m->cfg.keep_alive_max + m->cfg.concurrency) {
+                        unsigned keep = allowed > m->cfg.concurrency ? allowed - m->cfg.concurrency : 0;
+
+                        log_warning("monitor: the limit of open files allows %u kept connections, not %u "
+                                    "(raise the hard limit, RLIMIT_NOFILE, to keep more)",
+                                    keep, m->cfg.keep_alive_max);
+                        m->cfg.keep_alive_max = keep;
+                }
+        }
+        m->run = new0(struct target *, m->cfg.concurrency);
+        m->tls_ctx = cm_tls_client_ctx_new();
+        if (!m->run || !m->tls_ctx) {
                 cm_monitor_stop(m);
                 return -ENOMEM;
         }
@@ -1463,11 +1510,11 @@ int cm_monitor_start(struct cm_service *svc, const struct cm_monitor_config *cfg
                 cm_monitor_stop(m);
                 return r;
         }
-        (void) curl_multi_setopt(m->multi, CURLMOPT_SOCKETFUNCTION, socket_watch);
-        (void) curl_multi_setopt(m->multi, CURLMOPT_SOCKETDATA, m);
-        (void) curl_multi_setopt(m->multi, CURLMOPT_TIMERFUNCTION, timer_set);
-        (void) curl_multi_setopt(m->multi, CURLMOPT_TIMERDATA, m);
-        (void) curl_multi_setopt(m->multi, CURLMOPT_MAXCONNECTS, (long) (m->cfg.concurrency + 16));
+        r = cm_resolver_new(RESOLVER_THREADS, m->wake_fd, &m->resolver);
+        if (r < 0) {
+                cm_monitor_stop(m);
+                return r;
+        }
         r = -pthread_create(&m->writer, NULL, writer_main, m);
         if (r < 0) {
                 cm_monitor_stop(m);
@@ -1500,24 +1547,24 @@ struct cm_monitor *cm_monitor_stop(struct cm_monitor *m) {
                 next = w->next;
                 write_item_free(w);
         }
+        /* Before the targets: no lookup finishes (and writes wake_fd) any more. */
+        cm_resolver_free(m->resolver);
         for (size_t i = 0; i < m->n_targets; i++) {
                 struct target *t = m->targets[i];
 
                 handle_release(m, t);
-                target_free(t);
+                target_free(m, t);
         }
         free(m->targets);
         free(m->heap);
+        free(m->run);
+        free(m->fd_owner);
         for (size_t i = 0; i < m->n_handles; i++) {
-                cm_curl_slist_free_wiped(m->handles[i]->headers);
                 strbuf_release(&m->handles[i]->body);
-                curl_easy_cleanup(m->handles[i]->easy);
                 free(m->handles[i]);
         }
         free(m->handles);
-        if (m->multi)
-                curl_multi_cleanup(m->multi);
-        /* After libcurl: it tells socket_watch() about the sockets it closes. */
+        SSL_CTX_free(m->tls_ctx);
         if (m->epoll_fd >= 0)
                 (void) close(m->epoll_fd);
         if (m->wake_fd >= 0)

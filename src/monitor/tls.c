@@ -5,8 +5,11 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <openssl/x509_vfy.h>
+#include <openssl/x509v3.h>
 
+#include <arpa/inet.h>
 #include <pthread.h>
+#include <time.h>
 
 #include "base/secret.h"
 #include "base/strbuf.h"
@@ -40,22 +43,22 @@ struct cm_tls_identity {
          */
         unsigned char *session;
         size_t session_len;
+        char *name; /* the server name the connections were made for: a session is for that name only */
         uint64_t verified_at; /* monotonic time of the last full handshake */
+        int64_t cert_not_after; /* the server certificate's expiry seen in the last full handshake */
         uint64_t session_max_age; /* usec after verified_at the session is no longer offered */
         unsigned handshakes_full, handshakes_resumed;
 };
 
-static int ctx_index = -1;
-static pthread_once_t ctx_index_once = PTHREAD_ONCE_INIT;
+static int ssl_index = -1;
+static pthread_once_t ssl_index_once = PTHREAD_ONCE_INIT;
 
-static void ctx_index_init(void) {
-        ctx_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+static void ssl_index_init(void) {
+        ssl_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
 }
 
 static struct cm_tls_identity *identity_of_ssl(const SSL *ssl) {
-        SSL_CTX *ctx = SSL_get_SSL_CTX(ssl);
-
-        return ctx && ctx_index >= 0 ? SSL_CTX_get_ex_data(ctx, ctx_index) : NULL;
+        return ssl && ssl_index >= 0 ? SSL_get_ex_data(ssl, ssl_index) : NULL;
 }
 
 static void bio_freep(BIO **b) {
@@ -175,6 +178,7 @@ struct cm_tls_identity *cm_tls_identity_free(struct cm_tls_identity *id) {
         free(id->certs);
         EVP_PKEY_free(id->key);
         cm_tls_identity_forget_session(id);
+        free(id->name);
         free(id);
         return NULL;
 }
@@ -293,22 +297,29 @@ bool cm_tls_identity_has_client_cert(const struct cm_tls_identity *id) {
 
 /*
  * Verifies the server's chain against the identity's anchors only. libssl calls this instead of its
- * own X509_verify_cert() on a store context set up with the SSL_CTX's store; the trusted stack replaces
- * that store for the lookups of issuers, so whatever libcurl puts into the context's store (it
- * populates it after CURLOPT_SSL_CTX_FUNCTION ran, and may share one store between connections) is
- * never trusted. The outcome is the verify result libcurl checks.
+ * own X509_verify_cert() on a store context set up with the connection's verify parameters (the host
+ * name or address attach() set) and the shared context's store, which is empty: the trusted stack
+ * replaces that store for the lookups of issuers. The outcome decides the handshake (SSL_VERIFY_PEER).
  */
 static int verify_chain(X509_STORE_CTX *x, void *userdata) {
-        const struct cm_tls_identity *id = userdata;
-        STACK_OF(X509) *anchors = certs_decode(id->anchors, id->anchors_len);
+        const SSL *ssl = X509_STORE_CTX_get_ex_data(x, SSL_get_ex_data_X509_STORE_CTX_idx());
+        const struct cm_tls_identity *id = identity_of_ssl(ssl);
+        STACK_OF(X509) * anchors;
         int r;
+        (void) userdata;
 
+        if (!id) {
+                /* A connection without an identity trusts nothing. */
+                X509_STORE_CTX_set_error(x, X509_V_ERR_UNSPECIFIED);
+                return 0;
+        }
+        anchors = certs_decode(id->anchors, id->anchors_len);
         if (!anchors) {
                 X509_STORE_CTX_set_error(x, X509_V_ERR_OUT_OF_MEM);
                 return 0;
         }
         X509_STORE_CTX_set0_trusted_stack(x, anchors);
-        /* As libcurl sets it: a CA of the bundle is an anchor even when it is an intermediate. */
+        /* A CA of the bundle is an anchor even when it is an intermediate (as kubectl and libcurl do). */
         X509_STORE_CTX_set_flags(x, X509_V_FLAG_PARTIAL_CHAIN | X509_V_FLAG_TRUSTED_FIRST);
         r = X509_verify_cert(x);
         /* The verified chain libssl keeps holds its own references to the certificates. */
@@ -322,10 +333,13 @@ static int verify_chain(X509_STORE_CTX *x, void *userdata) {
  * authenticated by the session): decoded onto the connection's SSL, with the key. 1, or 0 to abort.
  */
 static int client_cert(SSL *ssl, void *userdata) {
-        const struct cm_tls_identity *id = userdata;
+        const struct cm_tls_identity *id = identity_of_ssl(ssl);
         STACK_OF(X509) * certs;
         bool ok;
+        (void) userdata;
 
+        if (!id)
+                return 0;
         if (!id->certs)
                 return 1; /* a token kubeconfig: no certificate to offer */
         certs = certs_decode(id->certs, id->certs_len);
@@ -338,13 +352,94 @@ static int client_cert(SSL *ssl, void *userdata) {
         return ok ? 1 : 0;
 }
 
+/* Reads a DER length at *p (at most 4 bytes of long form); false when malformed or past end. */
+static bool der_length(const unsigned char **p, const unsigned char *end, size_t *ret) {
+        size_t n = 0, k;
+
+        if (*p >= end)
+                return false;
+        if (**p < 0x80) {
+                *ret = *(*p)++;
+                return true;
+        }
+        k = *(*p)++ & 0x7fU;
+        if (k == 0 || k > 4 || (size_t) (end - *p) < k)
+                return false;
+        while (k-- > 0)
+                n = n << 8 | *(*p)++;
+        *ret = n;
+        return true;
+}
+
+/*
+ * Drops the server's certificate ([3] peer, OPTIONAL in OpenSSL's SSL_SESSION encoding) from a
+ * serialized session: decoding it back for every resumed connection was a certificate decode each
+ * time (about 0.14 ms and 6.5 KiB held while the connection lives), for a certificate a resumed
+ * connection neither checks nor sends. The session's secret and ticket stay; its expiry is kept by
+ * the identity from the full handshake. Returns the new length (the DER is rewritten in place), or 0
+ * when the encoding is not the one expected (the caller keeps the session as it was).
+ */
+static size_t session_strip_peer(unsigned char *der, size_t len) {
+        const unsigned char *p = der, *end = der + len, *body;
+        unsigned char *out;
+        size_t n, hdr, kept = 0;
+
+        if (len < 2 || *p++ != 0x30 || !der_length(&p, end, &n) || n != (size_t) (end - p))
+                return 0;
+        body = p;
+        hdr = (size_t) (body - der);
+        out = der + hdr;
+        while (p < end) {
+                const unsigned char *el = p;
+                unsigned char tag = *p++;
+                size_t el_len;
+
+                if ((tag & 0x1fU) == 0x1fU || !der_length(&p, end, &el_len) || el_len > (size_t) (end - p))
+                        return 0;
+                p += el_len;
+                if (tag == 0xa3)
+                        continue; /* [3] EXPLICIT peer */
+                memmove(out + kept, el, (size_t) (p - el));
+                kept += (size_t) (p - el);
+        }
+        if (kept == n)
+                return len;
+        /* The new body is shorter: a header of the same form or a shorter one, then the body. */
+        {
+                unsigned char h[6];
+                size_t hl = 0;
+
+                h[hl++] = 0x30;
+                if (kept < 0x80)
+                        h[hl++] = (unsigned char) kept;
+                else if (kept < 0x100) {
+                        h[hl++] = 0x81;
+                        h[hl++] = (unsigned char) kept;
+                } else if (kept < 0x10000) {
+                        h[hl++] = 0x82;
+                        h[hl++] = (unsigned char) (kept >> 8);
+                        h[hl++] = (unsigned char) kept;
+                } else
+                        return 0;
+                if (hl > hdr)
+                        return 0;
+                memmove(der + hl, der + hdr, kept);
+                memcpy(der, h, hl);
+                return hl + kept;
+        }
+}
+
 /*
  * A session the server gave (with TLS 1.3 after the handshake, while the answer is read): kept
- * serialized, replacing the previous one. Returns 0: OpenSSL keeps no reference for us.
+ * serialized without the server's certificate, replacing the previous one. Returns 0: OpenSSL keeps no
+ * reference for us.
  */
 static int session_new(SSL *ssl, SSL_SESSION *sess) {
         struct cm_tls_identity *id = identity_of_ssl(ssl);
         unsigned char *der, *p;
+        const unsigned char *q;
+        SSL_SESSION *check;
+        size_t len;
         int n;
 
         if (!id || !SSL_SESSION_is_resumable(sess))
@@ -364,75 +459,131 @@ static int session_new(SSL *ssl, SSL_SESSION *sess) {
                 ERR_clear_error();
                 return 0;
         }
+        len = session_strip_peer(der, (size_t) n);
+        /* What is kept must decode: a session that does not is never offered. */
+        q = der;
+        check = len > 0 ? d2i_SSL_SESSION(NULL, &q, (long) len) : NULL;
+        if (!check || q != der + len) {
+                SSL_SESSION_free(check);
+                cm_wipe(der, (size_t) n);
+                free(der);
+                ERR_clear_error();
+                return 0;
+        }
+        SSL_SESSION_free(check);
         cm_tls_identity_forget_session(id);
         id->session = der;
-        id->session_len = (size_t) n;
+        id->session_len = len;
         return 0;
 }
 
-/*
- * libcurl makes the SSL after CURLOPT_SSL_CTX_FUNCTION ran, so the session is offered from here: the
- * start of the first handshake, before the ClientHello is written. A server that no longer knows the
- * session answers with a full handshake (verified by verify_chain() as always). The handshake's end
- * is counted, resumed or not.
- */
+/* Counts each finished handshake; a full one also records when and the server certificate's expiry. */
 static void handshake_info(const SSL *ssl, int where, int ret) {
         struct cm_tls_identity *id;
         (void) ret;
 
-        if (SSL_is_server(ssl) || !(where & (SSL_CB_HANDSHAKE_START | SSL_CB_HANDSHAKE_DONE)))
+        if (SSL_is_server(ssl) || !(where & SSL_CB_HANDSHAKE_DONE))
                 return;
         id = identity_of_ssl(ssl);
         if (!id)
                 return;
-        if (where & SSL_CB_HANDSHAKE_DONE) {
-                if (SSL_session_reused(ssl))
-                        id->handshakes_resumed++;
-                else {
-                        id->handshakes_full++;
-                        id->verified_at = cm_mono_usec();
-                }
+        if (SSL_session_reused(ssl)) {
+                id->handshakes_resumed++;
                 return;
         }
-        if (id->session && cm_mono_usec() - id->verified_at >= id->session_max_age)
-                cm_tls_identity_forget_session(id);
-        if (id->session && !SSL_get_session(ssl)) {
-                const unsigned char *p = id->session;
-                SSL_SESSION *sess = d2i_SSL_SESSION(NULL, &p, (long) id->session_len);
+        id->handshakes_full++;
+        id->verified_at = cm_mono_usec();
+        {
+                X509 *peer = SSL_get0_peer_certificate(ssl);
+                struct tm tm = {};
 
-                /*
-                 * The callback's SSL is const only by its signature: it is the connection being set up.
-                 * SSL_set_session() takes its own reference.
-                 */
-                if (!sess || SSL_set_session((SSL *) (uintptr_t) ssl, sess) != 1)
-                        cm_tls_identity_forget_session(id);
-                SSL_SESSION_free(sess);
-                ERR_clear_error();
+                if (peer && ASN1_TIME_to_tm(X509_get0_notAfter(peer), &tm) == 1)
+                        id->cert_not_after = (int64_t) timegm(&tm);
         }
 }
 
-int cm_tls_identity_install(struct cm_tls_identity *id, SSL_CTX *ctx, bool kept_idle) {
-        if (!id || !ctx)
-                return -EINVAL;
-        if (pthread_once(&ctx_index_once, ctx_index_init) != 0 || ctx_index < 0 ||
-            SSL_CTX_set_ex_data(ctx, ctx_index, id) != 1)
+SSL_CTX *cm_tls_client_ctx_new(void) {
+        SSL_CTX *ctx;
+
+        if (pthread_once(&ssl_index_once, ssl_index_init) != 0 || ssl_index < 0)
+                return NULL;
+        ctx = SSL_CTX_new(TLS_client_method());
+        if (!ctx)
                 goto fail;
-        /* The identity outlives the connection: the target frees it only once no probe runs. */
-        SSL_CTX_set_cert_verify_callback(ctx, verify_chain, id);
-        SSL_CTX_set_cert_cb(ctx, client_cert, id);
-        /*
-         * A connection kept idle between probes holds no read or write buffer meanwhile (about 34 KiB).
-         * One that lives for one probe keeps them: releasing and allocating 17 KiB buffers around
-         * every record was a tenth of the prober's CPU in malloc at 10,000 clusters.
-         */
-        if (kept_idle)
-                (void) SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
-        /* Sessions go to the identity only (no cache inside OpenSSL, libcurl's own is off). */
+        if (SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1)
+                goto fail;
+        /* Every chain is checked by verify_chain() against its connection's identity: no default store. */
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+        SSL_CTX_set_cert_verify_callback(ctx, verify_chain, NULL);
+        SSL_CTX_set_cert_cb(ctx, client_cert, NULL);
+        /* A request is written again from wherever its buffer is after a partial write. */
+        (void) SSL_CTX_set_mode(ctx, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+        /* Sessions go to the identity only (no cache inside OpenSSL). */
         (void) SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL);
         SSL_CTX_sess_set_new_cb(ctx, session_new);
         SSL_CTX_set_info_callback(ctx, handshake_info);
+        return ctx;
+fail:
+        SSL_CTX_free(ctx);
+        ERR_clear_error();
+        return NULL;
+}
+
+int cm_tls_identity_attach(struct cm_tls_identity *id, SSL *ssl, const char *name, bool kept_idle) {
+        X509_VERIFY_PARAM *param = SSL_get0_param(ssl);
+        unsigned char ip[16];
+        bool literal;
+
+        if (!id || !ssl || isempty(name) || ssl_index < 0)
+                return -EINVAL;
+        literal = inet_pton(AF_INET, name, ip) == 1 || inet_pton(AF_INET6, name, ip) == 1;
+        if (SSL_set_ex_data(ssl, ssl_index, id) != 1)
+                goto fail;
+        /* The server's certificate must name the address (an IP SAN) or the host (SNI and a DNS SAN). */
+        if (literal) {
+                if (X509_VERIFY_PARAM_set1_ip_asc(param, name) != 1)
+                        goto fail;
+        } else if (SSL_ctrl(ssl, SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name,
+                            (void *) (uintptr_t) name) !=
+                           1 || /* SSL_set_tlsext_host_name, without its cast */
+                   SSL_set1_host(ssl, name) != 1)
+                goto fail;
+        /* As Kubernetes' own clients: a name is matched against the DNS names only, never the CN. */
+        SSL_set_hostflags(ssl, X509_CHECK_FLAG_NEVER_CHECK_SUBJECT | X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+        /*
+         * A connection kept idle between probes holds no read or write buffer meanwhile (about 34 KiB).
+         * One that lives for one probe keeps them: releasing and allocating them around every record
+         * costs malloc time for nothing.
+         */
+        if (kept_idle)
+                (void) SSL_set_mode(ssl, SSL_MODE_RELEASE_BUFFERS);
+        if (!id->name || !streq(id->name, name)) {
+                char *copy = strdup(name);
+
+                if (!copy)
+                        goto fail;
+                free(id->name);
+                id->name = copy;
+                cm_tls_identity_forget_session(id);
+        }
+        if (id->session && cm_mono_usec() - id->verified_at >= id->session_max_age)
+                cm_tls_identity_forget_session(id);
+        if (id->session) {
+                const unsigned char *p = id->session;
+                SSL_SESSION *sess = d2i_SSL_SESSION(NULL, &p, (long) id->session_len);
+
+                /* A server that no longer knows it answers with a full handshake (verified as always). */
+                if (!sess || SSL_set_session(ssl, sess) != 1)
+                        cm_tls_identity_forget_session(id);
+                SSL_SESSION_free(sess);
+        }
+        ERR_clear_error();
         return 0;
 fail:
         ERR_clear_error();
         return -EIO;
+}
+
+int64_t cm_tls_identity_cert_not_after(const struct cm_tls_identity *id) {
+        return id ? id->cert_not_after : 0;
 }

@@ -8,10 +8,9 @@
 
 /*
  * A cluster's TLS material, checked and decoded from PEM once: the trust anchors of its kubeconfig (its
- * CA certificates), the client certificate (with any chain behind it) and the private key. The prober
- * installs it into every new connection's SSL_CTX from libcurl's CURLOPT_SSL_CTX_FUNCTION as callbacks,
- * instead of handing libcurl PEM blobs that OpenSSL 3.0 would decode again for every connection (its
- * decoder framework made that most of the monitor's CPU). Certificates are held as DER and decoded
+ * CA certificates), the client certificate (with any chain behind it) and the private key. Every probe
+ * connection shares one client context (cm_tls_client_ctx_new); the identity is attached to each
+ * connection's SSL, and the context's callbacks find it there. Certificates are held as DER and decoded
  * only when a full handshake needs them: the anchors to verify the server's chain, the client
  * certificate when the server asks for one.
  *
@@ -21,6 +20,8 @@
  * a fresh ECDHE, or a TLS 1.2 ticket or session ID) instead of a full handshake: no certificate is
  * decoded, verified or signed on either side. The server authenticates the client from the session
  * it issued after the full handshake (kube-apiserver keeps the client's certificate in its ticket).
+ * The kept session leaves the server's certificate out (a resumed connection neither sends nor checks
+ * one); its expiry, read in the full handshake, is kept beside it.
  * Sessions are never shared between identities, so one cluster record never resumes another's. An
  * identity is used by one thread at a time (the prober's).
  */
@@ -42,14 +43,24 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(struct cm_tls_identity *, cm_tls_identity_free);
 bool cm_tls_identity_has_client_cert(const struct cm_tls_identity *id);
 
 /*
- * Installs the identity into a connection's TLS context: the server's chain is verified against the
- * identity's anchors only (a verify callback that ignores the context's X509_STORE, whatever libcurl
- * loads into it), the client certificate, chain and key are set when the server asks for them, the
- * identity's session is offered when the handshake starts and the session the server gives replaces
- * it. kept_idle: the connection will be kept idle between uses, so it releases its read and write
- * buffers whenever they are empty. The identity must outlive the context. 0 or -EIO.
+ * The client context every probe connection shares: TLS 1.2 or later; the server's chain verified
+ * against the anchors of the identity attached to the connection only (the context's own store stays
+ * empty; a connection without an identity trusts nothing); the client certificate and key set from the
+ * identity when the server asks; sessions handed to the identity. NULL when out of memory.
  */
-int cm_tls_identity_install(struct cm_tls_identity *id, SSL_CTX *ctx, bool kept_idle);
+SSL_CTX *cm_tls_client_ctx_new(void);
+
+/*
+ * Sets a new connection of that context up for the identity: name is the server's host name (sent as
+ * SNI, checked against the certificate's DNS names) or its IP address (checked against its IP
+ * addresses); the identity's session is offered. kept_idle: the connection is kept idle between uses,
+ * so it releases its read and write buffers whenever they are empty. The identity must outlive the
+ * SSL. 0, -EINVAL or -EIO.
+ */
+int cm_tls_identity_attach(struct cm_tls_identity *id, SSL *ssl, const char *name, bool kept_idle);
+
+/* The serving certificate's expiry (unix seconds) seen in the last full handshake; 0 before one. */
+int64_t cm_tls_identity_cert_not_after(const struct cm_tls_identity *id);
 
 /* Drops (wipes) the kept session: the next connection makes a full handshake. Accepts NULL. */
 void cm_tls_identity_forget_session(struct cm_tls_identity *id);

@@ -800,6 +800,18 @@ static void test_kubeconfig_refused(void **state) {
                   "not a valid URL" },
                 { "a space", KC_HEAD KC_CLUSTER("    server: \"https://h:6443/a b\"\n" KC_CA) KC_CERT_USER,
                   "not a valid URL" },
+                { "a port out of range",
+                  KC_HEAD KC_CLUSTER("    server: https://h:65536\n" KC_CA) KC_CERT_USER,
+                  "a port from 1 to 65535" },
+                { "a port that is no number",
+                  KC_HEAD KC_CLUSTER("    server: https://h:64x3/api\n" KC_CA) KC_CERT_USER,
+                  "a port from 1" },
+                { "an unclosed IPv6 address",
+                  KC_HEAD KC_CLUSTER("    server: https://[fd00::1:6443\n" KC_CA) KC_CERT_USER,
+                  "([...] for IPv6)" },
+                { "a host name with a bad character",
+                  KC_HEAD KC_CLUSTER("    server: https://h%41st:6443\n" KC_CA) KC_CERT_USER,
+                  "a host name" },
                 { "no CA", KC_HEAD KC_CLUSTER(KC_SERVER) KC_CERT_USER,
                   "the cluster has no certificate-authority-data" },
                 { "an empty CA",
@@ -1419,7 +1431,7 @@ struct tls_case {
         const char *error; /* a part of the reason */
 };
 
-static bool handshake(SSL_CTX *client_ctx, bool want_client_cert);
+static bool handshake(struct cm_tls_identity *id, const char *name, bool want_client_cert);
 
 static void test_tls_identity(void **state) {
         static const char garbage[] =
@@ -1458,22 +1470,14 @@ static void test_tls_identity(void **state) {
                 print_message("case %zu: %d %s\n", i, r, error);
                 assert_int_equal(r, c->expect);
                 if (r == 0) {
-                        SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
-
-                        assert_non_null(ctx);
                         assert_int_equal(cm_tls_identity_has_client_cert(id), c->cert != NULL);
-                        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-                        assert_int_equal(cm_tls_identity_install(id, ctx, true), 0);
                         /* The certificate and key go onto the connection when the server asks for them. */
-                        assert_true(handshake(ctx, c->cert != NULL));
-                        SSL_CTX_free(ctx);
-                        /* The context let go of its references: the identity still works. */
-                        ctx = SSL_CTX_new(TLS_client_method());
-                        assert_int_equal(cm_tls_identity_install(id, ctx, true), 0);
-                        SSL_CTX_free(ctx);
+                        assert_true(handshake(id, "127.0.0.1", c->cert != NULL));
+                        /* The connection let go of its references: the identity still works. */
+                        assert_true(handshake(id, "127.0.0.1", c->cert != NULL));
                 } else {
                         assert_null(id);
-                        assert_non_null(strstr(error, c->error));
+                        assert_non_null(strstr(error, c->error ? c->error : "(a reason)"));
                         assert_null(strstr(error, "BEGIN")); /* never quotes the input */
                 }
                 cm_tls_identity_free(id);
@@ -1503,20 +1507,42 @@ static SSL_CTX *server_ctx(bool want_client_cert) {
         return sctx;
 }
 
+/* The probes' shared client context, made once for the whole test program. */
+static SSL_CTX *shared_ctx;
+
+static SSL_CTX *client_ctx(void) {
+        if (!shared_ctx)
+                shared_ctx = cm_tls_client_ctx_new();
+        assert_non_null(shared_ctx);
+        return shared_ctx;
+}
+
+static int shared_ctx_free(void **state) {
+        (void) state;
+        SSL_CTX_free(shared_ctx);
+        shared_ctx = NULL;
+        return 0;
+}
+
 /*
- * Runs a TLS handshake in memory between a client context and a server context, then one byte each
- * way (with TLS 1.3 the server judges the client's certificate, and the client reads the server's
- * session tickets, only then). reused: whether the client resumed a session.
+ * Runs a TLS handshake in memory between a client connection of ctx (with the identity attached for
+ * name, when there is one) and a server context, then one byte each way (with TLS 1.3 the server
+ * judges the client's certificate, and the client reads the server's session tickets, only then).
+ * reused: whether the client resumed a session; peer: whether the client holds the server's
+ * certificate at the end.
  */
-static bool handshake_on(SSL_CTX *sctx, SSL_CTX *client_ctx, bool *reused) {
+static bool handshake_full(SSL_CTX *sctx, SSL_CTX *ctx, struct cm_tls_identity *id, const char *name,
+                           bool *reused, bool *peer) {
         SSL *c, *s;
         BIO *cb = NULL, *sb = NULL;
         bool ok = false;
 
-        c = SSL_new(client_ctx);
+        c = SSL_new(ctx);
         s = SSL_new(sctx);
         assert_non_null(c);
         assert_non_null(s);
+        if (id)
+                assert_int_equal(cm_tls_identity_attach(id, c, name, true), 0);
         assert_int_equal(BIO_new_bio_pair(&cb, 0, &sb, 0), 1);
         SSL_set_bio(c, cb, cb);
         SSL_set_bio(s, sb, sb);
@@ -1539,15 +1565,21 @@ static bool handshake_on(SSL_CTX *sctx, SSL_CTX *client_ctx, bool *reused) {
         }
         if (reused)
                 *reused = SSL_session_reused(c) == 1;
+        if (peer)
+                *peer = SSL_get0_peer_certificate(c) != NULL;
         ERR_clear_error();
         SSL_free(c);
         SSL_free(s);
         return ok;
 }
 
-static bool handshake(SSL_CTX *client_ctx, bool want_client_cert) {
+static bool handshake_on(SSL_CTX *sctx, struct cm_tls_identity *id, bool *reused) {
+        return handshake_full(sctx, client_ctx(), id, "127.0.0.1", reused, NULL);
+}
+
+static bool handshake(struct cm_tls_identity *id, const char *name, bool want_client_cert) {
         SSL_CTX *sctx = server_ctx(want_client_cert);
-        bool ok = handshake_on(sctx, client_ctx, NULL);
+        bool ok = handshake_full(sctx, client_ctx(), id, name, NULL, NULL);
 
         SSL_CTX_free(sctx);
         return ok;
@@ -1568,65 +1600,57 @@ static struct cm_tls_identity *identity_of(const char *ca, const char *cert, con
 }
 
 /*
- * A connection trusts its own cluster's CA and nothing else, whatever the context's store holds
- * (libcurl fills that store after the identity was installed, and may share it between connections).
+ * A connection trusts its own cluster's CA and nothing else, whatever the shared context's store holds,
+ * and only for the name it was attached with.
  */
 static void test_tls_identity_verifies(void **state) {
         struct cm_tls_identity *own = identity_of("ca.pem", "client.pem", "client.key"),
                                *other = identity_of("other-ca.pem", NULL, NULL),
                                *token = identity_of("ca.pem", NULL, NULL);
+        SSL_CTX *sctx = server_ctx(false), *plain;
         char path[512];
-        SSL_CTX *ctx;
         (void) state;
 
         assert_true(snprintf(path, sizeof(path), "%s/tls/ca.pem", CM_TESTDATA_DIR) < (int) sizeof(path));
 
         /* Its own CA, and the server asks for the client certificate: both sides verify. */
-        ctx = SSL_CTX_new(TLS_client_method());
-        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-        assert_int_equal(cm_tls_identity_install(own, ctx, true), 0);
-        assert_true(handshake(ctx, true));
-        SSL_CTX_free(ctx);
+        assert_true(handshake(own, "127.0.0.1", true));
 
         /* Without a client certificate the server that demands one refuses. */
-        ctx = SSL_CTX_new(TLS_client_method());
-        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-        assert_int_equal(cm_tls_identity_install(token, ctx, true), 0);
-        assert_false(handshake(ctx, true));
-        assert_true(handshake(ctx, false));
-        SSL_CTX_free(ctx);
+        assert_false(handshake(token, "127.0.0.1", true));
+        assert_true(handshake(token, "127.0.0.1", false));
 
-        /* Another cluster's CA: refused, even with the server's CA in the context's own store. */
-        ctx = SSL_CTX_new(TLS_client_method());
-        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-        assert_int_equal(cm_tls_identity_install(other, ctx, true), 0);
-        assert_int_equal(SSL_CTX_load_verify_locations(ctx, path, NULL), 1);
-        assert_false(handshake(ctx, false));
-        SSL_CTX_free(ctx);
+        /* The certificate names 127.0.0.1 only: another address, or a host name, is refused. */
+        assert_false(handshake(token, "127.0.0.2", false));
+        assert_false(handshake(token, "test-server", false));
+        assert_false(handshake(token, "localhost", false));
+
+        /* A connection without an identity trusts nothing. */
+        assert_false(handshake_full(sctx, client_ctx(), NULL, NULL, NULL, NULL));
+
+        /* Another cluster's CA: refused, even with the server's CA in a client context's own store. */
+        plain = cm_tls_client_ctx_new();
+        assert_non_null(plain);
+        assert_int_equal(SSL_CTX_load_verify_locations(plain, path, NULL), 1);
+        assert_false(handshake_full(sctx, plain, other, "127.0.0.1", NULL, NULL));
+        SSL_CTX_free(plain);
 
         /* The control: that store alone would have trusted the server. */
-        ctx = SSL_CTX_new(TLS_client_method());
-        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-        assert_int_equal(SSL_CTX_load_verify_locations(ctx, path, NULL), 1);
-        assert_true(handshake(ctx, false));
-        SSL_CTX_free(ctx);
+        plain = SSL_CTX_new(TLS_client_method());
+        SSL_CTX_set_verify(plain, SSL_VERIFY_PEER, NULL);
+        assert_int_equal(SSL_CTX_load_verify_locations(plain, path, NULL), 1);
+        assert_true(handshake_full(sctx, plain, NULL, NULL, NULL, NULL));
+        SSL_CTX_free(plain);
 
+        SSL_CTX_free(sctx);
         cm_tls_identity_free(own);
         cm_tls_identity_free(other);
         cm_tls_identity_free(token);
 }
 
-/* One connection of a fresh client context (libcurl makes one per connection) with the identity. */
+/* One connection of the shared client context with the identity. */
 static bool connect_with(SSL_CTX *sctx, struct cm_tls_identity *id, bool *reused) {
-        SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
-        bool ok;
-
-        assert_non_null(ctx);
-        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-        assert_int_equal(cm_tls_identity_install(id, ctx, false), 0);
-        ok = handshake_on(sctx, ctx, reused);
-        SSL_CTX_free(ctx);
-        return ok;
+        return handshake_on(sctx, id, reused);
 }
 
 /*
@@ -1639,17 +1663,24 @@ static void test_tls_identity_resumes(void **state) {
                                *second = identity_of("ca.pem", "client.pem", "client.key");
         SSL_CTX *sctx = server_ctx(true);
         unsigned full = 0, resumed = 0;
-        bool reused = true;
+        bool reused = true, peer = false;
         (void) state;
 
         assert_false(cm_tls_identity_has_session(own));
-        assert_true(connect_with(sctx, own, &reused));
+        assert_int_equal(cm_tls_identity_cert_not_after(own), 0);
+        assert_true(handshake_full(sctx, client_ctx(), own, "127.0.0.1", &reused, &peer));
         assert_false(reused);
+        assert_true(peer);
         assert_true(cm_tls_identity_has_session(own));
+        /* tests/testdata/tls/server.pem: notAfter=Nov  1 20:55:29 2126 GMT */
+        assert_int_equal(cm_tls_identity_cert_not_after(own), INT64_C(4949240129));
         for (int i = 0; i < 3; i++) {
                 reused = false;
-                assert_true(connect_with(sctx, own, &reused));
+                /* The kept session leaves the server's certificate out; its expiry stays known. */
+                assert_true(handshake_full(sctx, client_ctx(), own, "127.0.0.1", &reused, &peer));
                 assert_true(reused);
+                assert_false(peer);
+                assert_int_equal(cm_tls_identity_cert_not_after(own), INT64_C(4949240129));
         }
         cm_tls_identity_take_handshakes(own, &full, &resumed);
         assert_int_equal(full, 1);
@@ -1724,5 +1755,5 @@ int main(void) {
                 cmocka_unit_test(test_tls_identity_verifies),
         };
 
-        return cmocka_run_group_tests(tests, NULL, NULL);
+        return cmocka_run_group_tests(tests, NULL, shared_ctx_free);
 }
