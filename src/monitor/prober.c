@@ -739,12 +739,11 @@ static int conn_start(struct cm_monitor *m, struct target *t) {
 
 /* Starts the current step's request; on failure ends the probe with an error outcome. */
 static void step_start(struct cm_monitor *m, struct target *t) {
-        _cleanup_strbuf_ struct strbuf req = STRBUF_INIT(64 * 1024);
+        _cleanup_strbuf_ struct strbuf req = { .cap = 64 * 1024, .secret = true }; /* may hold the token */
         uint64_t now = cm_mono_usec(),
                  deadline = t->probe_start + (uint64_t) m->cfg.timeout_ms * USEC_PER_MSEC;
         int r;
 
-        strbuf_init_secret(&req, 64 * 1024);
         if (now >= deadline) {
                 char detail[CM_PROBE_TEXT_MAX];
 

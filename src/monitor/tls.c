@@ -377,7 +377,8 @@ static bool der_length(const unsigned char **p, const unsigned char *end, size_t
  * time (about 0.14 ms and 6.5 KiB held while the connection lives), for a certificate a resumed
  * connection neither checks nor sends. The session's secret and ticket stay; its expiry is kept by
  * the identity from the full handshake. Returns the new length (the DER is rewritten in place), or 0
- * when the encoding is not the one expected (the caller keeps the session as it was).
+ * when the encoding is not the one expected (the DER may then be half rewritten: the caller keeps no
+ * session, and the next connection makes a full handshake).
  */
 static size_t session_strip_peer(unsigned char *der, size_t len) {
         const unsigned char *p = der, *end = der + len, *body;
