@@ -34,7 +34,6 @@ struct cm_conn {
         socklen_t addr_len;
         bool established; /* the handshake completed */
         unsigned answered; /* complete answers on this connection */
-        bool got_bytes; /* of the current answer */
         char *req; /* the request being written (wiped when written) */
         size_t req_len;
         struct strbuf *body;
@@ -228,7 +227,6 @@ int cm_conn_send(struct cm_conn *c, const char *req, size_t len, struct strbuf *
         c->resp = resp;
         c->status = 0;
         cm_http1_response_init(resp, body);
-        c->got_bytes = false;
         c->reusable = false;
         if (c->state == CONN_IDLE)
                 c->state = CONN_SENDING;
@@ -268,6 +266,16 @@ static bool end_of_stream(const struct cm_conn *c, int rc, int saved_errno) {
                 ERR_GET_REASON(code) == SSL_R_UNEXPECTED_EOF_WHILE_READING);
 }
 
+/* The answer is complete: the connection waits for the next request (when reusable). Returns 1. */
+static int answer_complete(struct cm_conn *c, bool reusable) {
+        c->state = CONN_IDLE;
+        c->status = c->resp->status;
+        c->resp = NULL;
+        c->reusable = reusable;
+        c->answered++;
+        return 1;
+}
+
 static int conn_receive(struct cm_conn *c) {
         char buf[READ_CHUNK];
 
@@ -284,39 +292,28 @@ static int conn_receive(struct cm_conn *c) {
                         if (end_of_stream(c, n, saved)) {
                                 /* The end of the stream: it may end an answer delimited by the close. */
                                 ERR_clear_error();
-                                r = c->got_bytes ? cm_http1_response_eof(c->resp) : -EBADMSG;
-                                if (r == 1) {
-                                        c->state = CONN_IDLE;
-                                        c->status = c->resp->status;
-                                        c->resp = NULL;
-                                        c->reusable = false;
-                                        c->answered++;
-                                        return 1;
-                                }
+                                r = cm_http1_response_eof(c->resp);
+                                if (r == 1)
+                                        return answer_complete(c, false);
                                 return conn_fail(c, CM_CONN_UNREACHABLE, -ECONNRESET,
-                                                 c->got_bytes ? "the server closed the connection before "
-                                                                "the answer was complete"
-                                                              : "the server closed the connection without "
-                                                                "answering");
+                                                 cm_http1_response_started(c->resp)
+                                                         ? "the server closed the connection before "
+                                                           "the answer was complete"
+                                                         : "the server closed the connection without "
+                                                           "answering");
                         }
                         return tls_failed(c, n, "read");
                 }
-                c->got_bytes = true;
                 r = cm_http1_response_feed(c->resp, buf, (size_t) n, &used);
                 if (r == -EFBIG)
                         return conn_fail(c, CM_CONN_TOO_LARGE, -EFBIG, "the answer is larger than %zu bytes",
                                          c->body->cap);
                 if (r < 0)
                         return conn_fail(c, CM_CONN_PROTOCOL, r, "the answer is not valid HTTP/1.1");
-                if (r == 1) {
-                        c->state = CONN_IDLE;
-                        c->status = c->resp->status;
-                        /* Bytes after the answer to a single request: nothing more is trusted on it. */
-                        c->reusable = c->resp->keep_alive && used == (size_t) n && SSL_pending(c->ssl) == 0;
-                        c->resp = NULL;
-                        c->answered++;
-                        return 1;
-                }
+                /* Bytes after the answer to a single request: nothing more is trusted on it. */
+                if (r == 1)
+                        return answer_complete(c, c->resp->keep_alive && used == (size_t) n &&
+                                                          SSL_pending(c->ssl) == 0);
         }
 }
 
@@ -390,7 +387,8 @@ const char *cm_conn_error(const struct cm_conn *c) {
 }
 
 bool cm_conn_stale(const struct cm_conn *c) {
-        return c->state == CONN_FAILED && c->answered > 0 && !c->got_bytes;
+        /* The caller's parser stays with a failed exchange: it knows whether any byte came. */
+        return c->state == CONN_FAILED && c->answered > 0 && c->resp && !cm_http1_response_started(c->resp);
 }
 
 bool cm_conn_established(const struct cm_conn *c) {

@@ -61,7 +61,8 @@ int cm_conn_fd(const struct cm_conn *c);
  * Starts one request: its bytes (a whole HTTP/1.1 request; it may carry a token) are copied and wiped
  * once written; the answer's body goes to body (reset first; its cap bounds the answer), parsed with
  * resp (the caller's: a parser's line buffer is not worth keeping in every idle connection). Both must
- * stay until the answer is complete or the exchange failed. The previous answer must be complete.
+ * stay until the answer is complete, or after a failure until cm_conn_stale() was asked. The previous
+ * answer must be complete.
  * 0, -EINVAL or -ENOMEM.
  */
 _warn_unused_result_ int cm_conn_send(struct cm_conn *c, const char *req, size_t len, struct strbuf *body,

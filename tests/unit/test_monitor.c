@@ -1573,6 +1573,7 @@ static bool handshake_full(SSL_CTX *sctx, SSL_CTX *ctx, struct cm_tls_identity *
         return ok;
 }
 
+/* One connection of the shared client context with the identity, to a server named 127.0.0.1. */
 static bool handshake_on(SSL_CTX *sctx, struct cm_tls_identity *id, bool *reused) {
         return handshake_full(sctx, client_ctx(), id, "127.0.0.1", reused, NULL);
 }
@@ -1648,11 +1649,6 @@ static void test_tls_identity_verifies(void **state) {
         cm_tls_identity_free(token);
 }
 
-/* One connection of the shared client context with the identity. */
-static bool connect_with(SSL_CTX *sctx, struct cm_tls_identity *id, bool *reused) {
-        return handshake_on(sctx, id, reused);
-}
-
 /*
  * The next connection resumes the identity's last session (the server demands a client certificate
  * and accepts the one it saw in the full handshake), only its own identity's, and after
@@ -1690,22 +1686,22 @@ static void test_tls_identity_resumes(void **state) {
 
         /* Another cluster record with the same credentials has no session of the first's. */
         assert_false(cm_tls_identity_has_session(second));
-        assert_true(connect_with(sctx, second, &reused));
+        assert_true(handshake_on(sctx, second, &reused));
         assert_false(reused);
 
         /* Forgotten: a full handshake, and then a session again. */
         cm_tls_identity_forget_session(own);
         assert_false(cm_tls_identity_has_session(own));
-        assert_true(connect_with(sctx, own, &reused));
+        assert_true(handshake_on(sctx, own, &reused));
         assert_false(reused);
         assert_true(cm_tls_identity_has_session(own));
 
         /* Past its maximum age after the full handshake the session is not offered: a full one again. */
         cm_tls_identity_set_session_max_age(own, 0);
-        assert_true(connect_with(sctx, own, &reused));
+        assert_true(handshake_on(sctx, own, &reused));
         assert_false(reused);
         cm_tls_identity_set_session_max_age(own, 3600 * USEC_PER_SEC);
-        assert_true(connect_with(sctx, own, &reused));
+        assert_true(handshake_on(sctx, own, &reused));
         assert_true(reused);
         cm_tls_identity_take_handshakes(own, &full, &resumed);
         assert_int_equal(full, 2); /* the forgotten session's and the aged one's */
@@ -1714,9 +1710,9 @@ static void test_tls_identity_resumes(void **state) {
         /* A server that no longer knows the session (a restart: new ticket keys): a full handshake. */
         SSL_CTX_free(sctx);
         sctx = server_ctx(true);
-        assert_true(connect_with(sctx, own, &reused));
+        assert_true(handshake_on(sctx, own, &reused));
         assert_false(reused);
-        assert_true(connect_with(sctx, own, &reused));
+        assert_true(handshake_on(sctx, own, &reused));
         assert_true(reused);
         cm_tls_identity_take_handshakes(own, &full, &resumed);
         assert_int_equal(full, 1);
